@@ -1,0 +1,97 @@
+"""Bad input gets a ValueError that names the argument, whichever op is called."""
+
+import math
+
+import pytest
+import torch
+
+from tests.helpers import vla_inputs
+from vla.ops import naive_recurrent_delta_rule, naive_recurrent_linear_attn, naive_recurrent_vla
+
+
+def _call(**over):
+    q, k, v, u = vla_inputs(1, 6, 2, 4, 3)
+    args = dict(q=q, k=k, v=v, u=u)
+    kw = {}
+    for name, val in over.items():
+        if name in args:
+            args[name] = val
+        else:
+            kw[name] = val
+    return naive_recurrent_vla(args["q"], args["k"], args["v"], args["u"], **kw)
+
+
+def _bad(match, **over):
+    with pytest.raises(ValueError, match=match):
+        _call(**over)
+
+
+def test_shapes():
+    _bad("q must have k's shape", q=torch.randn(1, 6, 2, 5, dtype=torch.float64))
+    _bad("v must have shape", v=torch.randn(1, 7, 2, 3, dtype=torch.float64))
+    _bad("u must have k's shape", u=torch.randn(1, 6, 2, 3, dtype=torch.float64))
+    _bad("k must have 4 dimensions", k=torch.randn(6, 2, 4, dtype=torch.float64))
+    _bad("q must be a floating-point", q=torch.ones(1, 6, 2, 4, dtype=torch.int64))
+
+
+def test_dtype_and_device_mismatch():
+    _bad("v has dtype", v=torch.randn(1, 6, 2, 3, dtype=torch.float32))
+    _bad("u has dtype", u=torch.randn(1, 6, 2, 4, dtype=torch.float32))
+    if torch.cuda.is_available():
+        _bad("is on", u=torch.randn(1, 6, 2, 4, dtype=torch.float64, device="cuda"))
+
+
+@pytest.mark.parametrize("name", ["q", "k", "v", "u"])
+def test_non_finite(name):
+    q, k, v, u = vla_inputs(1, 6, 2, 4, 3)
+    x = dict(q=q, k=k, v=v, u=u)[name].clone()
+    x[0, 3, 1, 0] = math.nan if name != "v" else math.inf
+    _bad(f"{name} contains non-finite", **{name: x})
+
+
+def test_hyperparameters():
+    _bad("lambda0 must be > 0", lambda0=0.0)
+    _bad("lambda0 must be > 0", lambda0=-1.0)
+    _bad("period must be >= 1", period=0)
+    _bad("period must be an int", period=2.5)
+    _bad("nudge_eps must be >= 0", nudge_eps=-1e-3)
+    _bad("delta_min must be > 0", delta_min=0.0)
+    _bad("scale must be finite", scale=math.inf)
+    _bad("lambda0 must be finite", lambda0=math.nan)
+
+
+def test_cu_seqlens():
+    q, k, v, u = vla_inputs(2, 6, 2, 4, 3)
+    with pytest.raises(ValueError, match="B == 1"):
+        naive_recurrent_vla(q, k, v, u, cu_seqlens=torch.tensor([0, 6]))
+    _bad("strictly increasing", cu_seqlens=torch.tensor([0, 4, 4, 6]))
+    _bad("strictly increasing", cu_seqlens=torch.tensor([0, 5, 3, 6]))
+    _bad("must end at T", cu_seqlens=torch.tensor([0, 3, 5]))
+    _bad("must start at 0", cu_seqlens=torch.tensor([1, 6]))
+    _bad("cu_seqlens must be a 1-D integer", cu_seqlens=torch.tensor([0.0, 6.0]))
+
+
+def test_offset():
+    _bad("offset must be >= 0", offset=-1)
+    _bad("offset must be an int or 1 ints", offset=[1, 2])
+    _bad("offset must be an int", offset="3")
+
+
+def test_initial_state():
+    _bad("initial_state S must have shape", initial_state=(torch.zeros(1, 2, 4, 4, dtype=torch.float64), None))
+    _bad("initial_state A must have shape", initial_state=(None, torch.zeros(1, 2, 4, 3, dtype=torch.float64)))
+    _bad("initial_state must be a tuple of 2", initial_state=(None,))
+    _bad("initial_state must be a tuple", initial_state=torch.zeros(1, 2, 4, 3))
+    bad = torch.zeros(1, 2, 4, 3, dtype=torch.float64)
+    bad[0, 0, 0, 0] = math.nan
+    _bad("initial_state S contains non-finite", initial_state=(bad, None))
+
+
+def test_baselines_check_too():
+    q, k, v, _ = vla_inputs(1, 6, 2, 4, 3)
+    with pytest.raises(ValueError, match="beta must have shape"):
+        naive_recurrent_delta_rule(q, k, v, torch.ones(1, 6, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="initial_state z must have shape"):
+        naive_recurrent_linear_attn(q, k, v, initial_state=(None, torch.zeros(1, 2, 3, dtype=torch.float64)))
+    with pytest.raises(ValueError, match="v has dtype"):
+        naive_recurrent_linear_attn(q, k, v.float())

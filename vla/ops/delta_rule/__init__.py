@@ -1,0 +1,3 @@
+from .naive import naive_recurrent_delta_rule
+
+__all__ = ["naive_recurrent_delta_rule"]

@@ -1,0 +1,247 @@
+"""Shared input checks and small helpers for every op back end.
+
+Every public op (naive, chunk, fused recurrent, and the baselines) validates its arguments here, so
+that bad input raises the same ``ValueError`` naming the argument whichever back end is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import torch
+
+_CHECK_FINITE = True
+
+
+@contextlib.contextmanager
+def input_checks(finite: bool = True):
+    """Context manager that turns the (synchronising) finiteness checks on or off.
+
+    The finiteness check reads every input once and synchronises with the device; benchmarks that
+    want to time the kernels alone may turn it off. Shape, dtype and argument checks always run.
+    """
+    global _CHECK_FINITE
+    old = _CHECK_FINITE
+    _CHECK_FINITE = finite
+    try:
+        yield
+    finally:
+        _CHECK_FINITE = old
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; every other floating dtype computes in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def l2norm(x: torch.Tensor, eps: float = 1e-6, dim: int = -1) -> torch.Tensor:
+    """``x / max(||x||, eps)`` along ``dim`` (the SPEC's normalisation, clamp not additive)."""
+    return x / x.norm(dim=dim, keepdim=True).clamp_min(eps)
+
+
+@dataclass
+class SeqInfo:
+    """What the checker learned about the batch layout."""
+
+    B: int
+    T: int
+    H: int
+    K: int
+    V: int
+    N: int  # number of sequences (B, or len(cu_seqlens) - 1)
+    offsets: torch.Tensor  # int64 [N], on the CPU
+    cu_seqlens: Optional[torch.Tensor]  # int64 [N+1], on the inputs' device, or None
+
+
+def _check_finite(name: str, x: torch.Tensor) -> None:
+    if _CHECK_FINITE and x.numel() > 0 and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains non-finite values (NaN or Inf)")
+
+
+def _check_float_tensor(name: str, x, ndim: int) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+
+
+def check_hyper(name: str, value, *, positive: bool = False, nonneg: bool = False, integer: bool = False):
+    """Check one scalar hyperparameter; returns it as float or int."""
+    if integer:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an int, got {value!r}")
+    else:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if nonneg and not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+OffsetLike = Union[int, Sequence[int], torch.Tensor]
+
+
+def check_inputs(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    key_like: Optional[dict] = None,
+    head_like: Optional[dict] = None,
+    initial_state: Optional[Sequence[Optional[torch.Tensor]]] = None,
+    state_shapes: Sequence[str] = ("KV",),
+    state_names: Sequence[str] = ("S",),
+    cu_seqlens: Optional[torch.Tensor] = None,
+    offset: OffsetLike = 0,
+    scale: Optional[float] = None,
+) -> SeqInfo:
+    """Validate the common arguments of every op.
+
+    q, k: [B, T, H, K]; v: [B, T, H, V]; ``key_like`` tensors have k's shape (VLA's u);
+    ``head_like`` tensors are [B, T, H] (DeltaNet's beta). ``initial_state`` is a tuple whose i-th
+    entry (or None) has shape [N, H, K, V] ("KV"), [N, H, K, K] ("KK") or [N, H, K] ("K").
+    """
+    _check_float_tensor("q", q, 4)
+    _check_float_tensor("k", k, 4)
+    _check_float_tensor("v", v, 4)
+    B, T, H, K = k.shape
+    if q.shape != k.shape:
+        raise ValueError(f"q must have k's shape {tuple(k.shape)}, got {tuple(q.shape)}")
+    if v.shape[:3] != (B, T, H):
+        raise ValueError(f"v must have shape [B, T, H, V] = [{B}, {T}, {H}, V], got {tuple(v.shape)}")
+    V = v.shape[-1]
+    if K < 1 or V < 1 or H < 1:
+        raise ValueError(f"head sizes must be positive, got H={H}, K={K}, V={V}")
+    tensors = {"q": q, "k": k, "v": v}
+    for name, x in (key_like or {}).items():
+        _check_float_tensor(name, x, 4)
+        if x.shape != k.shape:
+            raise ValueError(f"{name} must have k's shape {tuple(k.shape)}, got {tuple(x.shape)}")
+        tensors[name] = x
+    for name, x in (head_like or {}).items():
+        _check_float_tensor(name, x, 3)
+        if x.shape != (B, T, H):
+            raise ValueError(f"{name} must have shape [B, T, H] = {(B, T, H)}, got {tuple(x.shape)}")
+        tensors[name] = x
+    for name, x in tensors.items():
+        if x.dtype != q.dtype:
+            raise ValueError(f"{name} has dtype {x.dtype} but q has {q.dtype}: all inputs must share one dtype")
+        if x.device != q.device:
+            raise ValueError(f"{name} is on {x.device} but q is on {q.device}: all inputs must share one device")
+    for name, x in tensors.items():
+        _check_finite(name, x)
+
+    if scale is not None:
+        check_hyper("scale", scale)
+
+    # variable-length layout
+    if cu_seqlens is not None:
+        if not isinstance(cu_seqlens, torch.Tensor):
+            raise ValueError("cu_seqlens must be a torch.Tensor of int64")
+        if cu_seqlens.dtype not in (torch.int32, torch.int64) or cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+            raise ValueError(f"cu_seqlens must be a 1-D integer tensor [N+1] with N >= 1, got {cu_seqlens.dtype} {tuple(cu_seqlens.shape)}")
+        if B != 1:
+            raise ValueError(f"cu_seqlens requires batch size B == 1 (packed sequences), got B={B}")
+        cpu = cu_seqlens.detach().to("cpu", torch.int64)
+        if int(cpu[0]) != 0:
+            raise ValueError(f"cu_seqlens must start at 0, got {int(cpu[0])}")
+        if int(cpu[-1]) != T:
+            raise ValueError(f"cu_seqlens must end at T={T}, got {int(cpu[-1])}")
+        if not bool((cpu[1:] > cpu[:-1]).all()):
+            raise ValueError("cu_seqlens must be strictly increasing (every sequence at least one token)")
+        N = cpu.numel() - 1
+        cu_seqlens = cu_seqlens.to(torch.int64)
+    else:
+        N = B
+
+    # offsets: one per sequence
+    if isinstance(offset, torch.Tensor):
+        if offset.dim() == 0:
+            offset = offset.reshape(1).expand(N)
+        if offset.dim() != 1 or offset.numel() != N or offset.is_floating_point():
+            raise ValueError(f"offset must be an int or {N} ints (one per sequence), got {tuple(offset.shape)} {offset.dtype}")
+        offsets = offset.detach().to("cpu", torch.int64)
+    elif isinstance(offset, bool):
+        raise ValueError(f"offset must be an int or one int per sequence, got {offset!r}")
+    elif isinstance(offset, int):
+        offsets = torch.full((N,), offset, dtype=torch.int64)
+    else:
+        try:
+            offsets = torch.as_tensor(list(offset), dtype=torch.int64)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"offset must be an int or one int per sequence, got {offset!r}") from None
+        if offsets.dim() != 1 or offsets.numel() != N:
+            raise ValueError(f"offset must be an int or {N} ints (one per sequence), got {len(offsets)} values")
+    if bool((offsets < 0).any()):
+        raise ValueError(f"offset must be >= 0, got {offsets.tolist()}")
+
+    # initial state
+    if initial_state is not None:
+        if isinstance(initial_state, torch.Tensor) or not isinstance(initial_state, (tuple, list)):
+            raise ValueError(f"initial_state must be a tuple ({', '.join(state_names)}) of tensors or None")
+        if len(initial_state) != len(state_shapes):
+            raise ValueError(f"initial_state must be a tuple of {len(state_shapes)} ({', '.join(state_names)}), got {len(initial_state)} entries")
+        dims = {"K": K, "V": V}
+        for sname, kind, x in zip(state_names, state_shapes, initial_state):
+            if x is None:
+                continue
+            want = (N, H) + tuple(dims[c] for c in kind)
+            if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+                raise ValueError(f"initial_state {sname} must be a floating-point tensor of shape {want}")
+            if tuple(x.shape) != want:
+                raise ValueError(f"initial_state {sname} must have shape [N, H, ...] = {want}, got {tuple(x.shape)}")
+            if x.device != q.device:
+                raise ValueError(f"initial_state {sname} is on {x.device} but q is on {q.device}")
+            _check_finite(f"initial_state {sname}", x)
+    return SeqInfo(B=B, T=T, H=H, K=K, V=V, N=N, offsets=offsets, cu_seqlens=cu_seqlens)
+
+
+def check_vla_hyper(lambda0, period, nudge_eps, delta_min, eps=1e-6):
+    check_hyper("lambda0", lambda0, positive=True)
+    check_hyper("period", period, integer=True)
+    if period < 1:
+        raise ValueError(f"period must be >= 1, got {period}")
+    check_hyper("nudge_eps", nudge_eps, nonneg=True)
+    check_hyper("delta_min", delta_min, positive=True)
+    check_hyper("eps", eps, positive=True)
+
+
+def default_scale(scale: Optional[float], K: int) -> float:
+    return K ** -0.5 if scale is None else float(scale)
+
+
+def seq_bounds(info: SeqInfo):
+    """(start, end) of every sequence, as python ints (for back ends that loop over sequences)."""
+    if info.cu_seqlens is None:
+        return [(0, info.T)] * info.N
+    c = info.cu_seqlens.tolist()
+    return list(zip(c[:-1], c[1:]))
+
+
+def run_varlen(dense_fn, info: SeqInfo, seq_tensors: Sequence[torch.Tensor], states: Sequence[Optional[torch.Tensor]]):
+    """Apply ``dense_fn(seq_tensors, states, offsets) -> (o, final_states)`` to each packed sequence.
+
+    Used by back ends whose dense path is batched over B: with ``cu_seqlens`` each sequence is cut out
+    ([1, T_i, ...]), run with its own state and offset, and the outputs are concatenated again.
+    """
+    if info.cu_seqlens is None:
+        return dense_fn(seq_tensors, states, info.offsets)
+    outs, finals = [], []
+    for i, (s, e) in enumerate(seq_bounds(info)):
+        xs = [x[:, s:e] for x in seq_tensors]
+        st = [None if x is None else x[i:i + 1] for x in states]
+        o, f = dense_fn(xs, st, info.offsets[i:i + 1])
+        outs.append(o)
+        finals.append(f)
+    o = torch.cat(outs, dim=1)
+    final = tuple(torch.cat([f[j] for f in finals], dim=0) for j in range(len(finals[0])))
+    return o, final
