@@ -1,0 +1,46 @@
+"""The one place where the layers pick the op they call.
+
+The layers call the dispatchers ``vla.ops.vla``, ``vla.ops.delta_rule`` and ``vla.ops.linear_attn``
+(``mode="auto" | "naive" | "chunk" | "fused_recurrent"``). Until a dispatcher exists in ``vla.ops``
+(it is a plain function there once the chunked back ends land), the naive reference op is used,
+whatever the mode; the lookup happens at call time, so nothing has to change when it lands.
+"""
+
+from __future__ import annotations
+
+import vla.ops as _ops
+
+MODES = ("auto", "naive", "chunk", "fused_recurrent")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return mode
+
+
+def _dispatch(name: str, naive_name: str, mode: str, **kwargs_extra):
+    fn = getattr(_ops, name, None)
+    if callable(fn):  # the dispatcher function (the subpackage of the same name is not callable)
+        def call(*args, **kwargs):
+            return fn(*args, mode=mode, **kwargs)
+        return call
+    return getattr(_ops, naive_name)
+
+
+def vla_op(mode: str):
+    """The VLA op for ``mode``: ``op(q, k, v, u, **kwargs) -> (o, final_state)``."""
+    return _dispatch("vla", "naive_recurrent_vla", mode)
+
+
+def delta_rule_op(mode: str):
+    return _dispatch("delta_rule", "naive_recurrent_delta_rule", mode)
+
+
+def linear_attn_op(mode: str):
+    return _dispatch("linear_attn", "naive_recurrent_linear_attn", mode)
+
+
+def has_dispatchers() -> bool:
+    """Whether the fast dispatchers have landed (else the layers run the naive loops)."""
+    return all(callable(getattr(_ops, n, None)) for n in ("vla", "delta_rule", "linear_attn"))
