@@ -1,0 +1,1 @@
+"""Triton kernels for VLA. Importing this package imports Triton."""
