@@ -245,3 +245,92 @@ def run_varlen(dense_fn, info: SeqInfo, seq_tensors: Sequence[torch.Tensor], sta
     o = torch.cat(outs, dim=1)
     final = tuple(torch.cat([f[j] for f in finals], dim=0) for j in range(len(finals[0])))
     return o, final
+
+
+def check_chunk_size(chunk_size, period: int, nudge_eps: float) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size not in (16, 32, 64):
+        raise ValueError(f"chunk_size must be 16, 32 or 64, got {chunk_size!r}")
+    if nudge_eps > 0 and period % chunk_size != 0:
+        raise ValueError(
+            f"period ({period}) must be a multiple of chunk_size ({chunk_size}) while nudges are on "
+            f"(nudge_eps={nudge_eps}): the chunk form applies nudges at chunk boundaries")
+    return chunk_size
+
+
+class ChunkLayout:
+    """Places every sequence in a zero-padded ``[N, L, H, D]`` batch whose chunk boundaries fall on
+    absolute multiples of ``C`` (SPEC §3): sequence n starts at row ``offset_n % C``.
+
+    Zero rows are inert in every recurrence here (a zero key writes nothing, a zero penalty direction
+    leaves A unchanged), so the padded batch computes exactly the unpadded one. ``pad`` and ``unpad``
+    are differentiable.
+    """
+
+    def __init__(self, info: SeqInfo, C: int, device):
+        self.info, self.C = info, C
+        starts = [s for s, _ in seq_bounds(info)]
+        lens = [e - s for s, e in seq_bounds(info)]
+        self.lead = [int(o) % C for o in info.offsets.tolist()]
+        self.lens = lens
+        L = max((r + n + C - 1) // C * C for r, n in zip(self.lead, lens)) if lens else C
+        self.L = max(L, C)
+        self.nc = self.L // C
+        N = info.N
+        self.trivial = info.cu_seqlens is None and all(r == 0 for r in self.lead) and info.T == self.L
+        if not self.trivial:
+            src, dst = [], []
+            for n in range(N):
+                src_base = starts[n] if info.cu_seqlens is not None else n * info.T
+                src.append(torch.arange(src_base, src_base + lens[n]))
+                dst.append(torch.arange(n * self.L + self.lead[n], n * self.L + self.lead[n] + lens[n]))
+            self.src = torch.cat(src).to(device)
+            self.dst = torch.cat(dst).to(device)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, H, D] -> [N, L, H, D]."""
+        if self.trivial:
+            return x
+        B, T, H, D = x.shape
+        flat = x.reshape(B * T, H, D)
+        out = flat.new_zeros(self.info.N * self.L, H, D)
+        out = out.index_copy(0, self.dst, flat.index_select(0, self.src))
+        return out.reshape(self.info.N, self.L, H, D)
+
+    def unpad(self, y: torch.Tensor) -> torch.Tensor:
+        """[N, L, H, D] -> [B, T, H, D]."""
+        if self.trivial:
+            return y
+        N, L, H, D = y.shape
+        B, T = self.info.B, self.info.T
+        flat = y.reshape(N * L, H, D)
+        out = flat.new_zeros(B * T, H, D)
+        out = out.index_copy(0, self.src, flat.index_select(0, self.dst))
+        return out.reshape(B, T, H, D)
+
+    def chunk_end_positions(self) -> torch.Tensor:
+        """Absolute position of each chunk's last row, [N, nc] (int64), and whether it is a real token."""
+        off = self.info.offsets
+        base = off - torch.tensor(self.lead, dtype=torch.int64)
+        ends = base[:, None] + torch.arange(1, self.nc + 1, dtype=torch.int64)[None] * self.C
+        real = ends <= (off + torch.tensor(self.lens, dtype=torch.int64))[:, None]
+        return ends, real
+
+
+def make_callable_package(module_name: str, fn) -> None:
+    """Let a subpackage (``vla.ops.vla``) be called like its dispatcher function.
+
+    SPEC §2 names both a folder ``vla/ops/vla/`` and a function ``vla.ops.vla(...)``; a module whose
+    class has ``__call__`` is both, so ``import vla.ops.vla.chunk`` and ``vla.ops.vla(q, k, v, u)``
+    work side by side.
+    """
+    import sys
+    import types
+
+    mod = sys.modules[module_name]
+
+    class _CallablePackage(types.ModuleType):
+        def __call__(self, *args, **kwargs):
+            return fn(*args, **kwargs)
+
+    mod.__class__ = _CallablePackage
+    mod.__doc__ = fn.__doc__

@@ -1,0 +1,63 @@
+"""Phase 2 of SPEC §3, shared by VLA, DeltaNet and linear attention: the generalized delta rule in
+chunkwise (WY/UT) form, in PyTorch.
+
+Per token ``S_t = S_{t-1} + w_t (v_t - S_{t-1}^T r_t)^T`` with read key ``r`` and write key ``w``
+(VLA: r = k_hat, w = alpha_hat; DeltaNet: r = k, w = beta k); ``o_t = scale * S_t^T q_t``. With
+``delta=False`` the correction is dropped (``S_t = S_{t-1} + w_t v_t^T``: linear attention).
+
+Per chunk, with S0 the state entering it (rows of the chunk as matrices):
+    L = tril(R W^T, -1);   E = (I + L)^{-1} (V - R S0)
+    O = scale (Q S0 + tril(Q W^T) E);   S1 = S0 + W^T E
+Everything but the S0-dependent products is computed for all chunks at once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delta: bool = True):
+    """Inputs chunked as ``[N, H, nc, C, D]`` (compute dtype), S0 ``[N, H, K, V]``.
+
+    Returns ``o [N, H, nc, C, V]`` and the final state ``[N, H, K, V]``.
+    """
+    C = q.shape[-2]
+    mask_strict = torch.ones(C, C, dtype=torch.bool, device=q.device).tril(-1)
+    mask_incl = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+    # causal read-out weights within a chunk (diagonal included: a token reads its own write)
+    qw = (q @ write_key.transpose(-1, -2)).masked_fill(~mask_incl, 0)
+    if delta:
+        eye = torch.eye(C, dtype=q.dtype, device=q.device)
+        lower = (read_key @ write_key.transpose(-1, -2)).masked_fill(~mask_strict, 0)
+        # (I + L)^{-1} applied to V and to R, for every chunk at once (unit lower-triangular solve)
+        both = torch.linalg.solve_triangular(eye + lower, torch.cat([v, read_key], dim=-1), upper=False,
+                                             unitriangular=True)
+        v_corr, r_corr = both.split([v.shape[-1], read_key.shape[-1]], dim=-1)
+    S = S0
+    outs = []
+    if delta:
+        # rows 0..C-1 read the state for the correction, rows C..2C-1 for the output
+        reads = torch.cat([r_corr, q], dim=-2)
+    for c in range(q.shape[2]):
+        if delta:
+            x = reads[:, :, c] @ S
+            e = v_corr[:, :, c] - x[..., :C, :]                        # row t = v_t - S_{t-1}^T r_t
+            outs.append(x[..., C:, :] + qw[:, :, c] @ e)
+        else:
+            e = v[:, :, c]
+            outs.append(q[:, :, c] @ S + qw[:, :, c] @ e)
+        S = S + write_key[:, :, c].transpose(-1, -2) @ e
+    o = scale * torch.stack(outs, dim=2) if outs else v.new_zeros(v.shape)
+    return o, S
+
+
+def to_chunks(x: torch.Tensor, C: int) -> torch.Tensor:
+    """[N, L, H, D] -> [N, H, L // C, C, D]."""
+    N, L, H, D = x.shape
+    return x.reshape(N, L // C, C, H, D).permute(0, 3, 1, 2, 4)
+
+
+def from_chunks(x: torch.Tensor) -> torch.Tensor:
+    """[N, H, nc, C, D] -> [N, nc * C, H, D]."""
+    N, H, nc, C, D = x.shape
+    return x.permute(0, 2, 3, 1, 4).reshape(N, nc * C, H, D)

@@ -1,0 +1,125 @@
+"""The exact chunkwise-parallel form of VLA (SPEC §3), in PyTorch, and the ``chunk_vla`` entry point.
+
+Phase 1 (this file) runs the penalty inverse A through the chunks with one C x C Cholesky per chunk
+(Woodbury on the chunk) and yields every token's write direction; phase 2
+(``vla.ops.common.chunk_delta``) is the generalized delta rule with read key k_hat and write key
+alpha_hat. Both run in float32 (float64 for float64 input). Differentiable by autograd; nothing of
+T x K^2 elements is stored (A is kept once per chunk).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from ..common.chunk_delta import chunk_generalized_delta, from_chunks, to_chunks
+from ..utils import ChunkLayout, OffsetLike, check_chunk_size, compute_dtype, default_scale, l2norm
+from .naive import check_vla_inputs, initial_vla_state
+
+
+def write_directions(u, k_hat, A0, nudge, *, nudge_eps: float, eps: float):
+    """Phase 1 of SPEC §3 over all chunks.
+
+    u, k_hat: [N, H, nc, C, K]; A0: [N, H, K, K] (symmetric); nudge: bool [N, nc], whether the chunk
+    ends on a multiple of the period. Returns (write_dir [N, H, nc, C, K], A after the last chunk).
+    """
+    N, H, nc, C, K = u.shape
+    eye_c = torch.eye(C, dtype=u.dtype, device=u.device)
+    eye_k = torch.eye(K, dtype=u.dtype, device=u.device)
+    incl = torch.ones(C, C, dtype=torch.bool, device=u.device).tril()
+    nudge_dev = nudge.to(u.device, u.dtype) * nudge_eps
+    # Sequential part: the chain A_c -> A_{c+1}, keeping A at each chunk start and the chunk's z's.
+    A = A0
+    starts, zs = [], []
+    for c in range(nc):
+        U = u[:, :, c]
+        W = A @ U.transpose(-1, -2)                                   # K x C, columns A_c u_i
+        R = torch.linalg.cholesky(torch.baddbmm(eye_c, U.flatten(0, 1), W.flatten(0, 1)).view(N, H, C, C))
+        Zt = torch.linalg.solve_triangular(R, W.transpose(-1, -2), upper=False)  # rows z_i / sqrt(delta_i)
+        starts.append(A)
+        zs.append(Zt)
+        A = A - Zt.transpose(-1, -2) @ Zt                              # Woodbury on the chunk
+        if nudge_eps > 0 and bool(nudge[:, c].any()):
+            A = A + nudge_dev[:, c, None, None, None] * eye_k
+    if nc == 0:
+        return torch.zeros_like(u), A
+    # Parallel part, all chunks at once: row t of a = A_t k_hat_t = k_hat_t A_c - sum_{i<=t} (k_hat_t.z_i) z_i
+    A_starts = torch.stack(starts, dim=2)                              # [N, H, nc, K, K]
+    Zt = torch.stack(zs, dim=2)                                        # [N, H, nc, C, K]
+    a = k_hat @ A_starts - (k_hat @ Zt.transpose(-1, -2)).masked_fill(~incl, 0) @ Zt
+    return l2norm(a, eps), A
+
+
+def chunk_vla_torch(q, k, v, u, info, S0, A0, *, scale, period, nudge_eps, eps, chunk_size):
+    """The PyTorch chunk back end on validated inputs; returns (o, S, A) with S, A in compute dtype."""
+    cdt = compute_dtype(q.dtype)
+    C = chunk_size
+    layout = ChunkLayout(info, C, q.device)
+    qc, kc, vc, uc = (to_chunks(layout.pad(x.to(cdt)), C) for x in (q, k, v, u))
+    ends, real = layout.chunk_end_positions()
+    nudge = (ends % period == 0) & real
+    A0 = 0.5 * (A0 + A0.transpose(-1, -2))  # A is symmetric by definition; gradients come back symmetrised
+    k_hat = l2norm(kc, eps)
+    write_dir, A = write_directions(uc, k_hat, A0, nudge, nudge_eps=nudge_eps, eps=eps)
+    o, S = chunk_generalized_delta(qc, k_hat, write_dir, vc, S0, scale=scale, delta=True)
+    o = layout.unpad(from_chunks(o))
+    return o, S, A
+
+
+def chunk_vla(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    u: torch.Tensor,
+    *,
+    lambda0: float = 0.1,
+    scale: Optional[float] = None,
+    period: int = 64,
+    nudge_eps: float = 1e-3,
+    delta_min: float = 1e-4,
+    eps: float = 1e-6,
+    initial_state: Optional[Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]] = None,
+    output_final_state: bool = False,
+    offset: OffsetLike = 0,
+    cu_seqlens: Optional[torch.Tensor] = None,
+    chunk_size: int = 64,
+    backend: str = "auto",
+):
+    """Chunkwise-parallel VLA (SPEC §3): same arguments and results as ``naive_recurrent_vla``.
+
+    ``chunk_size``: 16, 32 or 64; ``period`` must be a multiple of it while nudges are on.
+    ``backend``: "torch", "triton", or "auto" (Triton for CUDA tensors, PyTorch elsewhere).
+    The Sherman-Morrison clamp ``delta_min`` never binds in exact arithmetic (delta >= 1 for SPD A), and
+    the chunk form does not apply it. The initial A is symmetrised (A is symmetric by definition).
+    """
+    info = check_vla_inputs(q, k, v, u, lambda0=lambda0, scale=scale, period=period,
+                            nudge_eps=nudge_eps, delta_min=delta_min, eps=eps,
+                            initial_state=initial_state, offset=offset, cu_seqlens=cu_seqlens)
+    check_chunk_size(chunk_size, period, nudge_eps)
+    if backend not in ("auto", "torch", "triton"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+    if backend == "auto":
+        backend = "triton" if q.is_cuda and _triton_chunk_available() else "torch"
+    scale = default_scale(scale, info.K)
+    if backend == "triton":
+        from .triton.chunk import chunk_vla_triton
+
+        init = initial_state if initial_state is not None else (None, None)
+        return chunk_vla_triton(q, k, v, u, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
+                                delta_min=delta_min, eps=eps, initial_state=tuple(init),
+                                output_final_state=output_final_state, offsets=info.offsets,
+                                cu_seqlens=info.cu_seqlens, chunk_size=chunk_size)
+    cdt = compute_dtype(q.dtype)
+    S0, A0 = initial_vla_state(info, initial_state, lambda0, cdt, q.device)
+    o, S, A = chunk_vla_torch(q, k, v, u, info, S0, A0, scale=scale, period=period, nudge_eps=nudge_eps,
+                              eps=eps, chunk_size=chunk_size)
+    return o.to(q.dtype), ((S, A) if output_final_state else None)
+
+
+def _triton_chunk_available() -> bool:
+    try:
+        from .triton.chunk import chunk_vla_triton  # noqa: F401
+    except Exception:
+        return False
+    return True
