@@ -1,0 +1,154 @@
+"""The Triton chunk back end of VLA (``vla/ops/vla/triton/chunk.py``) against the float64 naive loop.
+
+On a CPU these run through Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1), so the
+shapes are small, but every path is crossed: chunk and period boundaries, a first chunk shortened by
+an offset, K != V (and sizes padded to the next power of two), ragged packed sequences, initial and
+final states, state passing, fp32/bf16/fp16 inputs, and the gradients of q, k, v, u, S0 and A0.
+
+Errors are relative L2 errors ``||x - ref|| / ||ref||`` (tests/helpers.rel_err, as
+flash-linear-attention measures kernels). Tolerances:
+- fp32 inputs: every product is fp32; the chunk form is exact, so the error is fp32 rounding (unit
+  roundoff 6e-8) grown over a few dozen steps of a well-conditioned recurrence (M = I + U A0 U^T has
+  eigenvalues in [1, 1 + |u|^2 |A|], about 1..11 here). Measured 2e-7 .. 4e-7; the bound 1e-5 leaves a
+  factor 25 and still fails on any formula error (which gives O(1) errors).
+- bf16 / fp16 inputs: the reference gets the same rounded inputs in float64, so the error is phase 2's
+  operands (k_hat, alpha_hat, S, E, T^{-1}) rounded to the input dtype (relative 2^-9 for bf16, 2^-12
+  for fp16) and compounded by the recurrence, whose Jacobian has norm up to ~1.6 (SPEC §6). Measured
+  1.2e-2 .. 2.0e-2 for bf16 and 5e-4 .. 7e-4 for fp16 (with fp32 operands the same kernel gives 2e-7,
+  so this is rounding, not a
+  formula error). Bounds: 10 * 2^-8 = 4e-2 for bf16 and 10 * 2^-11 = 5e-3 for fp16.
+The gradient of the initial A is compared in its symmetric part: A is symmetric by definition, the
+back end symmetrises A0 before use, and the naive loop's gradient differs from any other
+implementation's only in an antisymmetric part that no symmetric perturbation can see.
+"""
+
+import pytest
+import torch
+
+from tests.helpers import rel_err, vla_inputs
+from vla.ops.vla.naive import naive_recurrent_vla
+from vla.ops.vla.triton.chunk import chunk_vla_triton
+
+TOL = {torch.float32: 1e-5, torch.bfloat16: 4e-2, torch.float16: 5e-3}
+
+
+def _sym(x):
+    return 0.5 * (x + x.transpose(-1, -2))
+
+
+def _spd(N, H, K):
+    X = torch.randn(N, H, K, K, dtype=torch.float64)
+    return X @ X.transpose(-1, -2) / K + torch.eye(K, dtype=torch.float64)
+
+
+def _compare(inputs, *, dtype, chunk_size, hyper, offsets, cu_seqlens=None, init=None, final=True,
+             scale=None):
+    """Run naive (float64) and the Triton back end (in ``dtype``) on the same (rounded) inputs, with
+    random output and final-state cotangents; return {name: rel_err} for outputs and every gradient."""
+    inputs = [x.to(dtype).double() for x in inputs]  # the reference sees exactly the kernel's inputs
+    K = inputs[0].shape[-1]
+    scale = K ** -0.5 if scale is None else scale
+    n_init = 0 if init is None else 2
+    ref_x = [x.clone().requires_grad_() for x in inputs + list(init or [])]
+    o, fin = naive_recurrent_vla(*ref_x[:4], scale=scale, initial_state=tuple(ref_x[4:]) if init else None,
+                                 output_final_state=final, offset=offsets, cu_seqlens=cu_seqlens, **hyper)
+    do = torch.randn_like(o)
+    loss = (o * do).sum()
+    cot = []
+    if final:
+        cot = [torch.randn_like(fin[0]), torch.randn_like(fin[1])]
+        loss = loss + (fin[0] * cot[0]).sum() + (fin[1] * cot[1]).sum()
+    loss.backward()
+
+    tri_x = [x.to(dtype).detach().clone().requires_grad_() for x in inputs]
+    tri_x += [x.float().detach().clone().requires_grad_() for x in (init or [])]
+    o2, fin2 = chunk_vla_triton(*tri_x[:4], scale=scale, initial_state=tuple(tri_x[4:]) if init else (None, None),
+                                output_final_state=final, offsets=torch.as_tensor(offsets).reshape(-1),
+                                cu_seqlens=cu_seqlens, chunk_size=chunk_size, **hyper)
+    assert o2.dtype == dtype and o2.shape == o.shape
+    loss2 = (o2.float() * do.float()).sum()
+    if final:
+        assert fin2[0].dtype == torch.float32 and fin2[1].dtype == torch.float32
+        loss2 = loss2 + (fin2[0] * cot[0].float()).sum() + (fin2[1] * cot[1].float()).sum()
+    loss2.backward()
+
+    errs = {"o": rel_err(o2.detach(), o.detach())}
+    if final:
+        errs["S"] = rel_err(fin2[0].detach(), fin[0].detach())
+        errs["A"] = rel_err(fin2[1].detach(), fin[1].detach())
+    names = ["dq", "dk", "dv", "du", "dS0", "dA0"][:4 + n_init]
+    for name, a, b in zip(names, tri_x, ref_x):
+        ga, gb = a.grad, b.grad
+        if name == "dA0":
+            gb = _sym(gb)
+        errs[name] = rel_err(ga, gb)
+    return errs
+
+
+def _check(errs, tol):
+    bad = {k: v for k, v in errs.items() if not v < tol}
+    assert not bad, f"relative errors above {tol}: {bad} (all: {errs})"
+
+
+HYPER = dict(lambda0=0.1, period=32, nudge_eps=1e-2, delta_min=1e-4, eps=1e-6)
+
+
+def test_fp32_offsets_states_and_gradients():
+    # T = 45 crosses chunk (16) and period (32) boundaries; offset 5 shortens the first chunk of
+    # sequence 0 to 11 tokens; K = 8, V = 6 are padded to 16 in the kernels.
+    B, T, H, K, V = 2, 45, 2, 8, 6
+    xs = vla_inputs(B, T, H, K, V)
+    init = [torch.randn(B, H, K, V, dtype=torch.float64), _spd(B, H, K)]
+    errs = _compare(xs, dtype=torch.float32, chunk_size=16, hyper=HYPER, offsets=[5, 0], init=init)
+    _check(errs, TOL[torch.float32])
+
+
+def test_varlen_ragged_with_offsets():
+    # three packed sequences of 7, 29 and 20 tokens, starting 3, 0 and 17 tokens into their history
+    lens = [7, 29, 20]
+    cu = torch.tensor([0, 7, 36, 56], dtype=torch.int64)
+    xs = vla_inputs(1, sum(lens), 1, 16, 16)
+    hyper = dict(HYPER, period=16)
+    errs = _compare(xs, dtype=torch.float32, chunk_size=16, hyper=hyper, offsets=[3, 0, 17], cu_seqlens=cu)
+    _check(errs, TOL[torch.float32])
+
+
+def test_chunk32_no_nudge_non_multiple_period():
+    # nudges off: the period need not be a multiple of the chunk; T = 70 leaves a partial last chunk
+    xs = vla_inputs(1, 70, 1, 32, 16)
+    hyper = dict(HYPER, period=7, nudge_eps=0.0)
+    errs = _compare(xs, dtype=torch.float32, chunk_size=32, hyper=hyper, offsets=[0], final=True)
+    _check(errs, TOL[torch.float32])
+
+
+def test_state_passing_two_pieces_equal_whole():
+    B, T, H, K, V = 1, 40, 2, 16, 8
+    q, k, v, u = (x.float() for x in vla_inputs(B, T, H, K, V))
+    hyper = dict(HYPER, period=16)
+    kw = dict(scale=0.25, output_final_state=True, chunk_size=16, **hyper)
+    o, (S, A) = chunk_vla_triton(q, k, v, u, offsets=torch.tensor([0]), **kw)
+    cut = 23  # not a chunk boundary: the second piece starts 7 tokens into a chunk
+    o1, st1 = chunk_vla_triton(q[:, :cut], k[:, :cut], v[:, :cut], u[:, :cut], offsets=torch.tensor([0]), **kw)
+    o2, (S2, A2) = chunk_vla_triton(q[:, cut:], k[:, cut:], v[:, cut:], u[:, cut:], initial_state=st1,
+                                    offsets=torch.tensor([cut]), **kw)
+    errs = {"o": rel_err(torch.cat([o1, o2], 1), o), "S": rel_err(S2, S), "A": rel_err(A2, A)}
+    _check(errs, TOL[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_inputs(dtype):
+    xs = vla_inputs(1, 40, 2, 16, 8)
+    hyper = dict(HYPER, period=16, nudge_eps=1e-3)
+    errs = _compare(xs, dtype=dtype, chunk_size=16, hyper=hyper, offsets=[0], final=False)
+    _check(errs, TOL[dtype])
+
+
+def test_bad_arguments():
+    q, k, v, u = (x.float() for x in vla_inputs(1, 4, 1, 8, 8))
+    kw = dict(scale=1.0, lambda0=0.1, period=64, nudge_eps=1e-3, delta_min=1e-4, eps=1e-6,
+              offsets=torch.tensor([0]))
+    with pytest.raises(ValueError, match="chunk_size"):
+        chunk_vla_triton(q, k, v, u, chunk_size=8, **kw)
+    big = torch.randn(1, 4, 1, 130)
+    with pytest.raises(ValueError, match="K=130"):
+        chunk_vla_triton(big, big, v, big, chunk_size=16, **kw)
