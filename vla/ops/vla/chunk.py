@@ -59,7 +59,6 @@ def chunk_vla_torch(q, k, v, u, info, S0, A0, *, scale, period, nudge_eps, eps, 
     qc, kc, vc, uc = (to_chunks(layout.pad(x.to(cdt)), C) for x in (q, k, v, u))
     ends, real = layout.chunk_end_positions()
     nudge = (ends % period == 0) & real
-    A0 = 0.5 * (A0 + A0.transpose(-1, -2))  # A is symmetric by definition; gradients come back symmetrised
     k_hat = l2norm(kc, eps)
     write_dir, A = write_directions(uc, k_hat, A0, nudge, nudge_eps=nudge_eps, eps=eps)
     o, S = chunk_generalized_delta(qc, k_hat, write_dir, vc, S0, scale=scale, delta=True)
@@ -102,16 +101,18 @@ def chunk_vla(
     if backend == "auto":
         backend = "triton" if q.is_cuda and _triton_chunk_available() else "torch"
     scale = default_scale(scale, info.K)
+    init = tuple(initial_state) if initial_state is not None else (None, None)
+    if init[1] is not None:  # A is symmetric by definition; gradients come back symmetrised
+        init = (init[0], 0.5 * (init[1] + init[1].transpose(-1, -2)))
     if backend == "triton":
         from .triton.chunk import chunk_vla_triton
 
-        init = initial_state if initial_state is not None else (None, None)
         return chunk_vla_triton(q, k, v, u, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
                                 delta_min=delta_min, eps=eps, initial_state=tuple(init),
                                 output_final_state=output_final_state, offsets=info.offsets,
                                 cu_seqlens=info.cu_seqlens, chunk_size=chunk_size)
     cdt = compute_dtype(q.dtype)
-    S0, A0 = initial_vla_state(info, initial_state, lambda0, cdt, q.device)
+    S0, A0 = initial_vla_state(info, init, lambda0, cdt, q.device)
     o, S, A = chunk_vla_torch(q, k, v, u, info, S0, A0, scale=scale, period=period, nudge_eps=nudge_eps,
                               eps=eps, chunk_size=chunk_size)
     return o.to(q.dtype), ((S, A) if output_final_state else None)
