@@ -21,7 +21,7 @@ TOL = 1e-10
 CASES = [
     ("vla", {}),
     ("vla", {"readout": "paper"}),
-    ("vla", {"period": 4}),  # nudges fall inside the decoded part, at offset-dependent positions
+    ("vla", {"period": 16, "chunk_size": 16}),  # nudges at 16 and 32 fall inside the decoded parts
     ("deltanet", {}),
     ("linear_attn", {}),
     ("softmax", {}),
@@ -36,16 +36,19 @@ def make(name, **kw):
 @pytest.mark.parametrize("name,kw", CASES)
 def test_decode_equals_full_forward(name, kw):
     layer = make(name, **kw)
-    x = torch.randn(2, 13, D_MODEL, dtype=torch.float64)
+    T = 36 if kw.get("period") == 16 else 13
+    x = torch.randn(2, T, D_MODEL, dtype=torch.float64)
     full, _ = layer(x)
-    # prefill 5 tokens, then 1 token at a time, then a 3-token piece, then 1 at a time again
-    pieces = [x[:, :5]] + [x[:, t:t + 1] for t in range(5, 8)] + [x[:, 8:11]] + [x[:, t:t + 1] for t in (11, 12)]
+    # prefill 5 tokens, then 1 token at a time, then a longer piece, then 1 at a time again
+    mid = (8, 11) if T == 13 else (18, 31)
+    pieces = ([x[:, :5]] + [x[:, t:t + 1] for t in range(5, mid[0])] + [x[:, mid[0]:mid[1]]]
+              + [x[:, t:t + 1] for t in range(mid[1], T)])
     cache, outs = None, []
     for p in pieces:
         y, cache = layer(p, cache=cache, use_cache=True)
         outs.append(y)
     stepped = torch.cat(outs, dim=1)
-    assert cache.offset == 13
+    assert cache.offset == T
     assert rel_err(stepped, full) < TOL
 
 
@@ -171,6 +174,10 @@ def test_bad_arguments_raise():
         SoftmaxAttention(16, 2, mode="fast")
     with pytest.raises(ValueError, match="lambda0"):
         VariationalLinearAttention(16, 2, lambda0=0.0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        VariationalLinearAttention(16, 2, period=48)
+    with pytest.raises(ValueError, match="chunk_size"):
+        DeltaNet(16, 2, chunk_size=3)
     with pytest.raises(ValueError, match="feature_map"):
         VariationalLinearAttention(16, 2, feature_map="relu2")
     with pytest.raises(ValueError, match="x must"):

@@ -13,32 +13,38 @@ import vla.ops as _ops
 MODES = ("auto", "naive", "chunk", "fused_recurrent")
 
 
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+def check_mode(mode: str, modes=MODES) -> str:
+    if mode not in modes:
+        raise ValueError(f"mode must be one of {modes}, got {mode!r}")
     return mode
 
 
-def _dispatch(name: str, naive_name: str, mode: str, **kwargs_extra):
+def check_chunk_size(chunk_size: int) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size must be a power of two, got {chunk_size!r}")
+    return chunk_size
+
+
+def _dispatch(name: str, naive_name: str, mode: str, chunk_size: int):
     fn = getattr(_ops, name, None)
-    if callable(fn):  # the dispatcher function (the subpackage of the same name is not callable)
+    if callable(fn):  # the dispatcher (a plain subpackage of the same name is not callable)
         def call(*args, **kwargs):
-            return fn(*args, mode=mode, **kwargs)
+            return fn(*args, mode=mode, chunk_size=chunk_size, **kwargs)
         return call
     return getattr(_ops, naive_name)
 
 
-def vla_op(mode: str):
+def vla_op(mode: str, chunk_size: int = 64):
     """The VLA op for ``mode``: ``op(q, k, v, u, **kwargs) -> (o, final_state)``."""
-    return _dispatch("vla", "naive_recurrent_vla", mode)
+    return _dispatch("vla", "naive_recurrent_vla", mode, chunk_size)
 
 
-def delta_rule_op(mode: str):
-    return _dispatch("delta_rule", "naive_recurrent_delta_rule", mode)
+def delta_rule_op(mode: str, chunk_size: int = 64):
+    return _dispatch("delta_rule", "naive_recurrent_delta_rule", mode, chunk_size)
 
 
-def linear_attn_op(mode: str):
-    return _dispatch("linear_attn", "naive_recurrent_linear_attn", mode)
+def linear_attn_op(mode: str, chunk_size: int = 64):
+    return _dispatch("linear_attn", "naive_recurrent_linear_attn", mode, chunk_size)
 
 
 def has_dispatchers() -> bool:

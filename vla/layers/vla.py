@@ -26,7 +26,8 @@ class VariationalLinearAttention(nn.Module):
     heads merged, LayerNorm. Then ``W_o``. No biases in the projections.
 
     ``mode`` picks the op's back end through ``vla.ops.vla`` ("auto", "naive", "chunk",
-    "fused_recurrent"); until that dispatcher exists the naive reference op runs.
+    "fused_recurrent"; "auto": the chunk form for training and prefill, the fused recurrent kernel
+    for gradient-free decoding on CUDA), ``chunk_size`` the chunk form's chunk length.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class VariationalLinearAttention(nn.Module):
         delta_min: float = 1e-4,
         norm_eps: float = 1e-5,
         mode: str = "auto",
+        chunk_size: int = 64,
     ):
         super().__init__()
         self.head_dim = check_sizes(hidden_size, num_heads, head_dim)
@@ -51,6 +53,10 @@ class VariationalLinearAttention(nn.Module):
         check_vla_hyper(lambda0, period, nudge_eps, delta_min)
         self.hidden_size, self.num_heads, self.readout = hidden_size, num_heads, readout
         self.mode = _ops.check_mode(mode)
+        self.chunk_size = _ops.check_chunk_size(chunk_size)
+        if nudge_eps > 0 and period % chunk_size:
+            raise ValueError(f"chunk_size ({chunk_size}) must divide period ({period}) while nudges are on "
+                             "(the chunk form applies the nudges at chunk boundaries)")
         self.phi = get_feature_map(feature_map)
         self.feature_map_name = feature_map
         self.lambda0, self.period, self.nudge_eps, self.delta_min = lambda0, period, nudge_eps, delta_min
@@ -92,7 +98,7 @@ class VariationalLinearAttention(nn.Module):
         B, T, _ = x.shape
         q, k, v, u = self.features(x)
         offset = cache.offset if cache is not None else 0
-        o, final = _ops.vla_op(self.mode)(
+        o, final = _ops.vla_op(self.mode, self.chunk_size)(
             q, k, v, u, **self.op_kwargs(),
             initial_state=cache.state if cache is not None else None,
             output_final_state=use_cache, offset=offset)
