@@ -25,11 +25,24 @@ Launching (one process per GPU, or CPU processes with gloo)::
     loss.backward()
     dist.destroy_process_group()
 
+Data parallelism: the trainer under torchrun
+--------------------------------------------
+``vla.train.train(config)`` runs unchanged on one process or under torchrun with
+DistributedDataParallel (:class:`vla.distributed.ddp.DataParallel`): it joins the process group from
+torchrun's environment (NCCL when ``config.device`` is CUDA, each process on ``cuda:LOCAL_RANK``;
+gloo on CPUs), every rank takes its slice of the step's global batch (``config.batch_size`` is the
+global batch and must be a multiple of the number of ranks), losses and weights equal the
+one-process run up to float rounding, rank 0 alone writes the (atomic) checkpoint, and a run stopped
+with any number of ranks resumes with any other::
+
+    torchrun --standalone --nproc_per_node=2 my_train.py    # my_train.py calls vla.train.train(cfg)
+
 On a multi-GPU machine use NCCL (NVLink multicast is not needed; leave ``NCCL_NVLS_ENABLE=0`` where
 a machine asks for it). ``benchmarks/distributed_scaling.py`` measures tokens per second against one
 GPU for both kinds of parallelism.
 """
 
 from .context_parallel import context_parallel_vla, penalty_inverse_pass
+from .ddp import DataParallel
 
-__all__ = ["context_parallel_vla", "penalty_inverse_pass"]
+__all__ = ["context_parallel_vla", "penalty_inverse_pass", "DataParallel"]

@@ -3,9 +3,10 @@
 AdamW, linear warmup then cosine decay, gradient clipping, periodic evaluation on a held-out set,
 a tqdm progress bar, and checkpoints (model, optimizer, scheduler, step, config, RNG states) written
 atomically and resumable: training N steps in one go or N/2, stop, resume, N/2 more gives the same
-weights, bit for bit on a CPU. The batch of a step is a function of (seed, step, rank) only
-(``MQARTask.train_batch``), and every file write goes through ``_is_writer()``, so that the same
-function can run under torchrun with DDP later.
+weights, bit for bit on a CPU. The global batch of a step is a function of (seed, step) only
+(``MQARTask.train_batch``), and every file write goes through ``_is_writer()``. Under torchrun the
+same function trains with DDP (``vla.distributed.ddp.DataParallel``: each rank takes its slice of
+the global batch; same results as one process for the same ``batch_size``; rank 0 writes).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import IGNORE, MQARTask
+from ..distributed.ddp import DataParallel
 from ..models import LanguageModel, ModelConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -187,9 +189,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    device = torch.device(cfg.device)
+    dp = DataParallel(cfg.device)  # one rank, or DDP under torchrun (vla.distributed.ddp)
+    device = dp.device
     torch.manual_seed(cfg.seed)
     model = LanguageModel(cfg.model).to(device)
+    net = dp.wrap(model)
     opt = build_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup_frac))
     step, history, losses = 0, [], []
@@ -212,26 +216,26 @@ def train(cfg: TrainConfig) -> TrainResult:
         save_checkpoint(path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                "scheduler": sched.state_dict(), "step": step, "config": cfg.to_dict(),
                                "rng": rng, "history": history, "train_losses": losses})
+        dp.barrier()  # rank 0 wrote it; no rank reads it before it is complete
 
     test_inputs, test_labels = cfg.task.test_set(cfg.eval_examples, cfg.seed)
-    rank = _rank()
     end = cfg.steps if cfg.stop_after is None else min(cfg.steps, cfg.stop_after)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=f"{cfg.model.mixer} n={cfg.task.n_pairs}",
-               leave=False, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress or not dp.is_writer,
+               desc=f"{cfg.model.mixer} n={cfg.task.n_pairs}", leave=False, dynamic_ncols=True)
     model.train()
     while step < end:
-        x, y = cfg.task.train_batch(step, cfg.batch_size, cfg.seed, rank)
+        x, y, weight = dp.batch(cfg.task, step, cfg.batch_size, cfg.seed)  # this rank's part of the global batch
         x = torch.from_numpy(x).to(device)
         y = torch.from_numpy(y).to(device)
-        logits, _ = model(x)
-        loss = masked_loss(logits, y)
+        logits, _ = net(x)
+        loss = masked_loss(logits, y) * weight
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
         step += 1
-        losses.append(loss.item())
+        losses.append(dp.global_value(loss))
         bar.update(1)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
             history.append({"step": step, **evaluate(model, test_inputs, test_labels, device=device)})
@@ -245,5 +249,6 @@ def train(cfg: TrainConfig) -> TrainResult:
         if not history or history[-1]["step"] != step:
             history.append(final)
     checkpoint()
+    dp.close()
     return TrainResult(model=model, step=step, history=history, final=final,
                        seconds=time.perf_counter() - t0, train_losses=losses)
