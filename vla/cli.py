@@ -32,13 +32,44 @@ def _add_reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[NAME.]FIELD=VALUE",
+                   help="replace one config field of the preset, e.g. --set norm.max_len=2048 or "
+                        "--set 'norm.d_heads=[16]' (VALUE is read as JSON, else as a string; NAME may be "
+                        "left out when reproducing one experiment); may be repeated")
+    p.add_argument("--reuse", action="store_true",
+                   help="render from the existing OUT/NAME/results.json instead of running")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def parse_overrides(items: List[str], name: str) -> Dict[str, dict]:
+    """``["norm.max_len=64", ...]`` -> ``{"norm": {"max_len": 64}}`` (values parsed as JSON if they can be)."""
+    import json
+
+    out: Dict[str, dict] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"vla reproduce: --set expects [NAME.]FIELD=VALUE, got {item!r}")
+        exp, dot, fld = key.rpartition(".")
+        if not dot:
+            if name == "all":
+                raise SystemExit(f"vla reproduce all: --set {item!r} must name the experiment (NAME.FIELD=VALUE)")
+            exp, fld = name, key
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(exp, {})[fld] = value
+    return out
 
 
 def _run_reproduce(args) -> int:
     from .report.reproduce import reproduce
 
-    reproduce(args.name, preset=args.preset, out=args.out, device=args.device, seed=args.seed)
-    return 0
+    outcomes = reproduce(args.name, preset=args.preset, out=args.out, device=args.device, seed=args.seed,
+                         overrides=parse_overrides(args.overrides, args.name), progress=args.progress,
+                         reuse=args.reuse)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
