@@ -1,5 +1,6 @@
 """Run a test body on several CPU processes joined by a gloo process group."""
 
+import datetime
 import os
 import tempfile
 import traceback
@@ -11,7 +12,9 @@ import torch.multiprocessing as mp
 
 def _entry(rank, world, init_file, fn, args):
     torch.set_num_threads(1)  # CI has 2 cores shared by every rank
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    # a deadlock (ranks waiting in different collectives) fails after a minute instead of hanging CI
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
     try:
         fn(rank, world, *args)
     except BaseException:

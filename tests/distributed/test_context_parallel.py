@@ -18,7 +18,7 @@ import torch
 from tests.distributed.launch import run_ranks
 from tests.helpers import rel_err, vla_inputs
 from vla.distributed import context_parallel_vla, penalty_inverse_pass
-from vla.ops import naive_recurrent_vla
+from vla.ops import chunk_vla, naive_recurrent_vla
 
 TOL = 1e-10
 HYPER = dict(lambda0=0.1, period=4, nudge_eps=0.05)
@@ -42,10 +42,10 @@ def _case(seed, lengths, offset, with_state, B=2, H=2, K=4, V=3):
     return dict(x=(q, k, v, u), state=state, w=(w_o, w_S, w_A), lengths=lengths, offset=offset)
 
 
-def _reference(case):
+def _reference(case, hyper):
     xs = [x.clone().requires_grad_() for x in case["x"]]
     state = None if case["state"] is None else tuple(s.clone().requires_grad_() for s in case["state"])
-    o, (S, A) = naive_recurrent_vla(*xs, **HYPER, initial_state=state, output_final_state=True,
+    o, (S, A) = naive_recurrent_vla(*xs, **hyper, initial_state=state, output_final_state=True,
                                     offset=case["offset"])
     w_o, w_S, w_A = case["w"]
     ((o * w_o).sum() + (S * w_S).sum() + (A * w_A).sum()).backward()
@@ -53,8 +53,8 @@ def _reference(case):
                 state_grads=None if state is None else [s.grad for s in state])
 
 
-def _check_case(rank, world, case, op=naive_recurrent_vla, op_kwargs=None, hyper=HYPER):
-    ref = _reference(case)
+def _check_case(rank, world, case, op=naive_recurrent_vla, op_kwargs=None, hyper=HYPER, group=None):
+    ref = _reference(case, hyper)
     lengths = case["lengths"]
     start = sum(lengths[:rank])
     sl = slice(start, start + lengths[rank])
@@ -63,7 +63,7 @@ def _check_case(rank, world, case, op=naive_recurrent_vla, op_kwargs=None, hyper
     if case["state"] is not None and rank == 0:
         state = tuple(s.clone().requires_grad_() for s in case["state"])
     o, (S, A) = context_parallel_vla(*xs, **hyper, initial_state=state, output_final_state=True,
-                                     offset=case["offset"], op=op, op_kwargs=op_kwargs)
+                                     offset=case["offset"], op=op, op_kwargs=op_kwargs, group=group)
     w_o, w_S, w_A = case["w"]
     loss = (o * w_o[:, sl]).sum()
     if rank == world - 1:  # the final state enters the global loss once, through one rank
@@ -94,6 +94,10 @@ def _body_two_ranks(rank, world):
     _check_case(rank, world, _case(2, [6, 6], 0, with_state=False))
     # one token on rank 0; per-sequence offsets
     _check_case(rank, world, _case(3, [1, 9], [2, 7], with_state=True))
+    # the chunk back end as each rank's op (period a multiple of its chunk size); boundary at
+    # 12 + 20 = 32, on the period, and chunks that start mid-chunk on rank 1
+    _check_case(rank, world, _case(7, [20, 28], 12, with_state=True), op=chunk_vla,
+                op_kwargs={"chunk_size": 16}, hyper=dict(HYPER, period=16))
     # float32 input: output in float32, final state in float32; the float64 bound above scaled by
     # float32's unit roundoff (6e-8 instead of 1.1e-16) is ~4e-5
     q, k, v, u = (x.float() for x in _case(6, [5, 7], 0, with_state=False)["x"])
@@ -120,6 +124,12 @@ def _body_four_ranks(rank, world):
     _check_case(rank, world, _case(4, [4, 3, 5, 4], 0, with_state=True))
     # boundaries at 2+3=5, 8 (on), 10; per-sequence offsets shift the second sequence by 3
     _check_case(rank, world, _case(5, [3, 3, 2, 4], [2, 5], with_state=False))
+    # two independent 2-rank groups ({0, 1} and {2, 3}), each splitting its own sequence
+    import torch.distributed as dist
+    groups = [dist.new_group([0, 1]), dist.new_group([2, 3])]
+    mine = groups[rank // 2]
+    case = _case(8 + rank // 2, [4, 7], 1, with_state=True)
+    _check_case(rank % 2, 2, case, group=mine)
 
 
 def test_context_parallel_two_ranks():
