@@ -53,7 +53,7 @@ def _reference(case, hyper):
                 state_grads=None if state is None else [s.grad for s in state])
 
 
-def _check_case(rank, world, case, op=naive_recurrent_vla, op_kwargs=None, hyper=HYPER, group=None):
+def _check_case(rank, world, case, op=naive_recurrent_vla, op_kwargs=None, hyper=HYPER, group=None, **kw):
     ref = _reference(case, hyper)
     lengths = case["lengths"]
     start = sum(lengths[:rank])
@@ -63,7 +63,7 @@ def _check_case(rank, world, case, op=naive_recurrent_vla, op_kwargs=None, hyper
     if case["state"] is not None and rank == 0:
         state = tuple(s.clone().requires_grad_() for s in case["state"])
     o, (S, A) = context_parallel_vla(*xs, **hyper, initial_state=state, output_final_state=True,
-                                     offset=case["offset"], op=op, op_kwargs=op_kwargs, group=group)
+                                     offset=case["offset"], op=op, op_kwargs=op_kwargs, group=group, **kw)
     w_o, w_S, w_A = case["w"]
     loss = (o * w_o[:, sl]).sum()
     if rank == world - 1:  # the final state enters the global loss once, through one rank
@@ -92,6 +92,8 @@ def _body_two_ranks(rank, world):
     _check_case(rank, world, _case(1, [5, 7], 3, with_state=True))
     # boundary at 6: off the nudge; default initial state
     _check_case(rank, world, _case(2, [6, 6], 0, with_state=False))
+    # the K + V = 7 value columns split over calls of at most 3 columns
+    _check_case(rank, world, _case(2, [6, 6], 0, with_state=True), max_width=3)
     # one token on rank 0; per-sequence offsets
     _check_case(rank, world, _case(3, [1, 9], [2, 7], with_state=True))
     # the chunk back end as each rank's op (period a multiple of its chunk size); boundary at

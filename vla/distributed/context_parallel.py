@@ -135,16 +135,29 @@ class _Config:
 # --------------------------------------------------------------------------------------------------
 
 def _local_maps(cfg, q, k, v, u, A_in, S_start):
-    """Step 2 on this rank: (o_ext [B, T, H, K + V], S_ext_out [B, H, K, K + V])."""
+    """Step 2 on this rank: (o_ext [B, T, H, K + V], S_ext_out [B, H, K, K + V]).
+
+    The value columns are independent of each other, so the K + V columns may be split over several
+    calls of the op (``cfg.max_width`` columns at most per call, e.g. the Triton kernels' 128).
+    """
     B, T, H, K = q.shape
     eye = torch.eye(K, dtype=q.dtype, device=q.device).expand(B, H, K, K)
     S_ext = torch.cat([eye, S_start], dim=-1)
     v_ext = torch.cat([v.new_zeros(B, T, H, K), v], dim=-1)
-    o_ext, (S_out, _) = cfg.op(q, k, v_ext, u, lambda0=cfg.lambda0, scale=cfg.scale, period=cfg.period,
-                               nudge_eps=cfg.nudge_eps, delta_min=cfg.delta_min, eps=cfg.eps,
-                               initial_state=(S_ext, A_in), output_final_state=True,
+    width = K + cfg.V
+    step = width if cfg.max_width is None else cfg.max_width
+    outs, states = [], []
+    for c in range(0, width, step):
+        cols = slice(c, min(c + step, width))
+        o_c, (S_c, _) = cfg.op(q, k, v_ext[..., cols], u, lambda0=cfg.lambda0, scale=cfg.scale,
+                               period=cfg.period, nudge_eps=cfg.nudge_eps, delta_min=cfg.delta_min,
+                               eps=cfg.eps, initial_state=(S_ext[..., cols], A_in), output_final_state=True,
                                offset=cfg.offsets, **cfg.op_kwargs)
-    return o_ext, S_out
+        outs.append(o_c)
+        states.append(S_c)
+    if len(outs) == 1:
+        return outs[0], states[0]
+    return torch.cat(outs, dim=-1), torch.cat(states, dim=-1)
 
 
 def _combine(cfg, gathered, o_ext):
@@ -289,6 +302,7 @@ def context_parallel_vla(
     op: Optional[Callable] = None,
     op_kwargs: Optional[dict] = None,
     a_chunk_size: int = 64,
+    max_width: Optional[int] = None,
 ):
     """VLA over one sequence split across the ranks of ``group`` (SPEC §1-§3 semantics).
 
@@ -303,7 +317,10 @@ def context_parallel_vla(
 
     ``op`` is the single-process op each rank runs on its piece (default ``vla.ops.chunk_vla`` when
     present, else ``naive_recurrent_vla``), with ``op_kwargs`` passed on (``chunk_size``, ``backend``).
-    ``a_chunk_size`` is the chunk length of the rank-to-rank penalty-inverse pass.
+    ``a_chunk_size`` is the chunk length of the rank-to-rank penalty-inverse pass. Each rank runs the
+    op with K + V value columns (step 2 of the module docstring); ``max_width`` caps the columns of
+    one call (the rest go to further calls, which recompute the write directions): default 128 for
+    CUDA tensors (the Triton kernels' limit), no cap otherwise.
 
     Returns ``(o, final_state)``: o [B, T_r, H, V], this rank's output piece in q's dtype;
     ``final_state = (S, A)`` of the whole sequence, in the compute dtype, on every rank (None unless
@@ -320,6 +337,10 @@ def context_parallel_vla(
     if not isinstance(op_kwargs, dict):
         raise ValueError("op_kwargs must be a dict")
     check_hyper("a_chunk_size", a_chunk_size, integer=True, positive=True)
+    if max_width is None and isinstance(q, torch.Tensor) and q.is_cuda:
+        max_width = 128
+    if max_width is not None:
+        check_hyper("max_width", max_width, integer=True, positive=True)
     if world == 1:
         if cu_seqlens is not None:
             raise ValueError("cu_seqlens is not supported by context_parallel_vla; split packed batches by sequence")
@@ -388,6 +409,6 @@ def context_parallel_vla(
     cfg = _Config(rank=rank, world=world, group=group, op=op, op_kwargs=op_kwargs, cdt=cdt, K=K, V=V,
                   lambda0=lambda0, scale=default_scale(scale, K), period=period, nudge_eps=nudge_eps,
                   delta_min=delta_min, eps=eps, offsets=offsets, needs_grad=needs_grad,
-                  a_chunk_size=a_chunk_size)
+                  a_chunk_size=a_chunk_size, max_width=max_width)
     o, S_f, A_f = _ContextParallelVLA.apply(cfg, q, k, v, u, S0, A0)
     return o, ((S_f, A_f) if output_final_state else None)
