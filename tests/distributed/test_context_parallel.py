@@ -109,6 +109,20 @@ def _body_two_ranks(rank, world):
                                      op=naive_recurrent_vla)
     assert o.dtype == S.dtype == A.dtype == torch.float32
     assert rel_err(o, o_ref[:, sl]) < 1e-4 and rel_err(S, S_ref) < 1e-4
+    # bfloat16 input, against the reference on the same bf16 inputs: the op still computes in float32;
+    # its output (bf16, 2^-8 relative rounding per element) is combined in float32 with one more
+    # rounded term (S_in^T applied to a bf16 output block), and the gradients are rounded to bf16 the
+    # same way: measured 3e-3 (output) and 4e-3 (gradients); 1e-2 bounds both, as for chunk_vla
+    full = [x.bfloat16().requires_grad_() for x in _case(6, [5, 7], 0, with_state=False)["x"]]
+    o_ref, (S_ref, _) = naive_recurrent_vla(*full, **HYPER, output_final_state=True)
+    o_ref.float().square().sum().backward()
+    xs = [x.detach()[:, sl].clone().requires_grad_() for x in full]
+    o, (S, A) = context_parallel_vla(*xs, **HYPER, output_final_state=True, op=naive_recurrent_vla)
+    o.float().square().sum().backward()
+    assert o.dtype == torch.bfloat16 and S.dtype == torch.float32
+    assert rel_err(o.float(), o_ref[:, sl].float()) < 1e-2 and rel_err(S, S_ref) < 1e-2
+    for x, x_ref in zip(xs, full):
+        assert x.grad.dtype == torch.bfloat16 and rel_err(x.grad.float(), x_ref.grad[:, sl].float()) < 1e-2
     # bad input on one rank only: every rank raises ValueError instead of hanging in a collective
     q, k, v, u = vla_inputs(B=1, T=3, H=1, K=4, V=2)
     if rank == 1:

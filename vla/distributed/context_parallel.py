@@ -141,7 +141,7 @@ def _local_maps(cfg, q, k, v, u, A_in, S_start):
     calls of the op (``cfg.max_width`` columns at most per call, e.g. the Triton kernels' 128).
     """
     B, T, H, K = q.shape
-    eye = torch.eye(K, dtype=q.dtype, device=q.device).expand(B, H, K, K)
+    eye = torch.eye(K, dtype=S_start.dtype, device=q.device).expand(B, H, K, K)
     S_ext = torch.cat([eye, S_start], dim=-1)
     v_ext = torch.cat([v.new_zeros(B, T, H, K), v], dim=-1)
     width = K + cfg.V
@@ -183,7 +183,7 @@ class _ContextParallelVLA(torch.autograd.Function):
         r, R = cfg.rank, cfg.world
         needs = cfg.needs_grad
         leaf = (lambda x: x.detach().requires_grad_(needs)) if needs else (lambda x: x.detach())
-        q_, k_, v_, u_ = (leaf(x.to(cfg.cdt)) for x in (q, k, v, u))
+        q_, k_, v_, u_ = (leaf(x) for x in (q, k, v, u))  # the op computes in fp32 (fp64) whatever their dtype
         B, T, H, K = q_.shape
         with torch.enable_grad() if needs else torch.no_grad():
             # step 1: A rank to rank
@@ -196,19 +196,19 @@ class _ContextParallelVLA(torch.autograd.Function):
                 buf = torch.empty(B, H, K, K, dtype=cfg.cdt, device=q.device)
                 dist.recv(buf, src=_global_rank(cfg.group, r - 1), group=cfg.group)
                 A_in = A_used = leaf(buf)
-            A_out = penalty_inverse_pass(A_used, u_, cfg.offsets, period=cfg.period, nudge_eps=cfg.nudge_eps,
+            A_out = penalty_inverse_pass(A_used, u_.to(cfg.cdt), cfg.offsets, period=cfg.period, nudge_eps=cfg.nudge_eps,
                                          chunk_size=cfg.a_chunk_size)
             if r < R - 1:
                 dist.send(A_out.detach().contiguous(), dst=_global_rank(cfg.group, r + 1), group=cfg.group)
             # step 2: this piece as an affine map
-            S_start = leaf(S0.to(cfg.cdt)) if r == 0 else q_.new_zeros(B, H, K, cfg.V)
+            S_start = leaf(S0.to(cfg.cdt)) if r == 0 else A_used.new_zeros(B, H, K, cfg.V)
             failed = None
             try:
                 o_ext, S_ext_out = _local_maps(cfg, q_, k_, v_, u_, A_used, S_start)
             except Exception as exc:  # keep every rank in step with the collectives, then re-raise
                 failed = exc
-                o_ext = q_.new_zeros(B, T, H, K + cfg.V)
-                S_ext_out = q_.new_zeros(B, H, K, K + cfg.V)
+                o_ext = A_used.new_zeros(B, T, H, K + cfg.V)
+                S_ext_out = A_used.new_zeros(B, H, K, K + cfg.V)
         # step 3: exclusive scan of the maps
         slot = torch.cat([S_ext_out.detach(), A_out.detach()], dim=-1)
         flag = slot.new_full((1,), 1.0 if failed is not None else 0.0)
@@ -227,7 +227,7 @@ class _ContextParallelVLA(torch.autograd.Function):
         gathered = flat_all[:, :-1].reshape(R, *slot.shape).clone()
         with torch.enable_grad() if needs else torch.no_grad():
             G = gathered.requires_grad_(needs)
-            o_ext_l = o_ext.detach().requires_grad_(needs)
+            o_ext_l = o_ext.detach().to(cfg.cdt).requires_grad_(needs)  # the op's output is in the input dtype
             o, S_f, A_f = _combine(cfg, G, o_ext_l)
         if needs:
             ctx.cfg = cfg
@@ -253,7 +253,8 @@ class _ContextParallelVLA(torch.autograd.Function):
         g_slot = g_G[r]
         # step 2 backward, locally (every rank at once)
         ins = [gr["q"], gr["k"], gr["v"], gr["u"], gr["A_in"]] + ([gr["S_start"]] if r == 0 else [])
-        grads = torch.autograd.grad((gr["S_ext_out"], gr["o_ext"]), ins, (g_slot[..., :K + V], g_oext),
+        grads = torch.autograd.grad((gr["S_ext_out"], gr["o_ext"]), ins,
+                                    (g_slot[..., :K + V], g_oext.to(gr["o_ext"].dtype)),
                                     allow_unused=True, retain_graph=True)  # A's symmetrisation is shared
         grads = [torch.zeros_like(x) if g is None else g for x, g in zip(ins, grads)]
         g_q, g_k, g_v, g_u, g_Ain = grads[:5]
@@ -321,6 +322,9 @@ def context_parallel_vla(
     op with K + V value columns (step 2 of the module docstring); ``max_width`` caps the columns of
     one call (the rest go to further calls, which recompute the write directions): default 128 for
     CUDA tensors (the Triton kernels' limit), no cap otherwise.
+
+    The op receives the inputs in their own dtype (it computes in float32, float64 for float64
+    input); the maps are combined in that compute dtype and the output is rounded to q's dtype once.
 
     Returns ``(o, final_state)``: o [B, T_r, H, V], this rank's output piece in q's dtype;
     ``final_state = (S, A)`` of the whole sequence, in the compute dtype, on every rank (None unless
