@@ -131,11 +131,12 @@ def test_bad_arguments(tmp_path):
         reproduce("norm", "quick", tmp_path, "cpu", 0, overrides={"nope": {}})
 
 
-def test_cli_entry_point(tmp_path):
+def test_cli_entry_point(tmp_path, capsys):
     args = ["reproduce", "norm", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]
     for k, v in TINY.items():
         args += ["--set", f"norm.{k}={json.dumps(v)}"]
     assert main(args) == 0
+    assert "paper: 109×" in capsys.readouterr().out  # the headline numbers are printed
     assert (tmp_path / "norm" / "results.json").exists() and (tmp_path / "norm" / "report.md").exists()
     assert json.loads((tmp_path / "norm" / "results.json").read_text())["result"]["config"]["d_heads"] == [8]
 

@@ -161,6 +161,8 @@ def run_one(name: str, preset: str, out: pathlib.Path, device: str, seed: int,
     section = _render(name, result, exp_dir)
     write_text(exp_dir / "report.md", _section_report(name, section, meta))
     _log(f"[{name}] wrote {exp_dir}/ (results.json, report.md, {len(section.figures)} figure(s))")
+    for c in section.claims:  # the headline numbers, on stdout
+        print(f"[{name}] {c.claim}\n    paper: {c.paper}\n    ours:  {c.ours}\n    verdict: {c.verdict}", flush=True)
     return Outcome(name, "done", section=section, meta=meta)
 
 
