@@ -94,12 +94,14 @@ def _body_two_ranks(rank, world):
     _check_case(rank, world, _case(2, [6, 6], 0, with_state=False))
     # the K + V = 7 value columns split over calls of at most 3 columns
     _check_case(rank, world, _case(2, [6, 6], 0, with_state=True), max_width=3)
+    # step 1 by the op itself instead of the Woodbury pass
+    _check_case(rank, world, _case(9, [5, 7], 3, with_state=True), a_pass="op")
     # one token on rank 0; per-sequence offsets
     _check_case(rank, world, _case(3, [1, 9], [2, 7], with_state=True))
     # the chunk back end as each rank's op (period a multiple of its chunk size); boundary at
     # 12 + 20 = 32, on the period, and chunks that start mid-chunk on rank 1
     _check_case(rank, world, _case(7, [20, 28], 12, with_state=True), op=chunk_vla,
-                op_kwargs={"chunk_size": 16}, hyper=dict(HYPER, period=16))
+                op_kwargs={"chunk_size": 16}, hyper=dict(HYPER, period=16), a_pass="op")
     # float32 input: output in float32, final state in float32; the float64 bound above scaled by
     # float32's unit roundoff (6e-8 instead of 1.1e-16) is ~4e-5
     q, k, v, u = (x.float() for x in _case(6, [5, 7], 0, with_state=False)["x"])

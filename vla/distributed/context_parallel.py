@@ -8,8 +8,9 @@ unit write direction and ``k_t`` the unit read key):
 1. **The penalty inverse A, rank to rank.** ``A`` depends on ``u`` alone, so rank ``r`` receives the
    ``A`` entering its piece from rank ``r - 1``, runs it through its piece (:func:`penalty_inverse_pass`:
    Woodbury on chunks, the A half of SPEC §3 phase 1, nudges at global positions) and sends the result
-   to rank ``r + 1``. This is the only sequential part; it costs about ``2 K^2`` multiply-adds per token,
-   a fraction of the op.
+   to rank ``r + 1`` (``a_pass="op"`` runs the op itself with one value column instead, a kernel on
+   a GPU). This is the only sequential part; it costs about ``2 K^2`` multiply-adds per token, a
+   fraction of the op, but the last rank waits for R - 1 of them (pipelining it over heads is not done).
 2. **Each piece as an affine map, all ranks at once.** Given its write directions, a piece maps the
    state entering it to ``S_out = P S_in + Q`` with ``P = prod_t (I - a_t k_t^T)`` (``K x K``, later
    tokens on the left) and ``Q`` the state it produces from ``S_in = 0``. Every rank gets ``P`` and
@@ -160,6 +161,22 @@ def _local_maps(cfg, q, k, v, u, A_in, S_start):
     return torch.cat(outs, dim=-1), torch.cat(states, dim=-1)
 
 
+def _penalty_pass(cfg, A_in, u):
+    """Step 1 on this rank: the penalty inverse after its piece (differentiable in A_in and u)."""
+    if cfg.a_pass == "woodbury":
+        return penalty_inverse_pass(A_in, u.to(cfg.cdt), cfg.offsets, period=cfg.period,
+                                    nudge_eps=cfg.nudge_eps, chunk_size=cfg.a_chunk_size)
+    # the op itself, with one zero value column: its final A is the pass (A does not depend on q,
+    # k or v, so u stands in for them, detached); on a GPU this is a kernel, not a Python loop
+    B, T, H, _ = u.shape
+    stand_in = u.detach()
+    _, (_, A_out) = cfg.op(stand_in, stand_in, stand_in.new_zeros(B, T, H, 1), u, lambda0=cfg.lambda0,
+                           scale=cfg.scale, period=cfg.period, nudge_eps=cfg.nudge_eps, delta_min=cfg.delta_min,
+                           eps=cfg.eps, initial_state=(None, A_in), output_final_state=True,
+                           offset=cfg.offsets, **cfg.op_kwargs)
+    return A_out
+
+
 def _combine(cfg, gathered, o_ext):
     """Step 3 on this rank: its output and the global final state from every rank's maps."""
     K, V, r, R = cfg.K, cfg.V, cfg.rank, cfg.world
@@ -196,8 +213,7 @@ class _ContextParallelVLA(torch.autograd.Function):
                 buf = torch.empty(B, H, K, K, dtype=cfg.cdt, device=q.device)
                 dist.recv(buf, src=_global_rank(cfg.group, r - 1), group=cfg.group)
                 A_in = A_used = leaf(buf)
-            A_out = penalty_inverse_pass(A_used, u_.to(cfg.cdt), cfg.offsets, period=cfg.period, nudge_eps=cfg.nudge_eps,
-                                         chunk_size=cfg.a_chunk_size)
+            A_out = _penalty_pass(cfg, A_used, u_)
             if r < R - 1:
                 dist.send(A_out.detach().contiguous(), dst=_global_rank(cfg.group, r + 1), group=cfg.group)
             # step 2: this piece as an affine map
@@ -304,6 +320,7 @@ def context_parallel_vla(
     op_kwargs: Optional[dict] = None,
     a_chunk_size: int = 64,
     max_width: Optional[int] = None,
+    a_pass: str = "auto",
 ):
     """VLA over one sequence split across the ranks of ``group`` (SPEC §1-§3 semantics).
 
@@ -318,7 +335,10 @@ def context_parallel_vla(
 
     ``op`` is the single-process op each rank runs on its piece (default ``vla.ops.chunk_vla`` when
     present, else ``naive_recurrent_vla``), with ``op_kwargs`` passed on (``chunk_size``, ``backend``).
-    ``a_chunk_size`` is the chunk length of the rank-to-rank penalty-inverse pass. Each rank runs the
+    ``a_pass`` picks how the rank-to-rank penalty-inverse pass (step 1) runs: ``"op"`` calls the op
+    with one zero value column and keeps its final A (a kernel on a GPU), ``"woodbury"`` runs
+    :func:`penalty_inverse_pass` (PyTorch, chunks of ``a_chunk_size``, cheaper on a CPU); ``"auto"``:
+    "op" for CUDA tensors, "woodbury" otherwise. Each rank runs the
     op with K + V value columns (step 2 of the module docstring); ``max_width`` caps the columns of
     one call (the rest go to further calls, which recompute the write directions): default 128 for
     CUDA tensors (the Triton kernels' limit), no cap otherwise.
@@ -341,6 +361,10 @@ def context_parallel_vla(
     if not isinstance(op_kwargs, dict):
         raise ValueError("op_kwargs must be a dict")
     check_hyper("a_chunk_size", a_chunk_size, integer=True, positive=True)
+    if a_pass not in ("auto", "op", "woodbury"):
+        raise ValueError(f"a_pass must be 'auto', 'op' or 'woodbury', got {a_pass!r}")
+    if a_pass == "auto":
+        a_pass = "op" if isinstance(q, torch.Tensor) and q.is_cuda else "woodbury"
     if max_width is None and isinstance(q, torch.Tensor) and q.is_cuda:
         max_width = 128
     if max_width is not None:
@@ -413,6 +437,6 @@ def context_parallel_vla(
     cfg = _Config(rank=rank, world=world, group=group, op=op, op_kwargs=op_kwargs, cdt=cdt, K=K, V=V,
                   lambda0=lambda0, scale=default_scale(scale, K), period=period, nudge_eps=nudge_eps,
                   delta_min=delta_min, eps=eps, offsets=offsets, needs_grad=needs_grad,
-                  a_chunk_size=a_chunk_size, max_width=max_width)
+                  a_chunk_size=a_chunk_size, max_width=max_width, a_pass=a_pass)
     o, S_f, A_f = _ContextParallelVLA.apply(cfg, q, k, v, u, S0, A0)
     return o, ((S_f, A_f) if output_final_state else None)
