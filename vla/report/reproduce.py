@@ -151,7 +151,8 @@ def run_one(name: str, preset: str, out: pathlib.Path, device: str, seed: int,
             if not _missing(e, target):
                 raise
             return Outcome(name, "missing", note=f"not measured: module `{target}` is not in this version")
-        config = mod.config_for(preset, seed=seed, **(overrides or {}))
+        config = mod.config_for(preset, **{"seed": seed, **(overrides or {})})  # an explicit --set seed wins
+        meta["seed"] = getattr(config, "seed", seed)
         _log(f"[{name}] running ({preset_label(preset)}) on {device} ...")
         result = mod.run(config, device=device, progress=progress)
         meta["elapsed_s"] = time.perf_counter() - t0
