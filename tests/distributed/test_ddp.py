@@ -57,7 +57,7 @@ def _check_loss_weights(rank, world):
     assert weight != 1.0  # the ranks hold 1+2+3 and 4+5+6 answers
 
 
-def _body(rank, world, out, ref_state, ref_losses, ref_final):
+def _body(rank, world, out, out_single, ref_state, ref_losses, ref_final):
     _check_loss_weights(rank, world)
     saves = []
     real_save = torch.save
@@ -75,8 +75,12 @@ def _body(rank, world, out, ref_state, ref_losses, ref_final):
         assert os.listdir(out) == ["checkpoint.pt"]
         assert load_checkpoint(os.path.join(out, "checkpoint.pt"))["step"] == STEPS // 2
         resumed = train(_config(out=out))
+        # a checkpoint written by one process resumes on two (the global batch does not depend on them)
+        resumed_single = train(_config(out=out_single))
     finally:
         torch.save = real_save
+    for name, p in resumed_single.model.state_dict().items():
+        assert (p - ref_state[name]).abs().max() <= TOL_WEIGHT, (rank, name)
     assert resumed.step == STEPS
     assert len(resumed.train_losses) == STEPS
     for mine, ref in zip(resumed.train_losses, ref_losses):
@@ -90,4 +94,5 @@ def _body(rank, world, out, ref_state, ref_losses, ref_final):
 def test_ddp_matches_one_process(tmp_path):
     ref = train(_config())
     ref_state = {k: v.clone() for k, v in ref.model.state_dict().items()}
-    run_ranks(_body, 2, str(tmp_path / "ddp"), ref_state, ref.train_losses, ref.final)
+    train(_config(out=str(tmp_path / "single"), stop_after=STEPS // 2))
+    run_ranks(_body, 2, str(tmp_path / "ddp"), str(tmp_path / "single"), ref_state, ref.train_losses, ref.final)
