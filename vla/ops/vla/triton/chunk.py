@@ -1,34 +1,43 @@
 """Triton back end of the chunkwise-parallel VLA op (SPEC §3), forward and backward.
 
-Four kernels, each with one program per (sequence, head) that walks that sequence's chunks:
-
-  forward   phase 1  ``_phase1_fwd``   A through the chunks (fp32), write directions alpha_hat
-            phase 2  ``_phase2_fwd``   generalized delta rule (read k_hat, write alpha_hat), outputs
-  backward  phase 2  ``_phase2_bwd``   reverse over chunks carrying dS: dq, dv, d k_hat, d alpha_hat
-            phase 1  ``_phase1_bwd``   reverse over chunks carrying dA: du, dk (both phases), dA0
-
 Per chunk of C rows (U, K_hat, Q in R^{C x K}, V in R^{C x V}; A0, S0 the states entering it):
 
   phase 1   Wt = U A0,  M = I + Wt U^T = L D L^T  (unit lower L, D_ii = Sherman-Morrison denominators)
             R^{-1} = D^{-1/2} L^{-1}  (one elimination loop over the C columns, in registers)
             Zt = R^{-1} Wt            (row i = z_i^T / sqrt(delta_i))
             a  = K_hat A0 - tril(K_hat Zt^T) Zt,   alpha_hat = rownormalize(a),   A1 = A0 - Zt^T Zt
-  phase 2   T  = (I + tril(K_hat alpha_hat^T, -1))^{-1},  E = T (V - K_hat S0)
-            O  = scale (Q S0 + tril(Q alpha_hat^T) E),   S1 = S0 + alpha_hat^T E
+  phase 2   T  = (I + tril(K_hat alpha_hat^T, -1))^{-1},  w = T K_hat,  uu = T V   (WY form)
+            E  = uu - w S0,  O = scale (Q S0 + tril(Q alpha_hat^T) E),   S1 = S0 + alpha_hat^T E
+
+Only the two state chains are sequential over chunks; everything else runs one program per
+(chunk, head). Forward: ``_fwd_A_chain`` (A at every chunk start; the only serial factorisation),
+``_fwd_prep`` (per chunk: alpha_hat, T, w, uu), ``_fwd_S_chain`` (S and the outputs; matrix products
+only). Backward, in reverse:
+
+  ``_bwd_prep_dS``      per chunk: T, w and Gc, the part of dS0 not depending on dS1:
+                        dS0 = dS1 - w^T (alpha_hat dS1) + Gc
+  ``_bwd_dS_chain``     dS at every chunk end (products only)
+  ``_bwd_phase2``       per chunk: dq, dv, phase 2's d k_hat and d alpha_hat
+  ``_bwd_phase1_local`` per chunk: dk (complete), dZt0 and the dA chain's coefficients: since
+                        A1 = (A0^{-1} + U^T U)^{-1}, dA0 = P^T dA1 P + F with P = I - Zt^T R^{-1} U
+  ``_bwd_dA_chain``     dA at every chunk end (products only)
+  ``_bwd_phase1_du``    per chunk: du, through dZt = dZt0 - 2 Zt dA1 and the Cholesky factor
 
 The elimination divides by ``max(pivot, delta_min)``: that is the naive recurrence's clamp, applied
 where the naive loop applies it (the pivot of column i is 1 + u_i^T A_{i-1} u_i). In exact arithmetic
-the pivot is >= 1 and the clamp never binds; its gradient is taken as if it did not (as autograd of
-the naive loop would only differ when it binds).
+the pivot is >= 1 and the clamp never binds; the backward treats it as not binding.
 
 Sequences whose offset is not a multiple of C start ``offset % C`` rows into their first chunk: the
 rows before the start (and after the end) are loaded as zeros, which are inert in both phases (a
 zero u leaves A unchanged, a zero k_hat gives alpha_hat = 0 and writes nothing), so chunk boundaries
 sit on absolute multiples of C and every nudge falls on one (period is a multiple of C).
 
-Saved for the backward: alpha_hat (input dtype, [B, T, H, K]), A and S at every chunk start (fp32,
-[chunks, H, K, K] and [chunks, H, K, V]). Nothing of T x K^2 elements. No atomics: every reduction is
-done inside one program, so results are bit-identical run to run.
+Precision: phase 1 in fp32 (products "tf32x3" on a GPU by default: three tf32 passes, about fp32
+accuracy); phase 2's products take their operands rounded to the input dtype (bf16 tensor cores for
+bf16 input) and accumulate in fp32. Saved for the backward: alpha_hat (input dtype, [B, T, H, K]),
+A and S at every chunk start (fp32, [chunks, H, K, K] and [chunks, H, K, V]); nothing of T x K^2
+elements. No atomics: every reduction is done inside one program, so results are bit-identical run
+to run. Token row indices are int64 (T = 1M and beyond).
 """
 
 from __future__ import annotations
@@ -40,8 +49,9 @@ import torch
 import triton
 import triton.language as tl
 
-# Precision of phase 1's fp32 matrix products on a GPU: "ieee" (true fp32) or "tf32".
-PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "ieee")
+# Precision of phase 1's fp32 matrix products on a GPU: "tf32x3" (about fp32), "ieee" (fp32 on the
+# FMA units: slow, spills registers) or "tf32".
+PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "tf32x3")
 # Precision of phase 2's products when the inputs are fp32 ("tf32" uses tensor cores).
 PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32")
 
@@ -115,16 +125,63 @@ def _rownorm_bwd(y, n, dy, eps):
     return tl.where(big[:, None], (dy - y * proj[:, None]) / tl.maximum(n, eps)[:, None], dy / eps)
 
 
+@triton.jit
+def _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN: tl.constexpr):
+    """For the per-chunk kernels (grid: chunks x heads): the chunk's sequence, index and rows."""
+    c = tl.program_id(0).to(tl.int64)
+    n = tl.load(chunk_seq + c).to(tl.int64)
+    j = tl.load(chunk_idx + c)
+    bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
+    s = tl.load(shift + n)
+    return c, j, bos, Tn, s
+
+
+@triton.jit
+def _phase1_chunk(A0, U, C: tl.constexpr, delta_min, PREC: tl.constexpr):
+    """Phase 1 of one chunk from the A entering it: Wt = U A0, R^{-1} (M = I + Wt U^T = R R^T), Zt."""
+    r = tl.arange(0, C)
+    eyeC = (r[:, None] == r[None, :]).to(tl.float32)
+    Wt = tl.dot(U, A0, input_precision=PREC)
+    M = tl.dot(Wt, tl.trans(U), input_precision=PREC) + eyeC
+    Rinv = _chol_inverse(M, C, delta_min)
+    Zt = tl.dot(Rinv, Wt, input_precision=PREC)
+    return Wt, Rinv, Zt
+
+
+@triton.jit
+def _write_dirs(A0, Kh, Zt, C: tl.constexpr, eps, PREC: tl.constexpr):
+    """a = K_hat A0 - tril(K_hat Zt^T) Zt (row t = A_t k_hat_t) and its row normalisation."""
+    r = tl.arange(0, C)
+    incl = r[:, None] >= r[None, :]
+    KZ = tl.where(incl, tl.dot(Kh, tl.trans(Zt), input_precision=PREC), 0.0)
+    a = tl.dot(Kh, A0, input_precision=PREC) - tl.dot(KZ, Zt, input_precision=PREC)
+    al, na = _rownorm(a, eps)
+    return KZ, al, na
+
+
+@triton.jit
+def _cholesky_bwd(dZt, Zt, Rinv, C: tl.constexpr, PREC: tl.constexpr):
+    """Through Zt = R^{-1} Wt with M = R R^T: returns (dWt, dM) (dM symmetric)."""
+    r = tl.arange(0, C)
+    G = tl.dot(tl.trans(Rinv), dZt, input_precision=PREC)
+    Bm = tl.dot(dZt, tl.trans(Zt), input_precision=PREC)
+    Bm = tl.where(r[:, None] > r[None, :], Bm, tl.where(r[:, None] == r[None, :], 0.5 * Bm, 0.0))
+    Hm = tl.dot(tl.dot(tl.trans(Rinv), Bm, input_precision=PREC), Rinv, input_precision=PREC)
+    dM = -0.5 * (Hm + tl.trans(Hm))
+    return G, dM
+
+
 # ----------------------------------------------------------------------------------------------
 # forward
 # ----------------------------------------------------------------------------------------------
 
 @triton.jit
-def _phase1_fwd(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
-                T, H, eps, delta_min, nudge_eps, inv_lambda0, period,
-                K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
-                HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                NUDGE: tl.constexpr, PREC: tl.constexpr):
+def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
+                 T, H, delta_min, nudge_eps, inv_lambda0, period,
+                 K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                 HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
+                 NUDGE: tl.constexpr, PREC: tl.constexpr):
+    """Phase 1's chain: A at every chunk start (sequential over chunks; one program per head)."""
     i_nh = tl.program_id(0).to(tl.int64)
     n = i_nh // H
     h = i_nh % H
@@ -133,14 +190,11 @@ def _phase1_fwd(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_o
     b0 = tl.load(base + n)
     c0 = tl.load(chunk_off + n)
     NT = (s + Tn + C - 1) // C
-    r = tl.arange(0, C)
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
     kkmask = kmask[:, None] & kmask[None, :]
     eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
-    eyeC = (r[:, None] == r[None, :]).to(tl.float32)
-    incl = r[:, None] >= r[None, :]
     if HAS_A0:
         A = tl.load(A_init + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
     else:
@@ -149,18 +203,8 @@ def _phase1_fwd(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_o
     while j < NT:  # (a while loop: Triton's interpreter cannot take a runtime range bound under NumPy >= 2.4)
         tl.store(A_chunks + ((c0 + j) * H + h) * K * K + kk, A, mask=kkmask)
         row, valid = _rows(bos, j, s, Tn, H, h, C)
-        offs = row[:, None] * K + dk[None, :]
-        m2 = valid[:, None] & kmask[None, :]
-        U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
-        Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
-        Wt = tl.dot(U, A, input_precision=PREC)                                   # rows (A0 u_i)^T
-        M = tl.dot(Wt, tl.trans(U), input_precision=PREC) + eyeC                   # I + U A0 U^T
-        Rinv = _chol_inverse(M, C, delta_min)
-        Zt = tl.dot(Rinv, Wt, input_precision=PREC)                                # rows z_i^T
-        KZ = tl.where(incl, tl.dot(Kh, tl.trans(Zt), input_precision=PREC), 0.0)
-        a = tl.dot(Kh, A, input_precision=PREC) - tl.dot(KZ, Zt, input_precision=PREC)  # row t = A_t k_hat_t
-        al, _ = _rownorm(a, eps)
-        tl.store(alpha + offs, al.to(alpha.dtype.element_ty), mask=m2)
+        U = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
+        Wt, Rinv, Zt = _phase1_chunk(A, U.to(tl.float32), C, delta_min, PREC)
         A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
         if NUDGE:
             hit = ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
@@ -171,12 +215,50 @@ def _phase1_fwd(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_o
 
 
 @triton.jit
-def _phase2_fwd(q, k, v, alpha, o, S_init, S_chunks, S_final, cu, shift, chunk_off,
-                T, H, scale, eps,
-                K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-                HAS_S0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                SAVE_CHUNKS: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
+def _fwd_prep(u, k, v, alpha, w, uu, A_chunks, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
+              K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+              IS_VARLEN: tl.constexpr, PREC: tl.constexpr, PREC2: tl.constexpr, DOT: tl.constexpr):
+    """Per chunk, in parallel: write directions alpha_hat, then the WY factors of phase 2,
+    w = T K_hat and uu = T V with T = (I + tril(K_hat alpha_hat^T, -1))^{-1}."""
+    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    h = tl.program_id(1).to(tl.int64)
+    r = tl.arange(0, C)
+    dk = tl.arange(0, BK)
+    dv = tl.arange(0, BV)
+    kmask = dk < K
+    vmask = dv < V
+    kk = dk[:, None] * K + dk[None, :]
+    row, valid = _rows(bos, j, s, Tn, H, h, C)
+    offs = row[:, None] * K + dk[None, :]
+    m2 = valid[:, None] & kmask[None, :]
+    offs_v = row[:, None] * V + dv[None, :]
+    mv = valid[:, None] & vmask[None, :]
+    DT: tl.constexpr = alpha.dtype.element_ty
+    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kmask[:, None] & kmask[None, :], other=0.0)
+    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
+    Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
+    Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
+    KZ, al, na = _write_dirs(A0, Kh, Zt, C, eps, PREC)
+    tl.store(alpha + offs, al.to(DT), mask=m2)
+    Khd = Kh.to(DT).to(DOT)
+    Ald = al.to(DT).to(DOT)
+    Lm = tl.where(r[:, None] > r[None, :], tl.dot(Khd, tl.trans(Ald), input_precision=PREC2), 0.0)
+    Ti = _unit_lower_inverse(Lm, C).to(DT).to(DOT)
+    Vv = tl.load(v + offs_v, mask=mv, other=0.0).to(DOT)
+    tl.store(w + offs, tl.dot(Ti, Khd, input_precision=PREC2).to(DT), mask=m2)
+    tl.store(uu + offs_v, tl.dot(Ti, Vv, input_precision=PREC2).to(DT), mask=mv)
+
+
+@triton.jit
+def _fwd_S_chain(q, alpha, w, uu, o, S_init, S_chunks, S_final, cu, shift, chunk_off,
+                 T, H, scale,
+                 K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                 HAS_S0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
+                 SAVE_CHUNKS: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
+    """Phase 2's chain over chunks for one head and one block of value columns:
+    E = uu - w S0,  O = scale (Q S0 + tril(Q alpha^T) E),  S1 = S0 + alpha^T E."""
     i_nh = tl.program_id(0).to(tl.int64)
+    i_v = tl.program_id(1)
     n = i_nh // H
     h = i_nh % H
     bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
@@ -185,20 +267,19 @@ def _phase2_fwd(q, k, v, alpha, o, S_init, S_chunks, S_final, cu, shift, chunk_o
     NT = (s + Tn + C - 1) // C
     r = tl.arange(0, C)
     dk = tl.arange(0, BK)
-    dv = tl.arange(0, BV)
+    dv = i_v * BV + tl.arange(0, BV)
     kmask = dk < K
     vmask = dv < V
     kv = dk[:, None] * V + dv[None, :]
     kvmask = kmask[:, None] & vmask[None, :]
-    strict = r[:, None] > r[None, :]
     incl = r[:, None] >= r[None, :]
-    DT: tl.constexpr = q.dtype.element_ty  # operand dtype of phase 2's products
+    DT: tl.constexpr = alpha.dtype.element_ty
     if HAS_S0:
         S = tl.load(S_init + i_nh * K * V + kv, mask=kvmask, other=0.0).to(tl.float32)
     else:
         S = tl.zeros([BK, BV], dtype=tl.float32)
     j = 0
-    while j < NT:  # (a while loop: Triton's interpreter cannot take a runtime range bound under NumPy >= 2.4)
+    while j < NT:
         if SAVE_CHUNKS:
             tl.store(S_chunks + ((c0 + j) * H + h) * K * V + kv, S, mask=kvmask)
         row, valid = _rows(bos, j, s, Tn, H, h, C)
@@ -207,18 +288,13 @@ def _phase2_fwd(q, k, v, alpha, o, S_init, S_chunks, S_final, cu, shift, chunk_o
         mk = valid[:, None] & kmask[None, :]
         mv = valid[:, None] & vmask[None, :]
         Q = tl.load(q + offs_k, mask=mk, other=0.0).to(DOT)
-        Kh, _ = _rownorm(tl.load(k + offs_k, mask=mk, other=0.0).to(tl.float32), eps)
-        Kh = Kh.to(DT).to(DOT)
-        Al = tl.load(alpha + offs_k, mask=mk, other=0.0).to(DT).to(DOT)
-        Vv = tl.load(v + offs_v, mask=mv, other=0.0).to(tl.float32)
-        Lm = tl.where(strict, tl.dot(Kh, tl.trans(Al), input_precision=PREC), 0.0)
-        Ti = _unit_lower_inverse(Lm, C)
+        Al = tl.load(alpha + offs_k, mask=mk, other=0.0).to(DOT)
+        Wd = tl.load(w + offs_k, mask=mk, other=0.0).to(DOT)
+        Uu = tl.load(uu + offs_v, mask=mv, other=0.0).to(tl.float32)
         Sd = S.to(DT).to(DOT)
-        X = Vv - tl.dot(Kh, Sd, input_precision=PREC)                  # v_t - S0^T k_hat_t
-        E = tl.dot(Ti.to(DT).to(DOT), X.to(DT).to(DOT), input_precision=PREC)           # rows v_t - S_{t-1}^T k_hat_t
-        Ed = E.to(DT).to(DOT)
-        Pq = tl.where(incl, tl.dot(Q, tl.trans(Al), input_precision=PREC), 0.0)
-        O = scale * (tl.dot(Q, Sd, input_precision=PREC) + tl.dot(Pq.to(DT).to(DOT), Ed, input_precision=PREC))
+        Ed = (Uu - tl.dot(Wd, Sd, input_precision=PREC)).to(DT).to(DOT)
+        Pq = tl.where(incl, tl.dot(Q, tl.trans(Al), input_precision=PREC), 0.0).to(DT).to(DOT)
+        O = scale * (tl.dot(Q, Sd, input_precision=PREC) + tl.dot(Pq, Ed, input_precision=PREC))
         tl.store(o + offs_v, O.to(o.dtype.element_ty), mask=mv)
         S = S + tl.dot(tl.trans(Al), Ed, input_precision=PREC)
         j += 1
@@ -231,18 +307,91 @@ def _phase2_fwd(q, k, v, alpha, o, S_init, S_chunks, S_final, cu, shift, chunk_o
 # ----------------------------------------------------------------------------------------------
 
 @triton.jit
-def _phase2_bwd(q, k, v, alpha, do, S_chunks, dS_final, dq, dv_out, dkh, dal, dS_init,
-                cu, shift, chunk_off, T, H, scale, eps,
-                K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-                HAS_DSF: tl.constexpr, STORE_DS0: tl.constexpr, IS_VARLEN: tl.constexpr,
-                PREC: tl.constexpr, DOT: tl.constexpr):
+def _bwd_prep_dS(q, k, alpha, do, w, Tmat, Gc, cu, shift, chunk_seq, chunk_idx, T, H, scale, eps,
+                 K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                 IS_VARLEN: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
+    """Per chunk: T = (I + L)^{-1} (kept), w = T K_hat (kept), and the part of dS0 that does not
+    depend on dS1: Gc = scale (Q^T dO - w^T tril(Q alpha^T)^T dO), so that dS0 = dS1 - w^T alpha dS1 + Gc."""
+    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    h = tl.program_id(1).to(tl.int64)
+    r = tl.arange(0, C)
+    dk = tl.arange(0, BK)
+    dv = tl.arange(0, BV)
+    kmask = dk < K
+    vmask = dv < V
+    row, valid = _rows(bos, j, s, Tn, H, h, C)
+    offs_k = row[:, None] * K + dk[None, :]
+    offs_v = row[:, None] * V + dv[None, :]
+    mk = valid[:, None] & kmask[None, :]
+    mv = valid[:, None] & vmask[None, :]
+    DT: tl.constexpr = alpha.dtype.element_ty
+    Q = tl.load(q + offs_k, mask=mk, other=0.0).to(DOT)
+    Kh, _ = _rownorm(tl.load(k + offs_k, mask=mk, other=0.0).to(tl.float32), eps)
+    Khd = Kh.to(DT).to(DOT)
+    Al = tl.load(alpha + offs_k, mask=mk, other=0.0).to(DOT)
+    dO = tl.load(do + offs_v, mask=mv, other=0.0).to(DT).to(DOT)
+    Lm = tl.where(r[:, None] > r[None, :], tl.dot(Khd, tl.trans(Al), input_precision=PREC), 0.0)
+    Ti = _unit_lower_inverse(Lm, C).to(DT)
+    tl.store(Tmat + (c * H + h) * C * C + r[:, None] * C + r[None, :], Ti)
+    Ti = Ti.to(DOT)
+    Wd = tl.dot(Ti, Khd, input_precision=PREC).to(DT)
+    tl.store(w + offs_k, Wd, mask=mk)
+    Pq = tl.where(r[:, None] >= r[None, :], tl.dot(Q, tl.trans(Al), input_precision=PREC), 0.0).to(DT).to(DOT)
+    t = tl.dot(tl.trans(Pq), dO, input_precision=PREC).to(DT).to(DOT)
+    G = scale * (tl.dot(tl.trans(Q), dO, input_precision=PREC) - tl.dot(tl.trans(Wd.to(DOT)), t, input_precision=PREC))
+    kv = dk[:, None] * V + dv[None, :]
+    tl.store(Gc + (c * H + h) * K * V + kv, G, mask=kmask[:, None] & vmask[None, :])
+
+
+@triton.jit
+def _bwd_dS_chain(alpha, w, Gc, dS_chunks, dS_final, dS_init, cu, shift, chunk_off, T, H,
+                  K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                  HAS_DSF: tl.constexpr, STORE_DS0: tl.constexpr, IS_VARLEN: tl.constexpr,
+                  PREC: tl.constexpr, DOT: tl.constexpr):
+    """dS at every chunk end, in reverse: dS0 = dS1 - w^T (alpha dS1) + Gc."""
     i_nh = tl.program_id(0).to(tl.int64)
+    i_v = tl.program_id(1)
     n = i_nh // H
     h = i_nh % H
     bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
     s = tl.load(shift + n)
     c0 = tl.load(chunk_off + n)
     NT = (s + Tn + C - 1) // C
+    dk = tl.arange(0, BK)
+    dv = i_v * BV + tl.arange(0, BV)
+    kmask = dk < K
+    vmask = dv < V
+    kv = dk[:, None] * V + dv[None, :]
+    kvmask = kmask[:, None] & vmask[None, :]
+    DT: tl.constexpr = alpha.dtype.element_ty
+    if HAS_DSF:
+        dS = tl.load(dS_final + i_nh * K * V + kv, mask=kvmask, other=0.0).to(tl.float32)
+    else:
+        dS = tl.zeros([BK, BV], dtype=tl.float32)
+    j = NT - 1
+    while j >= 0:
+        slot = ((c0 + j) * H + h) * K * V + kv
+        tl.store(dS_chunks + slot, dS, mask=kvmask)
+        row, valid = _rows(bos, j, s, Tn, H, h, C)
+        offs_k = row[:, None] * K + dk[None, :]
+        mk = valid[:, None] & kmask[None, :]
+        Al = tl.load(alpha + offs_k, mask=mk, other=0.0).to(DOT)
+        Wd = tl.load(w + offs_k, mask=mk, other=0.0).to(DOT)
+        t = tl.dot(Al, dS.to(DT).to(DOT), input_precision=PREC).to(DT).to(DOT)
+        dS = dS - tl.dot(tl.trans(Wd), t, input_precision=PREC) + tl.load(Gc + slot, mask=kvmask, other=0.0)
+        j -= 1
+    if STORE_DS0:
+        tl.store(dS_init + i_nh * K * V + kv, dS, mask=kvmask)
+
+
+@triton.jit
+def _bwd_phase2(q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv_out, dkh, dal,
+                cu, shift, chunk_seq, chunk_idx, T, H, scale, eps,
+                K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                IS_VARLEN: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
+    """Per chunk, given S0 and dS1: dq, dv, and phase 2's parts of d k_hat and d alpha_hat."""
+    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    h = tl.program_id(1).to(tl.int64)
     r = tl.arange(0, C)
     dk = tl.arange(0, BK)
     dvv = tl.arange(0, BV)
@@ -252,61 +401,85 @@ def _phase2_bwd(q, k, v, alpha, do, S_chunks, dS_final, dq, dv_out, dkh, dal, dS
     kvmask = kmask[:, None] & vmask[None, :]
     strict = r[:, None] > r[None, :]
     incl = r[:, None] >= r[None, :]
-    DT: tl.constexpr = q.dtype.element_ty  # operand dtype of phase 2's products
-    if HAS_DSF:
-        dS = tl.load(dS_final + i_nh * K * V + kv, mask=kvmask, other=0.0).to(tl.float32)
-    else:
-        dS = tl.zeros([BK, BV], dtype=tl.float32)
-    j = NT - 1
-    while j >= 0:
-        S0 = tl.load(S_chunks + ((c0 + j) * H + h) * K * V + kv, mask=kvmask, other=0.0)
-        row, valid = _rows(bos, j, s, Tn, H, h, C)
-        offs_k = row[:, None] * K + dk[None, :]
-        offs_v = row[:, None] * V + dvv[None, :]
-        mk = valid[:, None] & kmask[None, :]
-        mv = valid[:, None] & vmask[None, :]
-        Q = tl.load(q + offs_k, mask=mk, other=0.0).to(DOT)
-        Kh, _ = _rownorm(tl.load(k + offs_k, mask=mk, other=0.0).to(tl.float32), eps)
-        Kh = Kh.to(DT).to(DOT)
-        Al = tl.load(alpha + offs_k, mask=mk, other=0.0).to(DT).to(DOT)
-        Vv = tl.load(v + offs_v, mask=mv, other=0.0).to(tl.float32)
-        dO = tl.load(do + offs_v, mask=mv, other=0.0).to(DT).to(DOT)
-        S0d = S0.to(DT).to(DOT)
-        dSd = dS.to(DT).to(DOT)
-        # recompute the chunk's forward
-        Lm = tl.where(strict, tl.dot(Kh, tl.trans(Al), input_precision=PREC), 0.0)
-        Ti = _unit_lower_inverse(Lm, C).to(DT).to(DOT)
-        X = Vv - tl.dot(Kh, S0d, input_precision=PREC)
-        E = tl.dot(Ti, X.to(DT).to(DOT), input_precision=PREC)
-        Ed = E.to(DT).to(DOT)
-        Pq = tl.where(incl, tl.dot(Q, tl.trans(Al), input_precision=PREC), 0.0).to(DT).to(DOT)
-        # gradients
-        dE = scale * tl.dot(tl.trans(Pq), dO, input_precision=PREC) + tl.dot(Al, dSd, input_precision=PREC)
-        dX = tl.dot(tl.trans(Ti), dE.to(DT).to(DOT), input_precision=PREC)
-        dXd = dX.to(DT).to(DOT)
-        dPq = tl.where(incl, scale * tl.dot(dO, tl.trans(Ed), input_precision=PREC), 0.0).to(DT).to(DOT)
-        dQ = scale * tl.dot(dO, tl.trans(S0d), input_precision=PREC) + tl.dot(dPq, Al, input_precision=PREC)
-        dL = tl.where(strict, -tl.dot(dXd, tl.trans(Ed), input_precision=PREC), 0.0).to(DT).to(DOT)
-        dAl = (tl.dot(tl.trans(dPq), Q, input_precision=PREC) + tl.dot(Ed, tl.trans(dSd), input_precision=PREC)
-               + tl.dot(tl.trans(dL), Kh, input_precision=PREC))
-        dKh = -tl.dot(dXd, tl.trans(S0d), input_precision=PREC) + tl.dot(dL, Al, input_precision=PREC)
-        dS = (dS + scale * tl.dot(tl.trans(Q), dO, input_precision=PREC)
-              - tl.dot(tl.trans(Kh), dXd, input_precision=PREC))
-        tl.store(dq + offs_k, dQ.to(dq.dtype.element_ty), mask=mk)
-        tl.store(dv_out + offs_v, dX.to(dv_out.dtype.element_ty), mask=mv)
-        tl.store(dkh + offs_k, dKh, mask=mk)
-        tl.store(dal + offs_k, dAl, mask=mk)
-        j -= 1
-    if STORE_DS0:
-        tl.store(dS_init + i_nh * K * V + kv, dS, mask=kvmask)
+    DT: tl.constexpr = alpha.dtype.element_ty
+    row, valid = _rows(bos, j, s, Tn, H, h, C)
+    offs_k = row[:, None] * K + dk[None, :]
+    offs_v = row[:, None] * V + dvv[None, :]
+    mk = valid[:, None] & kmask[None, :]
+    mv = valid[:, None] & vmask[None, :]
+    S0d = tl.load(S_chunks + (c * H + h) * K * V + kv, mask=kvmask, other=0.0).to(DT).to(DOT)
+    dSd = tl.load(dS_chunks + (c * H + h) * K * V + kv, mask=kvmask, other=0.0).to(DT).to(DOT)
+    Ti = tl.load(Tmat + (c * H + h) * C * C + r[:, None] * C + r[None, :]).to(DOT)
+    Q = tl.load(q + offs_k, mask=mk, other=0.0).to(DOT)
+    Kh, _ = _rownorm(tl.load(k + offs_k, mask=mk, other=0.0).to(tl.float32), eps)
+    Kh = Kh.to(DT).to(DOT)
+    Al = tl.load(alpha + offs_k, mask=mk, other=0.0).to(DOT)
+    Vv = tl.load(v + offs_v, mask=mv, other=0.0).to(tl.float32)
+    dO = tl.load(do + offs_v, mask=mv, other=0.0).to(DT).to(DOT)
+    X = Vv - tl.dot(Kh, S0d, input_precision=PREC)
+    Ed = tl.dot(Ti, X.to(DT).to(DOT), input_precision=PREC).to(DT).to(DOT)
+    Pq = tl.where(incl, tl.dot(Q, tl.trans(Al), input_precision=PREC), 0.0).to(DT).to(DOT)
+    dE = scale * tl.dot(tl.trans(Pq), dO, input_precision=PREC) + tl.dot(Al, dSd, input_precision=PREC)
+    dX = tl.dot(tl.trans(Ti), dE.to(DT).to(DOT), input_precision=PREC)
+    dXd = dX.to(DT).to(DOT)
+    dPq = tl.where(incl, scale * tl.dot(dO, tl.trans(Ed), input_precision=PREC), 0.0).to(DT).to(DOT)
+    dQ = scale * tl.dot(dO, tl.trans(S0d), input_precision=PREC) + tl.dot(dPq, Al, input_precision=PREC)
+    dL = tl.where(strict, -tl.dot(dXd, tl.trans(Ed), input_precision=PREC), 0.0).to(DT).to(DOT)
+    dAl = (tl.dot(tl.trans(dPq), Q, input_precision=PREC) + tl.dot(Ed, tl.trans(dSd), input_precision=PREC)
+           + tl.dot(tl.trans(dL), Kh, input_precision=PREC))
+    dKh = -tl.dot(dXd, tl.trans(S0d), input_precision=PREC) + tl.dot(dL, Al, input_precision=PREC)
+    tl.store(dq + offs_k, dQ.to(dq.dtype.element_ty), mask=mk)
+    tl.store(dv_out + offs_v, dX.to(dv_out.dtype.element_ty), mask=mv)
+    tl.store(dkh + offs_k, dKh, mask=mk)
+    tl.store(dal + offs_k, dAl, mask=mk)
 
 
 @triton.jit
-def _phase1_bwd(u, k, dal, dkh, du, dk_out, A_chunks, dA_final, dA_init,
-                cu, shift, chunk_off, T, H, eps, delta_min,
-                K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
-                HAS_DAF: tl.constexpr, STORE_DA0: tl.constexpr, IS_VARLEN: tl.constexpr,
-                PREC: tl.constexpr):
+def _bwd_phase1_local(u, k, dal, dkh, dk_out, dZt0_out, A_chunks, Fbuf, Pbuf,
+                      cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
+                      K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                      IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Per chunk: dk (complete), the part dZt0 of dZt that does not depend on dA1, and the chain's
+    coefficients: dA0 = P^T dA1 P + F with P = I - Zt^T R^{-1} U (= A1 A0^{-1})."""
+    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    h = tl.program_id(1).to(tl.int64)
+    r = tl.arange(0, C)
+    dk = tl.arange(0, BK)
+    kmask = dk < K
+    kk = dk[:, None] * K + dk[None, :]
+    kkmask = kmask[:, None] & kmask[None, :]
+    eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
+    incl = r[:, None] >= r[None, :]
+    row, valid = _rows(bos, j, s, Tn, H, h, C)
+    offs = row[:, None] * K + dk[None, :]
+    m2 = valid[:, None] & kmask[None, :]
+    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
+    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
+    Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
+    dAl = tl.load(dal + offs, mask=m2, other=0.0)
+    dKh = tl.load(dkh + offs, mask=m2, other=0.0)
+    Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
+    KZ, al, na = _write_dirs(A0, Kh, Zt, C, eps, PREC)
+    da = _rownorm_bwd(al, na, dAl, eps)
+    dKZ = tl.where(incl, tl.dot(da, tl.trans(Zt), input_precision=PREC), 0.0)
+    dKh = dKh + tl.dot(da, A0, input_precision=PREC) - tl.dot(dKZ, Zt, input_precision=PREC)
+    tl.store(dk_out + offs, _rownorm_bwd(Kh, nk, dKh, eps).to(dk_out.dtype.element_ty), mask=m2)
+    dZt0 = -tl.dot(tl.trans(KZ), da, input_precision=PREC) - tl.dot(tl.trans(dKZ), Kh, input_precision=PREC)
+    tl.store(dZt0_out + offs, dZt0, mask=m2)
+    G, dM = _cholesky_bwd(dZt0, Zt, Rinv, C, PREC)
+    X = tl.dot(tl.trans(da), Kh, input_precision=PREC) + tl.dot(tl.trans(U), G, input_precision=PREC)
+    F = 0.5 * (X + tl.trans(X)) + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=PREC), input_precision=PREC)
+    tl.store(Fbuf + (c * H + h) * K * K + kk, F, mask=kkmask)
+    P = eyeK - tl.dot(tl.trans(Zt), tl.dot(Rinv, U, input_precision=PREC), input_precision=PREC)
+    tl.store(Pbuf + (c * H + h) * K * K + kk, P, mask=kkmask)
+
+
+@triton.jit
+def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, cu, shift, chunk_off, T, H,
+                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                  HAS_DAF: tl.constexpr, STORE_DA0: tl.constexpr, IS_VARLEN: tl.constexpr,
+                  PREC: tl.constexpr):
+    """dA at every chunk end, in reverse: dA0 = P^T dA1 P + F (a nudge passes dA through)."""
     i_nh = tl.program_id(0).to(tl.int64)
     n = i_nh // H
     h = i_nh % H
@@ -314,14 +487,10 @@ def _phase1_bwd(u, k, dal, dkh, du, dk_out, A_chunks, dA_final, dA_init,
     s = tl.load(shift + n)
     c0 = tl.load(chunk_off + n)
     NT = (s + Tn + C - 1) // C
-    r = tl.arange(0, C)
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
     kkmask = kmask[:, None] & kmask[None, :]
-    eyeC = (r[:, None] == r[None, :]).to(tl.float32)
-    incl = r[:, None] >= r[None, :]
-    strict = r[:, None] > r[None, :]
     if HAS_DAF:
         dA = tl.load(dA_final + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
         dA = 0.5 * (dA + tl.trans(dA))
@@ -329,61 +498,67 @@ def _phase1_bwd(u, k, dal, dkh, du, dk_out, A_chunks, dA_final, dA_init,
         dA = tl.zeros([BK, BK], dtype=tl.float32)
     j = NT - 1
     while j >= 0:
-        # (a nudge after chunk j adds a constant to A: dA passes through it unchanged)
-        A0 = tl.load(A_chunks + ((c0 + j) * H + h) * K * K + kk, mask=kkmask, other=0.0)
-        row, valid = _rows(bos, j, s, Tn, H, h, C)
-        offs = row[:, None] * K + dk[None, :]
-        m2 = valid[:, None] & kmask[None, :]
-        U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
-        Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
-        dAl = tl.load(dal + offs, mask=m2, other=0.0)
-        dKh = tl.load(dkh + offs, mask=m2, other=0.0)
-        # recompute phase 1 of the chunk
-        Wt = tl.dot(U, A0, input_precision=PREC)
-        M = tl.dot(Wt, tl.trans(U), input_precision=PREC) + eyeC
-        Rinv = _chol_inverse(M, C, delta_min)
-        Zt = tl.dot(Rinv, Wt, input_precision=PREC)
-        KZ = tl.where(incl, tl.dot(Kh, tl.trans(Zt), input_precision=PREC), 0.0)
-        a = tl.dot(Kh, A0, input_precision=PREC) - tl.dot(KZ, Zt, input_precision=PREC)
-        al, na = _rownorm(a, eps)
-        da = _rownorm_bwd(al, na, dAl, eps)
-        # a = K_hat A0 - tril(K_hat Zt^T) Zt
-        dKZ = tl.where(incl, tl.dot(da, tl.trans(Zt), input_precision=PREC), 0.0)
-        dKh = dKh + tl.dot(da, A0, input_precision=PREC) - tl.dot(dKZ, Zt, input_precision=PREC)
-        # A1 = A0 - Zt^T Zt (dA symmetric)
-        dZt = (-tl.dot(tl.trans(KZ), da, input_precision=PREC) - tl.dot(tl.trans(dKZ), Kh, input_precision=PREC)
-               - 2.0 * tl.dot(Zt, dA, input_precision=PREC))
-        # Zt = R^{-1} Wt, M = R R^T
-        G = tl.dot(tl.trans(Rinv), dZt, input_precision=PREC)
-        Bm = tl.dot(dZt, tl.trans(Zt), input_precision=PREC)
-        Bm = tl.where(strict, Bm, tl.where(incl, 0.5 * Bm, 0.0))
-        Hm = tl.dot(tl.dot(tl.trans(Rinv), Bm, input_precision=PREC), Rinv, input_precision=PREC)
-        dM = -0.5 * (Hm + tl.trans(Hm))
-        # M = I + U A0 U^T, Wt = U A0
-        dU = tl.dot(G, A0, input_precision=PREC) + 2.0 * tl.dot(dM, Wt, input_precision=PREC)
-        X = tl.dot(tl.trans(da), Kh, input_precision=PREC) + tl.dot(tl.trans(U), G, input_precision=PREC)
-        dA = (dA + 0.5 * (X + tl.trans(X))
-              + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=PREC), input_precision=PREC))
-        dK = _rownorm_bwd(Kh, nk, dKh, eps)
-        tl.store(du + offs, dU.to(du.dtype.element_ty), mask=m2)
-        tl.store(dk_out + offs, dK.to(dk_out.dtype.element_ty), mask=m2)
+        slot = ((c0 + j) * H + h) * K * K + kk
+        tl.store(dA_chunks + slot, dA, mask=kkmask)
+        P = tl.load(Pbuf + slot, mask=kkmask, other=0.0)
+        F = tl.load(Fbuf + slot, mask=kkmask, other=0.0)
+        dA = tl.dot(tl.trans(P), tl.dot(dA, P, input_precision=PREC), input_precision=PREC) + F
         j -= 1
     if STORE_DA0:
         tl.store(dA_init + i_nh * K * K + kk, dA, mask=kkmask)
+
+
+@triton.jit
+def _bwd_phase1_du(u, dZt0, du, A_chunks, dA_chunks, cu, shift, chunk_seq, chunk_idx, T, H, delta_min,
+                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                   IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Per chunk, given dA1: du through dZt = dZt0 - 2 Zt dA1, the Cholesky and Wt = U A0."""
+    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    h = tl.program_id(1).to(tl.int64)
+    dk = tl.arange(0, BK)
+    kmask = dk < K
+    kk = dk[:, None] * K + dk[None, :]
+    kkmask = kmask[:, None] & kmask[None, :]
+    row, valid = _rows(bos, j, s, Tn, H, h, C)
+    offs = row[:, None] * K + dk[None, :]
+    m2 = valid[:, None] & kmask[None, :]
+    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
+    dA1 = tl.load(dA_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
+    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
+    Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
+    dZt = tl.load(dZt0 + offs, mask=m2, other=0.0) - 2.0 * tl.dot(Zt, dA1, input_precision=PREC)
+    G, dM = _cholesky_bwd(dZt, Zt, Rinv, C, PREC)
+    dU = tl.dot(G, A0, input_precision=PREC) + 2.0 * tl.dot(dM, Wt, input_precision=PREC)
+    tl.store(du + offs, dU.to(du.dtype.element_ty), mask=m2)
 
 
 # ----------------------------------------------------------------------------------------------
 # Python side
 # ----------------------------------------------------------------------------------------------
 
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+_TL_DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
+
+
+def _dot_dtype(dtype):
+    """Dtype the operands of phase 2's products are given in. Operands are always rounded to the input
+    dtype first; Triton's interpreter computes bf16/fp16 products wrongly, so there they are then
+    widened back to fp32 (the same rounding, an exact product)."""
+    return tl.float32 if _INTERPRET else _TL_DTYPES[dtype]
+
+
+def _p2_prec(dtype):
+    return PHASE2_FP32_PRECISION if dtype == torch.float32 else "ieee"
+
+
 def _pow2(x: int) -> int:
     return max(16, triton.next_power_of_2(x))
 
 
 class _Layout:
-    """Per-sequence chunk bookkeeping shared by the four kernels."""
+    """Per-sequence chunk bookkeeping shared by the kernels (built once per call, on the host)."""
 
-    def __init__(self, B, T, offsets, cu_seqlens, C, period, nudge_eps, device):
+    def __init__(self, B, T, offsets, cu_seqlens, C, nudge_eps, device):
         offsets = offsets.to("cpu", torch.int64)
         if cu_seqlens is not None:
             cu_cpu = cu_seqlens.to("cpu", torch.int64)
@@ -398,6 +573,10 @@ class _Layout:
         chunk_off = torch.zeros(self.N, dtype=torch.int64)
         chunk_off[1:] = torch.cumsum(nchunks, 0)[:-1]
         self.total_chunks = int(nchunks.sum())
+        seq = torch.repeat_interleave(torch.arange(self.N, dtype=torch.int32), nchunks)
+        idx = torch.arange(self.total_chunks, dtype=torch.int64) - chunk_off.repeat_interleave(nchunks)
+        self.chunk_seq = seq.to(device)
+        self.chunk_idx = idx.to(torch.int32).to(device)
         self.shift = shift.to(torch.int32).to(device)
         self.base = (offsets - shift).to(device)
         self.chunk_off = chunk_off.to(device)
@@ -405,52 +584,100 @@ class _Layout:
         self.nudge = nudge_eps > 0
 
 
-def _dims(q, v):
-    B, T, H, K = q.shape
-    V = v.shape[-1]
-    return B, T, H, K, V
-
-
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-_TL_DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
-
-
-def _dot_dtype(dtype):
-    """Dtype the operands of phase 2's products are given in. Operands are always rounded to the input
-    dtype first; Triton's interpreter computes bf16/fp16 products wrongly, so there they are then
-    widened back to fp32 (the same rounding, an exact product)."""
-    return tl.float32 if _INTERPRET else _TL_DTYPES[dtype]
-
-
-def _phase2_precision(dtype):
-    return PHASE2_FP32_PRECISION if dtype == torch.float32 else "ieee"
+def _value_block(V):
+    BV = _pow2(V)
+    BVs = min(BV, 32)  # the chains split the value columns over programs
+    return BV, BVs, triton.cdiv(V, BVs)
 
 
 def _forward(q, k, v, u, S0, A0, lay: _Layout, *, scale, lambda0, period, nudge_eps, delta_min, eps, C,
              want_final, save):
-    B, T, H, K, V = _dims(q, v)
-    N = lay.N
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    N, NC = lay.N, lay.total_chunks
     dev = q.device
-    BK, BV = _pow2(K), _pow2(V)
+    BK = _pow2(K)
+    BV, BVs, NV = _value_block(V)
+    f32 = dict(dtype=torch.float32, device=dev)
+    A_chunks = torch.empty(NC, H, K, K, **f32)
+    A_final = torch.empty(N, H, K, K, **f32) if want_final else A_chunks
+    _fwd_A_chain[(N * H,)](
+        u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
+        T, H, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
+        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, PREC=PHASE1_PRECISION, num_warps=4)
     alpha = torch.empty_like(k)
-    A_chunks = torch.empty(lay.total_chunks, H, K, K, dtype=torch.float32, device=dev)
-    A_final = torch.empty(N, H, K, K, dtype=torch.float32, device=dev) if want_final else A_chunks
-    _phase1_fwd[(N * H,)](
-        u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base,
-        lay.chunk_off, T, H, eps, delta_min, nudge_eps, 1.0 / lambda0, period,
-        K=K, BK=BK, C=C, HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen,
-        NUDGE=lay.nudge, PREC=PHASE1_PRECISION, num_warps=4)
+    w = torch.empty_like(k)
+    uu = torch.empty_like(v)
+    DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
+    _fwd_prep[(NC, H)](
+        u, k, v, alpha, w, uu, A_chunks, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps, delta_min,
+        K=K, BK=BK, V=V, BV=BV, C=C, IS_VARLEN=lay.is_varlen, PREC=PHASE1_PRECISION, PREC2=P2, DOT=DOT,
+        num_warps=4)
     o = torch.empty_like(v)
-    S_chunks = (torch.empty(lay.total_chunks, H, K, V, dtype=torch.float32, device=dev) if save
-                else A_chunks)
-    S_final = torch.empty(N, H, K, V, dtype=torch.float32, device=dev) if want_final else A_chunks
-    _phase2_fwd[(N * H,)](
-        q, k, v, alpha, o, S0 if S0 is not None else A_chunks, S_chunks, S_final, lay.cu, lay.shift,
-        lay.chunk_off, T, H, scale, eps, K=K, BK=BK, V=V, BV=BV, C=C, HAS_S0=S0 is not None,
-        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, SAVE_CHUNKS=save,
-        PREC=_phase2_precision(q.dtype), DOT=_dot_dtype(q.dtype), num_warps=4)
+    S_chunks = torch.empty(NC, H, K, V, **f32) if save else A_chunks
+    S_final = torch.empty(N, H, K, V, **f32) if want_final else A_chunks
+    _fwd_S_chain[(N * H, NV)](
+        q, alpha, w, uu, o, S0 if S0 is not None else A_chunks, S_chunks, S_final, lay.cu, lay.shift,
+        lay.chunk_off, T, H, scale, K=K, BK=BK, V=V, BV=BVs, C=C, HAS_S0=S0 is not None,
+        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=4)
     final = (S_final, A_final) if want_final else None
     return o, final, alpha, A_chunks, (S_chunks if save else None)
+
+
+def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay: _Layout, has_S0, has_A0,
+              *, scale, delta_min, eps, C):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    N, NC = lay.N, lay.total_chunks
+    dev = q.device
+    BK = _pow2(K)
+    BV, BVs, NV = _value_block(V)
+    f32 = dict(dtype=torch.float32, device=dev)
+    DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
+    common = dict(IS_VARLEN=lay.is_varlen)
+    # phase 2: per-chunk factors, the dS chain, per-chunk gradients
+    w = torch.empty_like(k)
+    Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)
+    Gc = torch.empty(NC, H, K, V, **f32)
+    _bwd_prep_dS[(NC, H)](
+        q, k, alpha, do, w, Tmat, Gc, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, scale, eps,
+        K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=4, **common)
+    dS_chunks = torch.empty(NC, H, K, V, **f32)
+    dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
+    _bwd_dS_chain[(N * H, NV)](
+        alpha, w, Gc, dS_chunks, dS_final if dS_final is not None else Gc, dS0 if has_S0 else Gc,
+        lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, V=V, BV=BVs, C=C,
+        HAS_DSF=dS_final is not None, STORE_DS0=has_S0, PREC=P2, DOT=DOT, num_warps=4, **common)
+    del Gc, w
+    dq = torch.empty_like(q)
+    dv = torch.empty_like(v)
+    dkh = torch.empty(q.shape, **f32)
+    dal = torch.empty(q.shape, **f32)
+    _bwd_phase2[(NC, H)](
+        q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, lay.cu, lay.shift, lay.chunk_seq,
+        lay.chunk_idx, T, H, scale, eps, K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=8, **common)
+    del Tmat, dS_chunks
+    # phase 1: per-chunk local gradients and chain coefficients, the dA chain, du
+    dk = torch.empty_like(k)
+    dZt0 = torch.empty(q.shape, **f32)
+    Fbuf = torch.empty(NC, H, K, K, **f32)
+    Pbuf = torch.empty(NC, H, K, K, **f32)
+    _bwd_phase1_local[(NC, H)](
+        u, k, dal, dkh, dk, dZt0, A_chunks, Fbuf, Pbuf, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx,
+        T, H, eps, delta_min, K=K, BK=BK, C=C, PREC=PHASE1_PRECISION, num_warps=8, **common)
+    del dal, dkh
+    dA_chunks = torch.empty(NC, H, K, K, **f32)
+    dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
+    _bwd_dA_chain[(N * H,)](
+        Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf,
+        lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, HAS_DAF=dA_final is not None,
+        STORE_DA0=has_A0, PREC=PHASE1_PRECISION, num_warps=4, **common)
+    del Fbuf, Pbuf
+    du = torch.empty_like(u)
+    _bwd_phase1_du[(NC, H)](
+        u, dZt0, du, A_chunks, dA_chunks, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, delta_min,
+        K=K, BK=BK, C=C, PREC=PHASE1_PRECISION, num_warps=8, **common)
+    return dq, dk, dv, du, dS0, dA0
 
 
 class ChunkVLAFunction(torch.autograd.Function):
@@ -458,16 +685,15 @@ class ChunkVLAFunction(torch.autograd.Function):
     def forward(ctx, q, k, v, u, S0, A0, scale, lambda0, period, nudge_eps, delta_min, eps,
                 output_final_state, offsets, cu_seqlens, C):
         ctx.set_materialize_grads(False)
-        B, T, H, K, V = _dims(q, v)
-        lay = _Layout(B, T, offsets, cu_seqlens, C, period, nudge_eps, q.device)
+        B, T = q.shape[:2]
+        lay = _Layout(B, T, offsets, cu_seqlens, C, nudge_eps, q.device)
         o, final, alpha, A_chunks, S_chunks = _forward(
             q, k, v, u, S0, A0, lay, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
             delta_min=delta_min, eps=eps, C=C, want_final=output_final_state, save=True)
         ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks)
         ctx.lay = lay
-        ctx.hyper = (scale, delta_min, eps, C)
-        ctx.has_init = (S0 is not None, A0 is not None)
-        ctx.input_dtypes = (None if S0 is None else S0.dtype, None if A0 is None else A0.dtype)
+        ctx.hyper = dict(scale=scale, delta_min=delta_min, eps=eps, C=C)
+        ctx.init = ((None if S0 is None else S0.dtype), (None if A0 is None else A0.dtype))
         if final is None:
             return o, None, None
         return o, final[0], final[1]
@@ -475,40 +701,19 @@ class ChunkVLAFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dS_final, dA_final):
         q, k, v, u, alpha, A_chunks, S_chunks = ctx.saved_tensors
-        lay = ctx.lay
-        scale, delta_min, eps, C = ctx.hyper
-        B, T, H, K, V = _dims(q, v)
-        N = lay.N
-        BK, BV = _pow2(K), _pow2(V)
         do = torch.zeros_like(v) if do is None else do.contiguous()
-        dq = torch.empty_like(q)
-        dv = torch.empty_like(v)
-        dkh = torch.empty(q.shape, dtype=torch.float32, device=q.device)
-        dal = torch.empty(q.shape, dtype=torch.float32, device=q.device)
-        has_S0, has_A0 = ctx.has_init
-        dS0 = torch.empty(N, H, K, V, dtype=torch.float32, device=q.device) if has_S0 else None
-        dA0 = torch.empty(N, H, K, K, dtype=torch.float32, device=q.device) if has_A0 else None
         if dS_final is not None:
             dS_final = dS_final.contiguous().float()
         if dA_final is not None:
             dA_final = dA_final.contiguous().float()
-        _phase2_bwd[(N * H,)](
-            q, k, v, alpha, do, S_chunks, dS_final if dS_final is not None else dkh, dq, dv, dkh, dal,
-            dS0 if dS0 is not None else dkh, lay.cu, lay.shift, lay.chunk_off, T, H, scale, eps,
-            K=K, BK=BK, V=V, BV=BV, C=C, HAS_DSF=dS_final is not None, STORE_DS0=has_S0,
-            IS_VARLEN=lay.is_varlen, PREC=_phase2_precision(q.dtype), DOT=_dot_dtype(q.dtype), num_warps=4)
-        du = torch.empty_like(u)
-        dk = torch.empty_like(k)
-        _phase1_bwd[(N * H,)](
-            u, k, dal, dkh, du, dk, A_chunks, dA_final if dA_final is not None else dkh,
-            dA0 if dA0 is not None else dkh, lay.cu, lay.shift, lay.chunk_off, T, H, eps, delta_min,
-            K=K, BK=BK, C=C, HAS_DAF=dA_final is not None, STORE_DA0=has_A0, IS_VARLEN=lay.is_varlen,
-            PREC=PHASE1_PRECISION, num_warps=8)
-        dS0_dt, dA0_dt = ctx.input_dtypes
+        s_dt, a_dt = ctx.init
+        dq, dk, dv, du, dS0, dA0 = _backward(
+            q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, ctx.lay, s_dt is not None,
+            a_dt is not None, **ctx.hyper)
         if dS0 is not None:
-            dS0 = dS0.to(dS0_dt)
+            dS0 = dS0.to(s_dt)
         if dA0 is not None:
-            dA0 = dA0.to(dA0_dt)
+            dA0 = dA0.to(a_dt)
         return dq, dk, dv, du, dS0, dA0, *([None] * 10)
 
 
@@ -547,6 +752,15 @@ def chunk_vla_triton(
     if S0 is not None:
         S0 = S0.contiguous()
     q, k, v, u = (x.contiguous() for x in (q, k, v, u))
+    needs_grad = torch.is_grad_enabled() and any(
+        x is not None and x.requires_grad for x in (q, k, v, u, S0, A0))
+    if not needs_grad:  # inference: nothing saved for a backward
+        B, T = q.shape[:2]
+        lay = _Layout(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
+        o, final, *_ = _forward(q, k, v, u, S0, A0, lay, scale=float(scale), lambda0=float(lambda0),
+                                period=int(period), nudge_eps=float(nudge_eps), delta_min=float(delta_min),
+                                eps=float(eps), C=chunk_size, want_final=output_final_state, save=False)
+        return o, final
     o, S, A = ChunkVLAFunction.apply(q, k, v, u, S0, A0, float(scale), float(lambda0), int(period),
                                      float(nudge_eps), float(delta_min), float(eps), bool(output_final_state),
                                      offsets, cu_seqlens, int(chunk_size))

@@ -1,0 +1,280 @@
+"""GPU checks and measurements of the Triton chunk back end of VLA (issue 6); run on the H200.
+
+    python benchmarks/chunk_triton_dev.py --out DIR [--check] [--million] [--time] [--baselines]
+           [--profile] [--tf32]
+
+--check      outputs and every gradient against the fp32 PyTorch chunk back end at T up to 16k, and
+             against the float64 naive loop on a small slice; determinism (bit-identical repeats)
+--million    T = 1M tokens (B=1, H=16): NaN/Inf check and the output error against the fp32 PyTorch
+             chunk back end
+--time       forward and forward+backward time and peak memory at T = 4k..64k (B=4, H=16, K=V=64, bf16)
+--baselines  the same for flash-linear-attention's chunk_delta_rule and causal SDPA, and the
+             sequential PyTorch loop at T = 4096 (forward)
+--profile    time per kernel (torch.profiler) at T = 16k, and registers/spills of every kernel
+Writes DIR/chunk_triton_<section>.json (raw numbers, atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from vla.ops.vla import naive as naive_mod  # noqa: E402
+from vla.ops.vla.triton import chunk as tri  # noqa: E402
+
+B, H, D = 4, 16, 64
+TS = [4096, 8192, 16384, 32768, 65536]
+HYPER = dict(lambda0=0.1, period=64, nudge_eps=1e-3, delta_min=1e-4, eps=1e-6)
+
+
+def write_json(path, obj):
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def rel(x, ref):
+    x, ref = x.double(), ref.double()
+    return float((x - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
+def inputs(B_, T, H_, K=D, V=D, dtype=torch.bfloat16, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    q = torch.randn(B_, T, H_, K, device="cuda", generator=g) * K ** -0.5 * 4
+    k = torch.randn(B_, T, H_, K, device="cuda", generator=g)
+    v = torch.randn(B_, T, H_, V, device="cuda", generator=g)
+    u = torch.randn(B_, T, H_, K, device="cuda", generator=g)
+    u = u / u.norm(dim=-1, keepdim=True) / K ** 0.5
+    return [x.to(dtype) for x in (q, k, v, u)]
+
+
+def run_triton(q, k, v, u, chunk_size=64, final=False, init=None, offsets=None):
+    K = q.shape[-1]
+    N = q.shape[0]
+    return tri.chunk_vla_triton(q, k, v, u, scale=K ** -0.5, initial_state=init or (None, None),
+                                output_final_state=final, offsets=offsets if offsets is not None
+                                else torch.zeros(N, dtype=torch.int64), cu_seqlens=None,
+                                chunk_size=chunk_size, **HYPER)
+
+
+def run_torch_chunk(q, k, v, u, final=False, chunk_size=64):
+    from vla.ops.vla.chunk import chunk_vla
+    return chunk_vla(q, k, v, u, scale=q.shape[-1] ** -0.5, output_final_state=final,
+                     chunk_size=chunk_size, backend="torch", **HYPER)
+
+
+def grads_of(fn, xs, do, dS=None, dA=None):
+    xs = [x.detach().clone().requires_grad_() for x in xs]
+    o, fin = fn(*xs)
+    loss = (o.float() * do).sum()
+    if dS is not None:
+        loss = loss + (fin[0].float() * dS).sum() + (fin[1].float() * dA).sum()
+    loss.backward()
+    return o.detach(), (None if fin is None else [f.detach() for f in fin]), [x.grad for x in xs]
+
+
+def check(out):
+    res = {"device": torch.cuda.get_device_name(), "phase1_precision": tri.PHASE1_PRECISION, "cases": []}
+    names = ["dq", "dk", "dv", "du"]
+    # (fp32 inputs are checked by the interpreter tests; here bf16, the dtype the kernels are built for)
+    for T, dtype in tqdm([(2048, torch.bfloat16), (16384, torch.bfloat16)], desc="check"):
+        xs = inputs(2, T, 4, dtype=dtype, seed=T)
+        do = torch.randn(2, T, 4, D, device="cuda")
+        dS = torch.randn(2, 4, D, D, device="cuda")
+        dA = torch.randn(2, 4, D, D, device="cuda") * 1e-2
+        o, fin, g = grads_of(lambda *a: run_triton(*a, final=True), xs, do, dS, dA)
+        ref_in = [x.float() for x in xs]
+        o_r, fin_r, g_r = grads_of(lambda *a: run_torch_chunk(*a, final=True), ref_in, do, dS, dA)
+        case = {"T": T, "dtype": str(dtype), "vs": "torch chunk fp32", "o": rel(o, o_r),
+                "S": rel(fin[0], fin_r[0]), "A": rel(fin[1], fin_r[1]), "finite": bool(torch.isfinite(o).all())}
+        case.update({n: rel(a, b) for n, a, b in zip(names, g, g_r)})
+        res["cases"].append(case)
+        print(case, flush=True)
+    # float64 naive on a small slice (B=1, H=2, T=512) with initial states and offset
+    for dtype in (torch.bfloat16,):
+        xs = inputs(1, 512, 2, dtype=dtype, seed=7)
+        S0 = torch.randn(1, 2, D, D, device="cuda")
+        X = torch.randn(1, 2, D, D, device="cuda")
+        A0 = X @ X.mT / D + torch.eye(D, device="cuda")
+        do = torch.randn(1, 512, 2, D, device="cuda")
+        off = 37
+        xs_all = xs + [S0, A0]
+
+        def f_tri(q, k, v, u, S0_, A0_):
+            return run_triton(q, k, v, u, final=False, init=(S0_, A0_), offsets=torch.tensor([off]))
+
+        def f_naive(q, k, v, u, S0_, A0_):
+            return naive_mod.naive_recurrent_vla(q, k, v, u, scale=D ** -0.5, initial_state=(S0_, A0_),
+                                                 offset=off, **HYPER)
+        o, _, g = grads_of(f_tri, xs_all, do)
+        o_r, _, g_r = grads_of(f_naive, [x.double() for x in xs_all], do.double())
+        g_r[5] = 0.5 * (g_r[5] + g_r[5].mT)
+        case = {"T": 512, "dtype": str(dtype), "vs": "naive float64 (offset 37, S0, A0)", "o": rel(o, o_r)}
+        case.update({n: rel(a, b) for n, a, b in zip(names + ["dS0", "dA0"], g, g_r)})
+        res["cases"].append(case)
+        print(case, flush=True)
+    # determinism: bit-identical outputs and gradients
+    xs = inputs(B, 8192, H, seed=3)
+    do = torch.randn(B, 8192, H, D, device="cuda")
+    runs = [grads_of(lambda *a: run_triton(*a), xs, do) for _ in range(3)]
+    same = all(torch.equal(runs[0][0], r[0]) and all(torch.equal(a, b) for a, b in zip(runs[0][2], r[2]))
+               for r in runs[1:])
+    res["deterministic_T8192_3runs"] = same
+    print("deterministic", same, flush=True)
+    write_json(os.path.join(out, "chunk_triton_check.json"), res)
+
+
+def million(out):
+    T = 1 << 20
+    xs = inputs(1, T, 16, seed=11)
+    torch.cuda.synchronize()
+    t0 = time.time()
+    with torch.no_grad():
+        o, fin = run_triton(*xs, final=True)
+    torch.cuda.synchronize()
+    t1 = time.time()
+    res = {"T": T, "B": 1, "H": 16, "dtype": "bf16", "triton_fwd_s": t1 - t0,
+           "finite_o": bool(torch.isfinite(o).all()), "finite_S": bool(torch.isfinite(fin[0]).all()),
+           "finite_A": bool(torch.isfinite(fin[1]).all())}
+    with torch.no_grad():
+        o_r, fin_r = run_torch_chunk(*[x.float() for x in xs], final=True)
+    res.update({"vs": "torch chunk fp32", "o": rel(o, o_r), "S": rel(fin[0], fin_r[0]), "A": rel(fin[1], fin_r[1])})
+    # error along the sequence (last 64k tokens), to see whether it grows
+    res["o_last_64k"] = rel(o[:, -65536:], o_r[:, -65536:])
+    res["o_first_64k"] = rel(o[:, :65536], o_r[:, :65536])
+    print(res, flush=True)
+    write_json(os.path.join(out, "chunk_triton_million.json"), res)
+
+
+def bench(fn, xs, backward):
+    from triton.testing import do_bench
+    if backward:
+        xs = [x.detach().clone().requires_grad_() for x in xs]
+        o = fn(*xs)
+        do = torch.randn_like(o)
+
+        def step():
+            fn(*xs).backward(do)
+    else:
+        def step():
+            with torch.no_grad():
+                fn(*xs)
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    step()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    ms = do_bench(step, warmup=5, rep=40, grad_to_none=xs if backward else None)
+    return ms, peak
+
+
+def f_vla(q, k, v, u):
+    return run_triton(q, k, v, u)[0]
+
+
+def f_dn(q, k, v, u):
+    from fla.ops.delta_rule import chunk_delta_rule
+    beta = torch.ones(q.shape[:3], device=q.device, dtype=q.dtype)
+    return chunk_delta_rule(q, k, v, beta, scale=q.shape[-1] ** -0.5, use_qk_l2norm_in_kernel=True)[0]
+
+
+def f_sdpa(q, k, v, u):
+    import torch.nn.functional as F
+    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                          is_causal=True).transpose(1, 2)
+
+
+def timing(out, which):
+    fns = {"vla_chunk_triton": f_vla}
+    if which == "baselines":
+        fns = {"chunk_delta_rule": f_dn, "sdpa_causal": f_sdpa}
+    res = {"device": torch.cuda.get_device_name(), "B": B, "H": H, "K": D, "V": D, "dtype": "bf16",
+           "phase1_precision": tri.PHASE1_PRECISION, "rows": []}
+    for T in tqdm(TS, desc=which):
+        xs = inputs(B, T, H, seed=T)
+        for name, fn in fns.items():
+            for bwd in (False, True):
+                ms, peak = bench(fn, xs, bwd)
+                row = {"name": name, "T": T, "mode": "fwd+bwd" if bwd else "fwd", "ms": ms, "peak_bytes": peak}
+                res["rows"].append(row)
+                print(row, flush=True)
+        del xs
+        torch.cuda.empty_cache()
+    if which == "baselines":
+        xs = inputs(B, 4096, H, dtype=torch.float32, seed=1)
+        torch.cuda.synchronize()
+        t0 = time.time()
+        with torch.no_grad():
+            naive_mod.naive_recurrent_vla(*xs, scale=D ** -0.5, **HYPER)
+        torch.cuda.synchronize()
+        res["sequential_loop_T4096_fwd_ms"] = (time.time() - t0) * 1e3
+        print("sequential", res["sequential_loop_T4096_fwd_ms"], flush=True)
+    write_json(os.path.join(out, f"chunk_triton_time_{which}.json"), res)
+
+
+def profile(out):
+    from torch.profiler import ProfilerActivity, profile as tprof
+    T = 16384
+    xs = [x.requires_grad_() for x in inputs(B, T, H, seed=5)]
+    do = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
+    for _ in range(2):
+        run_triton(*xs)[0].backward(do)
+    torch.cuda.synchronize()
+    with tprof(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            run_triton(*xs)[0].backward(do)
+        torch.cuda.synchronize()
+    kern = {}
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+        if t > 0:
+            kern[e.key] = t / 5 / 1e3  # ms per fwd+bwd
+    regs = {}
+    for fn_name in ("_fwd_A_chain", "_fwd_prep", "_fwd_S_chain", "_bwd_prep_dS", "_bwd_dS_chain", "_bwd_phase2",
+                    "_bwd_phase1_local", "_bwd_dA_chain", "_bwd_phase1_du"):
+        fn = getattr(tri, fn_name)
+        for dev, cache in fn.device_caches.items():
+            for key, ck in cache[0].items():
+                regs[fn_name] = {"n_regs": ck.n_regs, "n_spills": ck.n_spills,
+                                 "num_warps": ck.metadata.num_warps, "shared": ck.metadata.shared}
+    res = {"T": T, "B": B, "H": H, "ms_per_fwd_bwd_by_kernel": kern, "registers": regs}
+    print(json.dumps(res, indent=1), flush=True)
+    write_json(os.path.join(out, "chunk_triton_profile.json"), res)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="benchmarks/results")
+    for s in ("check", "million", "time", "baselines", "profile", "tf32"):
+        ap.add_argument(f"--{s}", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    if a.tf32:
+        tri.PHASE1_PRECISION = "tf32"
+    if a.profile:
+        profile(a.out)
+    if a.check:
+        check(a.out)
+    if a.time:
+        timing(a.out, "vla")
+    if a.baselines:
+        timing(a.out, "baselines")
+    if a.million:
+        million(a.out)
+
+
+if __name__ == "__main__":
+    main()
