@@ -12,6 +12,8 @@ Smoke test on CPU processes (gloo; the numbers mean nothing there):
 
 What is measured, each in the same job:
 
+- ``cp`` check: outputs, final state and gradients of ``context_parallel_vla`` against the one-GPU
+  ``chunk_vla`` (float32, the first row of ``context_parallel``).
 - ``cp``: forward + backward of the VLA op over one sequence of T tokens (B=1, H heads of size D).
   Baseline: rank 0 alone runs ``chunk_vla`` on the whole sequence (the others wait); then every rank
   runs ``context_parallel_vla`` on T / N tokens. Tokens/s = B T / time; ``speedup`` = CP tokens/s
@@ -72,12 +74,38 @@ def _inputs(B, T, H, D, dtype, device, seed):
     return [x.to(dtype).requires_grad_() for x in (q, k, v, u)]
 
 
+def check_cp(args, rank, world, device):
+    """Before timing: CP outputs, final state and gradients against the one-GPU op, float32."""
+    from vla.distributed import context_parallel_vla
+    from vla.ops import chunk_vla
+
+    T = args.check_length
+    full = _inputs(1, T, args.heads, args.head_dim, torch.float32, device, seed=7)
+    o_ref, (S_ref, A_ref) = chunk_vla(*full, output_final_state=True)
+    o_ref.square().mean().backward()
+    per = T // world
+    xs = [x.detach()[:, rank * per:(rank + 1) * per].clone().requires_grad_() for x in full]
+    o, (S, A) = context_parallel_vla(*xs, op=chunk_vla, output_final_state=True)
+    (o.square().sum() / o_ref.numel()).backward()
+
+    def rel(x, ref):
+        return float((x.double() - ref.double()).norm() / ref.double().norm())
+
+    sl = slice(rank * per, (rank + 1) * per)
+    errs = torch.tensor([rel(o, o_ref[:, sl]), rel(S, S_ref), rel(A, A_ref)]
+                        + [rel(x.grad, f.grad[:, sl]) for x, f in zip(xs, full)], device=device, dtype=torch.float64)
+    dist.all_reduce(errs, op=dist.ReduceOp.MAX)
+    names = ["o", "S_final", "A_final", "dq", "dk", "dv", "du"]
+    return {"check": "rel. L2 error vs one-GPU chunk_vla, float32, max over ranks", "T": T,
+            "H": args.heads, "D": args.head_dim, **{n: float(e) for n, e in zip(names, errs.tolist())}}
+
+
 def bench_cp(args, rank, world, device):
     from vla.distributed import context_parallel_vla
     from vla.ops import chunk_vla
 
     dtype = getattr(torch, args.dtype)
-    rows = []
+    rows = [check_cp(args, rank, world, device)]
     for T in tqdm(args.cp_lengths, desc="context parallel", disable=rank != 0):
         row = {"T": T, "B": 1, "H": args.heads, "D": args.head_dim, "dtype": args.dtype, "ranks": world}
         # one GPU: rank 0 alone, the whole sequence
@@ -195,11 +223,12 @@ def main():
     p.add_argument("--d-model", type=int, default=256)
     p.add_argument("--n-pairs", type=int, default=64)
     p.add_argument("--ddp-batches", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--check-length", type=int, default=8192, help="T of the correctness check")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--out", default="benchmarks/results/distributed_scaling.json")
     args = p.parse_args()
     if args.tiny:
-        args.heads, args.head_dim, args.cp_lengths = 2, 16, [256]
+        args.heads, args.head_dim, args.cp_lengths, args.check_length = 2, 16, [256], 128
         args.d_model, args.n_pairs, args.ddp_batches, args.reps = 32, 4, [4], 2
         args.dtype = "float32"
     device = torch.device(args.device)
