@@ -31,14 +31,19 @@ maps' gradients; local backward of step 2; the gradient of A passed rank to rank
 to the first), so every rank must call ``backward`` through its outputs when any input needs a
 gradient. The gradient of the initial state appears on rank 0 (the rank that reads it); the initial
 A enters through its symmetric part (A is symmetric by definition), so its gradient is the symmetric
-part of the single-process op's (the two agree along every symmetric direction); gradients of
-weights shared by all ranks are partial per rank and are summed by the caller (DDP does that).
+part of the single-process op's (the two agree along every symmetric direction). Gradients of
+weights shared by all ranks (the layer's projections) are partial per rank: sum them over the ranks
+(``all_reduce`` with SUM; DDP averages instead, so multiply the loss by the number of ranks there).
+
+Cost per rank: one op call on T/R tokens with K + V value columns instead of V (phase 2 costs
+(K + V) / V times as much, twice at K = V; phase 1 is unchanged), plus its share of the sequential
+A pass, an ``all_gather`` of R x (2K + V) x K numbers per head and an O(R K^2 (K + V)) composition.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.distributed as dist
