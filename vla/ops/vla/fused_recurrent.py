@@ -87,5 +87,5 @@ def fused_recurrent_vla(
         q, k, v, u, scale=default_scale(scale, info.K), lambda0=lambda0, period=period,
         nudge_eps=nudge_eps, delta_min=delta_min, eps=eps, S0=S0, A0=A0,
         output_final_state=output_final_state, offsets=info.offsets, cu_seqlens=info.cu_seqlens,
-        N=info.N)
+        N=info.N, offset_int=offset if type(offset) is int else None)
     return o, ((S, A) if output_final_state else None)

@@ -24,7 +24,7 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 @triton.jit
 def _vla_token(t, seq_len, off, period, b_A, b_S, n_q, n_k, n_u, n_v, p_q, p_k, p_u, p_v, p_o,
-               m_k, m_v, diag, c_scale, c_nudge_eps, c_delta_min, c_eps,
+               o_k, m_k, m_v, c_scale, c_nudge_eps, c_delta_min, c_eps,
                H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NUDGE: tl.constexpr,
                DTYPE: tl.constexpr):
     """Token t of one (sequence, head, value block): SPEC §1 on registers."""
@@ -38,14 +38,13 @@ def _vla_token(t, seq_len, off, period, b_A, b_S, n_q, n_k, n_u, n_v, p_q, p_k, 
     n_u = tl.load(p_u + H * K, mask=m_k & has_next, other=0.0)
     n_v = tl.load(p_v + H * V, mask=m_v & has_next, other=0.0)
 
+    k_hat = b_k / tl.maximum(tl.sqrt(tl.sum(b_k * b_k)), c_eps)      # unit read key
     # penalty inverse: Sherman-Morrison rank-one downdate with u_t
     z = tl.sum(b_A * b_u[None, :], axis=1)                       # z = A u
-    delta = tl.maximum(1.0 + tl.sum(b_u * z), c_delta_min)        # 1 + u^T A u, clamped
+    delta = tl.maximum(1.0 + tl.sum(b_u * z), c_delta_min)       # 1 + u^T A u, clamped
     b_A = b_A - z[:, None] * (z / delta)[None, :]                # A - z z^T / delta
-    # unit read key and unit write direction
-    k_hat = b_k / tl.maximum(tl.sqrt(tl.sum(b_k * b_k)), c_eps)
     a = tl.sum(b_A * k_hat[None, :], axis=1)                     # A k_hat
-    w = a / tl.maximum(tl.sqrt(tl.sum(a * a)), c_eps)             # alpha-hat
+    w = a / tl.maximum(tl.sqrt(tl.sum(a * a)), c_eps)            # alpha-hat, unit write direction
     # delta rule: overwrite what S returns for k_hat with v, along w
     read = tl.sum(b_S * k_hat[:, None], axis=0)                  # S^T k_hat
     b_S = b_S + w[:, None] * (b_v - read)[None, :]
@@ -53,6 +52,8 @@ def _vla_token(t, seq_len, off, period, b_A, b_S, n_q, n_k, n_u, n_v, p_q, p_k, 
     tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)
     if NUDGE:
         if (off + t + 1) % period == 0:                          # after this token's read of A
+            # (the diagonal mask is built here, not kept live in registers across the loop)
+            diag = (o_k[:, None] == o_k[None, :]) & (o_k[:, None] < K)
             b_A = b_A + tl.where(diag, c_nudge_eps, 0.0).to(DTYPE)
     p_q += H * K
     p_k += H * K
@@ -139,19 +140,22 @@ def _fused_recurrent_vla_fwd_kernel(
     n_k = tl.load(p_k, mask=m_k & has0, other=0.0)
     n_u = tl.load(p_u, mask=m_k & has0, other=0.0)
     n_v = tl.load(p_v, mask=m_v & has0, other=0.0)
-    # (Triton's interpreter cannot take a runtime loop bound under NumPy >= 2.4, hence the while)
+    # The while form is the default: on an H200 it ran faster than the for form (which Triton's
+    # pipeliner transforms), e.g. 9.8 vs 29 ms at T=4096, BV=64, 4 warps (benchmarks/results/
+    # check_fused_*.json); Triton's interpreter also cannot take a runtime for-loop bound under
+    # NumPy >= 2.4.
     if USE_WHILE:
         t = 0
         while t < seq_len:
             b_A, b_S, n_q, n_k, n_u, n_v, p_q, p_k, p_u, p_v, p_o = _vla_token(
                 t, seq_len, off, period, b_A, b_S, n_q, n_k, n_u, n_v, p_q, p_k, p_u, p_v, p_o,
-                m_k, m_v, diag, c_scale, c_nudge_eps, c_delta_min, c_eps, H, K, V, NUDGE, DTYPE)
+                o_k, m_k, m_v, c_scale, c_nudge_eps, c_delta_min, c_eps, H, K, V, NUDGE, DTYPE)
             t += 1
     else:
         for t in range(0, seq_len):
             b_A, b_S, n_q, n_k, n_u, n_v, p_q, p_k, p_u, p_v, p_o = _vla_token(
                 t, seq_len, off, period, b_A, b_S, n_q, n_k, n_u, n_v, p_q, p_k, p_u, p_v, p_o,
-                m_k, m_v, diag, c_scale, c_nudge_eps, c_delta_min, c_eps, H, K, V, NUDGE, DTYPE)
+                o_k, m_k, m_v, c_scale, c_nudge_eps, c_delta_min, c_eps, H, K, V, NUDGE, DTYPE)
 
     if STORE_FINAL:
         p_s = s_out + i_nh.to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :]
@@ -162,21 +166,28 @@ def _fused_recurrent_vla_fwd_kernel(
 
 
 def default_config(K: int, V: int, T: int, n_heads: int):
-    """(BV, num_warps) chosen from the H200 sweep in benchmarks/check_fused_recurrent.py."""
+    """(BV, num_warps) chosen from the H200 sweeps in benchmarks/check_fused_recurrent.py
+    (benchmarks/results/check_fused_*.json).
+
+    At B*H = 64 heads, K = V = 64, T = 4096, one program per head (BV = 64, 8 warps, while loop:
+    9.5 ms) beat splitting V in two (BV = 32, 8 warps: 11.5 ms): recomputing A in every value block
+    costs more than the extra parallelism gains. K = 128 needs 16 warps to hold A (128 x 128 fp32)
+    in registers (11 us per token against 18 with the for loop and 8 warps).
+    """
     BK = triton.next_power_of_2(K)
-    BV_full = triton.next_power_of_2(V)
-    BV = min(BV_full, 32) if T > 1 else BV_full
-    num_warps = 4 if BK * max(BK, BV) >= 64 * 64 else 2
-    if BK >= 128:
-        num_warps = 8
+    BV = min(triton.next_power_of_2(V), 64)
+    num_warps = 8 if BK <= 64 else 16
+    if BK * BV <= 32 * 32:
+        num_warps = 4
     return BV, num_warps
 
 
 def fused_recurrent_vla_fwd(q, k, v, u, *, scale, lambda0, period, nudge_eps, delta_min, eps,
                             S0, A0, output_final_state, offsets, cu_seqlens, N,
-                            BV=None, num_warps=None, use_while=False):
+                            BV=None, num_warps=None, use_while=True, offset_int=None):
     """Launch the kernel on validated inputs. ``offsets``: int64 [N] on the CPU.
 
+    ``offset_int``: the offset when it is one int for all sequences (skips host tensor work).
     Returns ``(o, S, A)``; S and A are None unless ``output_final_state``.
     """
     B, T, H, K = k.shape
@@ -204,8 +215,11 @@ def fused_recurrent_vla_fwd(q, k, v, u, *, scale, lambda0, period, nudge_eps, de
     if A0 is not None:
         A0 = A0.to(cdt).contiguous()
 
-    per_seq = bool(offsets.numel() > 1 and not bool((offsets == offsets[0]).all()))
-    offset_all = int(offsets[0]) if offsets.numel() > 0 else 0
+    if offset_int is not None:  # one int for every sequence: no tensor work on the host
+        per_seq, offset_all = False, offset_int
+    else:
+        per_seq = bool(offsets.numel() > 1 and not bool((offsets == offsets[0]).all()))
+        offset_all = int(offsets[0]) if offsets.numel() > 0 else 0
     offsets_dev = offsets.to(q.device) if per_seq else None
 
     hyper_from_ptr = cdt == torch.float64
