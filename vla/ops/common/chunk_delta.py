@@ -33,21 +33,20 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
         both = torch.linalg.solve_triangular(eye + lower, torch.cat([v, read_key], dim=-1), upper=False,
                                              unitriangular=True)
         v_corr, r_corr = both.split([v.shape[-1], read_key.shape[-1]], dim=-1)
+    # Sequential part: only what the state passing needs (two products per chunk); the state
+    # entering each chunk is kept (T/C x K x V) so that the outputs come from two batched products.
     S = S0
-    outs = []
-    if delta:
-        # rows 0..C-1 read the state for the correction, rows C..2C-1 for the output
-        reads = torch.cat([r_corr, q], dim=-2)
+    states, corrections = [], []
     for c in range(q.shape[2]):
-        if delta:
-            x = reads[:, :, c] @ S
-            e = v_corr[:, :, c] - x[..., :C, :]                        # row t = v_t - S_{t-1}^T r_t
-            outs.append(x[..., C:, :] + qw[:, :, c] @ e)
-        else:
-            e = v[:, :, c]
-            outs.append(q[:, :, c] @ S + qw[:, :, c] @ e)
+        states.append(S)
+        e = v_corr[:, :, c] - r_corr[:, :, c] @ S if delta else v[:, :, c]  # row t = v_t - S_{t-1}^T r_t
+        corrections.append(e)
         S = S + write_key[:, :, c].transpose(-1, -2) @ e
-    o = scale * torch.stack(outs, dim=2) if outs else v.new_zeros(v.shape)
+    if not states:
+        return v.new_zeros(v.shape), S
+    S_starts = torch.stack(states, dim=2)                               # [N, H, nc, K, V]
+    E = torch.stack(corrections, dim=2)                                 # [N, H, nc, C, V]
+    o = scale * (q @ S_starts + qw @ E)
     return o, S
 
 
