@@ -178,6 +178,8 @@ def test_bad_arguments_raise():
         VariationalLinearAttention(16, 2, period=48)
     with pytest.raises(ValueError, match="chunk_size"):
         DeltaNet(16, 2, chunk_size=3)
+    with pytest.raises(ValueError, match="backend"):
+        VariationalLinearAttention(16, 2, backend="cuda")
     with pytest.raises(ValueError, match="feature_map"):
         VariationalLinearAttention(16, 2, feature_map="relu2")
     with pytest.raises(ValueError, match="x must"):

@@ -25,26 +25,35 @@ def check_chunk_size(chunk_size: int) -> int:
     return chunk_size
 
 
-def _dispatch(name: str, naive_name: str, mode: str, chunk_size: int):
+BACKENDS = ("auto", "torch", "triton")
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def _dispatch(name: str, naive_name: str, mode: str, chunk_size: int, backend: str):
     fn = getattr(_ops, name, None)
     if callable(fn):  # the dispatcher (a plain subpackage of the same name is not callable)
         def call(*args, **kwargs):
-            return fn(*args, mode=mode, chunk_size=chunk_size, **kwargs)
+            return fn(*args, mode=mode, chunk_size=chunk_size, backend=backend, **kwargs)
         return call
     return getattr(_ops, naive_name)
 
 
-def vla_op(mode: str, chunk_size: int = 64):
+def vla_op(mode: str, chunk_size: int = 64, backend: str = "auto"):
     """The VLA op for ``mode``: ``op(q, k, v, u, **kwargs) -> (o, final_state)``."""
-    return _dispatch("vla", "naive_recurrent_vla", mode, chunk_size)
+    return _dispatch("vla", "naive_recurrent_vla", mode, chunk_size, backend)
 
 
-def delta_rule_op(mode: str, chunk_size: int = 64):
-    return _dispatch("delta_rule", "naive_recurrent_delta_rule", mode, chunk_size)
+def delta_rule_op(mode: str, chunk_size: int = 64, backend: str = "auto"):
+    return _dispatch("delta_rule", "naive_recurrent_delta_rule", mode, chunk_size, backend)
 
 
-def linear_attn_op(mode: str, chunk_size: int = 64):
-    return _dispatch("linear_attn", "naive_recurrent_linear_attn", mode, chunk_size)
+def linear_attn_op(mode: str, chunk_size: int = 64, backend: str = "auto"):
+    return _dispatch("linear_attn", "naive_recurrent_linear_attn", mode, chunk_size, backend)
 
 
 def has_dispatchers() -> bool:

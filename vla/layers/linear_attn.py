@@ -18,13 +18,15 @@ class LinearAttention(nn.Module):
     """
 
     def __init__(self, hidden_size: int, num_heads: int, head_dim: Optional[int] = None, *,
-                 norm_eps: float = 1e-5, mode: str = "auto", chunk_size: int = 64):
+                 norm_eps: float = 1e-5, mode: str = "auto", chunk_size: int = 64,
+                 backend: str = "auto"):
         super().__init__()
         self.head_dim = check_sizes(hidden_size, num_heads, head_dim)
         self.hidden_size, self.num_heads = hidden_size, num_heads
         # no fused recurrent kernel for the baselines: decoding runs the chunk form with T = 1
         self.mode = _ops.check_mode(mode, ("auto", "naive", "chunk"))
         self.chunk_size = _ops.check_chunk_size(chunk_size)
+        self.backend = _ops.check_backend(backend)  # chunk form: "torch", "triton" or "auto"
         inner = num_heads * self.head_dim
         self.q_proj = nn.Linear(hidden_size, inner, bias=False)
         self.k_proj = nn.Linear(hidden_size, inner, bias=False)
@@ -40,7 +42,7 @@ class LinearAttention(nn.Module):
         q = elu_plus_one(self.q_proj(x).view(B, T, H, D))
         k = elu_plus_one(self.k_proj(x).view(B, T, H, D))
         v = self.v_proj(x).view(B, T, H, D)
-        o, final = _ops.linear_attn_op(self.mode, self.chunk_size)(
+        o, final = _ops.linear_attn_op(self.mode, self.chunk_size, self.backend)(
             q, k, v, normalize=True,
             initial_state=cache.state if cache is not None else None, output_final_state=use_cache)
         y = self.o_norm(o).reshape(B, T, -1)

@@ -15,12 +15,13 @@ from .common import check_input, check_sizes
 class SoftmaxAttention(nn.Module):
     """Multi-head causal softmax attention, no biases; the cache holds past keys and values.
 
-    ``mode`` and ``chunk_size`` are accepted for the shared constructor signature; SDPA picks its own kernel
+    ``mode``, ``chunk_size`` and ``backend`` are accepted for the shared constructor signature; SDPA picks its own kernel
     (FlashAttention on a GPU).
     """
 
     def __init__(self, hidden_size: int, num_heads: int, head_dim: Optional[int] = None, *,
-                 mode: str = "auto", chunk_size: int = 64):
+                 mode: str = "auto", chunk_size: int = 64,
+                 backend: str = "auto"):
         super().__init__()
         self.head_dim = check_sizes(hidden_size, num_heads, head_dim)
         if mode not in ("auto", "naive", "chunk", "fused_recurrent"):

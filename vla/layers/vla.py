@@ -45,6 +45,7 @@ class VariationalLinearAttention(nn.Module):
         norm_eps: float = 1e-5,
         mode: str = "auto",
         chunk_size: int = 64,
+        backend: str = "auto",
     ):
         super().__init__()
         self.head_dim = check_sizes(hidden_size, num_heads, head_dim)
@@ -54,6 +55,7 @@ class VariationalLinearAttention(nn.Module):
         self.hidden_size, self.num_heads, self.readout = hidden_size, num_heads, readout
         self.mode = _ops.check_mode(mode)
         self.chunk_size = _ops.check_chunk_size(chunk_size)
+        self.backend = _ops.check_backend(backend)  # chunk form: "torch", "triton" or "auto"
         if nudge_eps > 0 and period % chunk_size:
             raise ValueError(f"chunk_size ({chunk_size}) must divide period ({period}) while nudges are on "
                              "(the chunk form applies the nudges at chunk boundaries)")
@@ -98,7 +100,7 @@ class VariationalLinearAttention(nn.Module):
         B, T, _ = x.shape
         q, k, v, u = self.features(x)
         offset = cache.offset if cache is not None else 0
-        o, final = _ops.vla_op(self.mode, self.chunk_size)(
+        o, final = _ops.vla_op(self.mode, self.chunk_size, self.backend)(
             q, k, v, u, **self.op_kwargs(),
             initial_state=cache.state if cache is not None else None,
             output_final_state=use_cache, offset=offset)

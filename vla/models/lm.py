@@ -26,6 +26,7 @@ class ModelConfig:
     max_len: int = 256
     mixer: str = "vla"
     mode: str = "auto"                                 # the op back end (see vla.layers)
+    backend: str = "auto"                              # the chunk form's: "auto", "torch", "triton"
     mixer_kwargs: dict = field(default_factory=dict)   # e.g. {"readout": "paper"} for VLA
 
     def __post_init__(self):
@@ -54,7 +55,8 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.d_model)
-        self.mixer = MIXERS[cfg.mixer](cfg.d_model, cfg.n_heads, mode=cfg.mode, **cfg.mixer_kwargs)
+        self.mixer = MIXERS[cfg.mixer](cfg.d_model, cfg.n_heads, mode=cfg.mode, backend=cfg.backend,
+                                        **cfg.mixer_kwargs)
         self.ln_2 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg.d_model, cfg.d_ff)
 
