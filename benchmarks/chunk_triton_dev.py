@@ -244,13 +244,27 @@ def profile(out):
             kern[e.key] = t / 5 / 1e3  # ms per fwd+bwd
     regs = {}
     for fn_name in ("_fwd_A_chain", "_fwd_prep", "_fwd_S_chain", "_bwd_prep_dS", "_bwd_dS_chain", "_bwd_phase2",
-                    "_bwd_phase1_local", "_bwd_dA_chain", "_bwd_phase1_du"):
+                    "_bwd_phase1_P", "_bwd_phase1_local", "_bwd_dA_chain", "_bwd_phase1_du"):
         fn = getattr(tri, fn_name)
         for dev, cache in fn.device_caches.items():
             for key, ck in cache[0].items():
                 regs[fn_name] = {"n_regs": ck.n_regs, "n_spills": ck.n_spills,
                                  "num_warps": ck.metadata.num_warps, "shared": ck.metadata.shared}
-    res = {"T": T, "B": B, "H": H, "ms_per_fwd_bwd_by_kernel": kern, "registers": regs}
+    # the serial A chain with whole-chunk factorisations (CHAIN_SUB = 64) against the default
+    chain = {}
+    for sub in (64, tri.CHAIN_SUB):
+        old, tri.CHAIN_SUB = tri.CHAIN_SUB, sub
+        with torch.no_grad():
+            run_triton(*xs)
+            torch.cuda.synchronize()
+            t0 = time.time()
+            for _ in range(3):
+                run_triton(*xs)
+            torch.cuda.synchronize()
+        chain[f"fwd_ms_chain_sub{sub}"] = (time.time() - t0) / 3 * 1e3
+        tri.CHAIN_SUB = old
+    res = {"T": T, "B": B, "H": H, "ms_per_fwd_bwd_by_kernel": kern, "registers": regs, "chain_sub": chain,
+           "chain_sub_default": tri.CHAIN_SUB, "phase1_precision": tri.PHASE1_PRECISION}
     print(json.dumps(res, indent=1), flush=True)
     write_json(os.path.join(out, "chunk_triton_profile.json"), res)
 
@@ -264,16 +278,15 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     if a.tf32:
         tri.PHASE1_PRECISION = "tf32"
-    if a.profile:
-        profile(a.out)
-    if a.check:
-        check(a.out)
-    if a.time:
-        timing(a.out, "vla")
-    if a.baselines:
-        timing(a.out, "baselines")
-    if a.million:
-        million(a.out)
+    import traceback
+    for flag, fn in (("profile", lambda: profile(a.out)), ("time", lambda: timing(a.out, "vla")),
+                     ("check", lambda: check(a.out)), ("baselines", lambda: timing(a.out, "baselines")),
+                     ("million", lambda: million(a.out))):
+        if getattr(a, flag):
+            try:
+                fn()
+            except Exception:
+                traceback.print_exc()
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ only). Backward, in reverse:
                         dS0 = dS1 - w^T (alpha_hat dS1) + Gc
   ``_bwd_dS_chain``     dS at every chunk end (products only)
   ``_bwd_phase2``       per chunk: dq, dv, phase 2's d k_hat and d alpha_hat
-  ``_bwd_phase1_local`` per chunk: dk (complete), dZt0 and the dA chain's coefficients: since
-                        A1 = (A0^{-1} + U^T U)^{-1}, dA0 = P^T dA1 P + F with P = I - Zt^T R^{-1} U
+  ``_bwd_phase1_P``     per chunk: P = I - Zt^T R^{-1} U = A1 A0^{-1}: since A1 = (A0^{-1} + U^T U)^{-1},
+                        the dA chain is dA0 = P^T dA1 P + F
+  ``_bwd_phase1_local`` per chunk: dk (complete), dZt0 (the part of dZt free of dA1) and F
   ``_bwd_dA_chain``     dA at every chunk end (products only)
   ``_bwd_phase1_du``    per chunk: du, through dZt = dZt0 - 2 Zt dA1 and the Cholesky factor
 
@@ -52,6 +53,9 @@ import triton.language as tl
 # Precision of phase 1's fp32 matrix products on a GPU: "tf32x3" (about fp32), "ieee" (fp32 on the
 # FMA units: slow, spills registers) or "tf32".
 PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "tf32x3")
+# Rows per factorisation step in the serial A chain (16 .. chunk size): the chain walks each chunk in
+# sub-chunks of this many rows, which shortens its serial critical path.
+CHAIN_SUB = int(os.environ.get("VLA_CHAIN_SUB", "16"))
 # Precision of phase 2's products when the inputs are fp32 ("tf32" uses tensor cores).
 PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32")
 
@@ -178,7 +182,7 @@ def _cholesky_bwd(dZt, Zt, Rinv, C: tl.constexpr, PREC: tl.constexpr):
 @triton.jit
 def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
                  T, H, delta_min, nudge_eps, inv_lambda0, period,
-                 K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                 K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
                  HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
                  NUDGE: tl.constexpr, PREC: tl.constexpr):
     """Phase 1's chain: A at every chunk start (sequential over chunks; one program per head)."""
@@ -202,10 +206,12 @@ def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
     j = 0
     while j < NT:  # (a while loop: Triton's interpreter cannot take a runtime range bound under NumPy >= 2.4)
         tl.store(A_chunks + ((c0 + j) * H + h) * K * K + kk, A, mask=kkmask)
-        row, valid = _rows(bos, j, s, Tn, H, h, C)
-        U = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
-        Wt, Rinv, Zt = _phase1_chunk(A, U.to(tl.float32), C, delta_min, PREC)
-        A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
+        # the chunk as C // SUB sub-chunks in turn (the same Woodbury steps, a shorter factorisation each)
+        for b in tl.static_range(C // SUB):
+            row, valid = _rows(bos, j * (C // SUB) + b, s, Tn, H, h, SUB)
+            U = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
+            Wt, Rinv, Zt = _phase1_chunk(A, U.to(tl.float32), SUB, delta_min, PREC)
+            A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
         if NUDGE:
             hit = ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
             A = A + tl.where(hit, nudge_eps, 0.0) * eyeK
@@ -435,7 +441,7 @@ def _bwd_phase2(q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv_out, dkh, 
 
 
 @triton.jit
-def _bwd_phase1_local(u, k, dal, dkh, dk_out, dZt0_out, A_chunks, Fbuf, Pbuf,
+def _bwd_phase1_local(u, k, dal, dkh, dk_out, dZt0_out, A_chunks, Fbuf,
                       cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
                       K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
                       IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
@@ -448,7 +454,6 @@ def _bwd_phase1_local(u, k, dal, dkh, dk_out, dZt0_out, A_chunks, Fbuf, Pbuf,
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
     kkmask = kmask[:, None] & kmask[None, :]
-    eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
     incl = r[:, None] >= r[None, :]
     row, valid = _rows(bos, j, s, Tn, H, h, C)
     offs = row[:, None] * K + dk[None, :]
@@ -470,6 +475,26 @@ def _bwd_phase1_local(u, k, dal, dkh, dk_out, dZt0_out, A_chunks, Fbuf, Pbuf,
     X = tl.dot(tl.trans(da), Kh, input_precision=PREC) + tl.dot(tl.trans(U), G, input_precision=PREC)
     F = 0.5 * (X + tl.trans(X)) + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=PREC), input_precision=PREC)
     tl.store(Fbuf + (c * H + h) * K * K + kk, F, mask=kkmask)
+
+
+@triton.jit
+def _bwd_phase1_P(u, A_chunks, Pbuf, cu, shift, chunk_seq, chunk_idx, T, H, delta_min,
+                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                  IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Per chunk: P = I - Zt^T R^{-1} U (a kernel of its own: with the rest of the local gradients it
+    needs more shared memory than an SM has)."""
+    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    h = tl.program_id(1).to(tl.int64)
+    dk = tl.arange(0, BK)
+    kmask = dk < K
+    kk = dk[:, None] * K + dk[None, :]
+    kkmask = kmask[:, None] & kmask[None, :]
+    eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
+    row, valid = _rows(bos, j, s, Tn, H, h, C)
+    m2 = valid[:, None] & kmask[None, :]
+    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
+    U = tl.load(u + row[:, None] * K + dk[None, :], mask=m2, other=0.0).to(tl.float32)
+    Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
     P = eyeK - tl.dot(tl.trans(Zt), tl.dot(Rinv, U, input_precision=PREC), input_precision=PREC)
     tl.store(Pbuf + (c * H + h) * K * K + kk, P, mask=kkmask)
 
@@ -603,7 +628,8 @@ def _forward(q, k, v, u, S0, A0, lay: _Layout, *, scale, lambda0, period, nudge_
     A_final = torch.empty(N, H, K, K, **f32) if want_final else A_chunks
     _fwd_A_chain[(N * H,)](
         u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
-        T, H, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
+        T, H, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=min(C, CHAIN_SUB),
+        HAS_A0=A0 is not None,
         STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, PREC=PHASE1_PRECISION, num_warps=4)
     alpha = torch.empty_like(k)
     w = torch.empty_like(k)
@@ -662,8 +688,11 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     dZt0 = torch.empty(q.shape, **f32)
     Fbuf = torch.empty(NC, H, K, K, **f32)
     Pbuf = torch.empty(NC, H, K, K, **f32)
+    _bwd_phase1_P[(NC, H)](
+        u, A_chunks, Pbuf, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, delta_min,
+        K=K, BK=BK, C=C, PREC=PHASE1_PRECISION, num_warps=4, **common)
     _bwd_phase1_local[(NC, H)](
-        u, k, dal, dkh, dk, dZt0, A_chunks, Fbuf, Pbuf, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx,
+        u, k, dal, dkh, dk, dZt0, A_chunks, Fbuf, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx,
         T, H, eps, delta_min, K=K, BK=BK, C=C, PREC=PHASE1_PRECISION, num_warps=8, **common)
     del dal, dkh
     dA_chunks = torch.empty(NC, H, K, K, **f32)
