@@ -14,9 +14,9 @@ def small(mixer, **kw):
     return LanguageModel(cfg).double()
 
 
-@pytest.mark.parametrize("mixer", sorted(MIXERS))
-def test_decode_equals_forward_and_is_causal(mixer):
-    model = small(mixer)
+@pytest.mark.parametrize("mixer,conv", [(m, 0) for m in sorted(MIXERS)] + [("vla", 4), ("softmax", 3)])
+def test_decode_equals_forward_and_is_causal(mixer, conv):
+    model = small(mixer, short_conv=conv)
     ids = torch.randint(0, 20, (2, 11))
     full, cache = model(ids)
     assert full.shape == (2, 11, 20) and cache is None
@@ -37,9 +37,23 @@ def test_tied_head_and_config_checks():
     assert model.head.weight is model.tok_emb.weight
     with pytest.raises(ValueError, match="mixer"):
         ModelConfig(mixer="mamba")
+    with pytest.raises(ValueError, match="short_conv"):
+        ModelConfig(short_conv=-1)
     with pytest.raises(ValueError, match="d_model"):
         ModelConfig(d_model=0)
     with pytest.raises(ValueError, match="max_len"):
         model(torch.zeros(1, 33, dtype=torch.long))
     with pytest.raises(ValueError, match="input_ids"):
         model(torch.zeros(1, 3))
+
+
+def test_short_convolution_is_causal_depthwise_conv():
+    from vla.layers import ShortConvolution
+
+    conv = ShortConvolution(3, 4).double()
+    x = torch.randn(2, 9, 3, dtype=torch.float64)
+    y, _ = conv(x)
+    w, b = conv.conv.weight[:, 0], conv.conv.bias          # [D, K]: tap K-1 multiplies x_t
+    ref = torch.stack([sum(w[:, 3 - j] * (x[:, t - j] if t - j >= 0 else 0) for j in range(4)) + b
+                       for t in range(9)], dim=1)
+    assert rel_err(y, ref) < 1e-12

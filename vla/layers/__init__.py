@@ -7,6 +7,7 @@
 from .cache import LayerCache
 from .delta_net import DeltaNet
 from .linear_attn import LinearAttention
+from .short_conv import ShortConvolution
 from .softmax_attn import SoftmaxAttention
 from .vla import VariationalLinearAttention
 
@@ -17,5 +18,5 @@ MIXERS = {
     "softmax": SoftmaxAttention,
 }
 
-__all__ = ["LayerCache", "DeltaNet", "LinearAttention", "SoftmaxAttention",
+__all__ = ["LayerCache", "ShortConvolution", "DeltaNet", "LinearAttention", "SoftmaxAttention",
            "VariationalLinearAttention", "MIXERS"]

@@ -1,5 +1,5 @@
 """Small models used by the experiments."""
 
-from .lm import Block, LanguageModel, ModelConfig
+from .lm import Block, BlockCache, LanguageModel, ModelConfig
 
-__all__ = ["LanguageModel", "ModelConfig", "Block"]
+__all__ = ["LanguageModel", "ModelConfig", "Block", "BlockCache"]

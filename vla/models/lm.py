@@ -1,8 +1,11 @@
 """A small causal language model, readable in one sitting (in the manner of nanoGPT).
 
-Token and learned position embeddings, ``n_layers`` pre-norm blocks (LayerNorm -> mixer -> residual,
-LayerNorm -> GELU MLP -> residual), a final LayerNorm and an output head tied to the token embedding.
-The mixer is chosen by name from ``vla.layers.MIXERS``.
+Token and learned position embeddings, ``n_layers`` pre-norm blocks (LayerNorm -> [short causal
+convolution] -> mixer -> residual, LayerNorm -> GELU MLP -> residual), a final LayerNorm and an
+output head tied to the token embedding. The mixer is chosen by name from ``vla.layers.MIXERS``.
+``short_conv`` (kernel size, 0 = none) puts a depthwise causal convolution before the mixer, as
+flash-linear-attention's and zoology's models do: it lets a layer see the previous tokens directly,
+which MQAR needs to bind a value to its key.
 """
 
 from __future__ import annotations
@@ -13,7 +16,19 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ..layers import MIXERS, LayerCache
+from ..layers import MIXERS, LayerCache, ShortConvolution
+
+
+@dataclass
+class BlockCache:
+    """A block's decoding state: its mixer's cache and the short convolution's last inputs."""
+
+    mixer: LayerCache
+    conv: Optional[torch.Tensor] = None
+
+    @property
+    def offset(self) -> int:
+        return self.mixer.offset
 
 
 @dataclass
@@ -28,10 +43,13 @@ class ModelConfig:
     mode: str = "auto"                                 # the op back end (see vla.layers)
     backend: str = "auto"                              # the chunk form's: "auto", "torch", "triton"
     mixer_kwargs: dict = field(default_factory=dict)   # e.g. {"readout": "paper"} for VLA
+    short_conv: int = 0                                # kernel of a causal conv before the mixer (0: none)
 
     def __post_init__(self):
         if self.mixer not in MIXERS:
             raise ValueError(f"mixer must be one of {sorted(MIXERS)}, got {self.mixer!r}")
+        if isinstance(self.short_conv, bool) or not isinstance(self.short_conv, int) or self.short_conv < 0:
+            raise ValueError(f"short_conv must be an int >= 0 (kernel size, 0 = none), got {self.short_conv!r}")
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -55,16 +73,21 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.d_model)
+        self.conv = ShortConvolution(cfg.d_model, cfg.short_conv) if cfg.short_conv else None
         self.mixer = MIXERS[cfg.mixer](cfg.d_model, cfg.n_heads, mode=cfg.mode, backend=cfg.backend,
                                         **cfg.mixer_kwargs)
         self.ln_2 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg.d_model, cfg.d_ff)
 
-    def forward(self, x, cache: Optional[LayerCache] = None, use_cache: bool = False):
-        h, cache = self.mixer(self.ln_1(x), cache=cache, use_cache=use_cache)
+    def forward(self, x, cache: Optional[BlockCache] = None, use_cache: bool = False):
+        h = self.ln_1(x)
+        conv_state = None
+        if self.conv is not None:
+            h, conv_state = self.conv(h, cache.conv if cache is not None else None, use_cache)
+        h, mixer_cache = self.mixer(h, cache=cache.mixer if cache is not None else None, use_cache=use_cache)
         x = x + h
         x = x + self.mlp(self.ln_2(x))
-        return x, cache
+        return x, (BlockCache(mixer_cache, conv_state) if use_cache else None)
 
 
 class LanguageModel(nn.Module):
@@ -72,7 +95,7 @@ class LanguageModel(nn.Module):
 
     Decoding: ``logits, cache = model(prompt, use_cache=True)``, then
     ``logits, cache = model(next_ids [B, 1], cache=cache, use_cache=True)``; the outputs equal those
-    of one call on the whole sequence. ``cache`` is a list with one ``LayerCache`` per block.
+    of one call on the whole sequence. ``cache`` is a list with one ``BlockCache`` per block.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -88,7 +111,7 @@ class LanguageModel(nn.Module):
 
     @staticmethod
     def _init_weights(m):
-        if isinstance(m, (nn.Linear, nn.Embedding)):
+        if isinstance(m, (nn.Linear, nn.Embedding)):  # (the short convolution keeps PyTorch's init)
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
@@ -96,8 +119,8 @@ class LanguageModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, input_ids: torch.Tensor, cache: Optional[List[LayerCache]] = None,
-                use_cache: bool = False) -> Tuple[torch.Tensor, Optional[List[LayerCache]]]:
+    def forward(self, input_ids: torch.Tensor, cache: Optional[List[BlockCache]] = None,
+                use_cache: bool = False) -> Tuple[torch.Tensor, Optional[List[BlockCache]]]:
         if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
             raise ValueError("input_ids must be an integer tensor [B, T]")
         B, T = input_ids.shape
