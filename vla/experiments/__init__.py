@@ -37,6 +37,8 @@ RENDER_ONLY = "render-only"
 
 REGISTRY = {
     "norm": "vla.experiments.state_norm",
+    "jacobian": "vla.experiments.jacobian",
+    "mqar": "vla.experiments.mqar",
 }
 
 PRESETS = ("quick", "full")

@@ -1,0 +1,115 @@
+"""The MQAR capacity sweep (``vla.experiments.mqar``, preset ``full``) on one GPU, within a time budget.
+
+Many small models train at once: ``--workers`` processes share the GPU, each training one
+(mixer, n_pairs, lr) run at a time. First, in the same call, one short probe per mixer measures the
+seconds per training step at the longest sequence (n_pairs = 64), which gives the expected length of
+every run; if even the first learning-rate round cannot fit into the budget at the paper's 3000
+steps, the steps are cut (and the JSON says so). Runs that do not fit are listed as skipped. The
+partial result is rewritten (atomically) after every finished run, so a cut-off call still returns
+what finished.
+
+    PYTHONUNBUFFERED=1 python benchmarks/mqar_gpu.py --budget-s 240 --workers 14 --out $OUT/mqar_full.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def probe(mixers, steps: int, device: str, backend: str) -> dict:
+    """Seconds per training step of the paper-sized model at n_pairs = 64, by mixer (after warmup)."""
+    import torch
+
+    from vla.data import MQARTask
+    from vla.models import LanguageModel, ModelConfig
+    from vla.train.trainer import TrainConfig, build_optimizer, masked_loss
+
+    out = {}
+    task = MQARTask(n_pairs=64)
+    for mixer in mixers:
+        cfg = TrainConfig(model=ModelConfig(max_len=task.length, mixer=mixer, backend=backend), task=task,
+                          steps=3000, device=device, progress=False)
+        torch.manual_seed(0)
+        model = LanguageModel(cfg.model).to(device)
+        opt = build_optimizer(model, cfg)
+        times = []
+        for step in range(steps):
+            x, y = task.train_batch(step, cfg.batch_size, 0)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            logits, _ = model(torch.from_numpy(x).to(device))
+            loss = masked_loss(logits, torch.from_numpy(y).to(device))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        warm = sorted(times[steps // 2:])
+        out[mixer] = {"first_step_s": times[0], "step_s_median": warm[len(warm) // 2]}
+        print(f"probe {mixer}: first step {times[0]:.2f} s, then {1000 * out[mixer]['step_s_median']:.1f} ms/step", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget-s", type=float, default=240.0, help="seconds for the sweep itself (after the probe)")
+    ap.add_argument("--workers", type=int, default=14)
+    ap.add_argument("--probe-steps", type=int, default=12)
+    ap.add_argument("--parallel-efficiency", type=float, default=0.5,
+                    help="assumed speed-up per worker when planning the steps (1 = perfect)")
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    import torch
+
+    from vla.experiments import mqar
+    from vla.report.io import write_json
+
+    t_start = time.time()
+    device = "cuda"
+    cfg = mqar.config_for("full")
+    probes = probe(cfg.mixers, args.probe_steps, device, args.backend)
+    probe_s = time.time() - t_start
+    steps = cfg.steps
+    # seconds per full run at n_pairs = 64, scaled down by T for the other n_pairs
+    per_run = {m: p["step_s_median"] * steps for m, p in probes.items()}
+    n_max_T = 3 * max(cfg.n_pairs) + 1
+    round_serial = sum(per_run[m] * (3 * n + 1) / n_max_T for m in cfg.mixers for n in cfg.n_pairs)
+    capacity = args.budget_s * args.workers * args.parallel_efficiency
+    note = "paper-sized: 3000 steps x batch 64"
+    if round_serial > capacity:
+        steps = max(100, int(steps * capacity / round_serial) // 100 * 100)
+        note = (f"steps cut from 3000 to {steps}: one learning-rate round was estimated at {round_serial:.0f} s "
+                f"of single-process time against {capacity:.0f} s available "
+                f"({args.budget_s:.0f} s x {args.workers} workers x efficiency {args.parallel_efficiency})")
+        per_run = {m: s * steps / cfg.steps for m, s in per_run.items()}
+    print(f"plan: {note}; one lr round ~{round_serial * steps / cfg.steps:.0f} s single-process", flush=True)
+    cfg = mqar.config_for("full", steps=steps, workers=args.workers, threads_per_worker=1,
+                          time_budget_s=args.budget_s, backend=args.backend,
+                          label="full preset on one H200: " + note)
+    extra = {"probe": probes, "probe_s": probe_s, "plan_note": note, "budget_s": args.budget_s,
+             "workers": args.workers, "gpu": torch.cuda.get_device_name(0), "command": "benchmarks/mqar_gpu.py " +
+             " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out")}
+
+    def save(partial):
+        write_json(args.out, {**partial, "gpu_run": extra})
+
+    # the first guess of a run's length assumes the workers slow each other down by 1/efficiency
+    first_guess = {m: s / args.parallel_efficiency for m, s in per_run.items()}
+    result = mqar.run(cfg, device=device, progress=False, first_guess=first_guess, on_update=save)
+    extra["total_s"] = time.time() - t_start
+    save(result)
+    m = result["meta"]
+    print(f"done: {m['runs_done']} runs, {m['runs_skipped']} skipped, {m['elapsed_s']:.0f} s sweep, "
+          f"{extra['total_s']:.0f} s in all", flush=True)
+    for e in result["best"]:
+        if "accuracy" in e:
+            print(f"{e['mixer']:12s} n={e['n_pairs']:3d} lr={e['lr']:g} acc={e['accuracy']:.3f} exact={e['exact_match']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""MQAR sweep: job order, budget skipping, learning-rate picking, the report's verdicts, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vla.experiments import mqar as M
+from vla.report import mqar as R
+
+
+def tiny(**kw):
+    base = dict(n_pairs=(2,), mixers=("softmax", "vla"), lrs=(3e-3, 1e-2), d_model=16, n_heads=2, d_ff=32,
+                steps=3, batch_size=4, val_examples=8, test_examples=8)
+    base.update(kw)
+    return M.config_for("quick", **base)
+
+
+def test_job_order_and_ablation_runs():
+    cfg = M.config_for("full")
+    jobs = M.jobs_of(cfg)
+    main = [j for j in jobs if j["short_conv"] == cfg.short_conv]
+    assert len(main) == 7 * 4 * 3 and len(jobs) == len(main) + 2 * 4
+    assert [j["lr"] for j in main[:28]] == [1e-3] * 28          # one learning-rate round at a time
+    assert main[0]["n_pairs"] == 64                              # longest runs first in a round
+    assert all(j["short_conv"] == 0 for j in jobs[len(main):])   # the ablation comes last
+
+
+def test_run_tiny_sweep_and_budget(tmp_path):
+    result = M.run(tiny(), progress=False)
+    assert [r["status"] for r in result["runs"]] == ["done"] * 4
+    for r in result["runs"]:
+        assert 0 <= r["test"]["accuracy"] <= 1 and r["test"]["answers"] == 8 * 2
+    assert {(e["mixer"], e["n_pairs"]) for e in result["best"]} == {("softmax", 2), ("vla", 2)}
+    json.dumps(result)                                           # plain data
+    section = R.render(result, tmp_path)
+    assert section.figures[0].exists() and "| VLA |" in section.markdown
+    # a budget that the first finished run exhausts: the later runs are listed as skipped
+    skipped = M.run(tiny(mixers=("softmax",), time_budget_s=1e-9), progress=False,
+                    first_guess={"softmax": 1.0})
+    assert [r["status"] for r in skipped["runs"]] == ["skipped", "skipped"]
+    assert skipped["best"][0].get("accuracy") is None
+
+
+def _run(mixer, n, lr, val, test, exact=0.0, conv=4):
+    return {"mixer": mixer, "n_pairs": n, "lr": lr, "short_conv": conv, "status": "done",
+            "val": {"accuracy": val, "exact_match": exact, "loss": 1.0},
+            "test": {"accuracy": test, "exact_match": exact}}
+
+
+def test_pick_best_uses_validation_not_test():
+    runs = [_run("vla", 8, 1e-3, val=0.9, test=0.5), _run("vla", 8, 3e-3, val=0.8, test=0.99),
+            _run("vla", 8, 1e-2, val=0.99, test=0.1, conv=0)]       # ablation runs are not candidates
+    (best,) = M.pick_best(runs, main_conv=4)
+    assert best["lr"] == 1e-3 and best["accuracy"] == 0.5 and best["lr_at_edge"]
+
+
+def _result(acc):
+    """acc: {mixer: {n_pairs: test accuracy}} -> a result with those numbers (d_h = 32)."""
+    best = [{"mixer": m, "n_pairs": n, "lr": 1e-3, "val_accuracy": a, "accuracy": a, "exact_match": a}
+            for m, d in acc.items() for n, a in d.items()]
+    return {"head_dim": 32, "best": best, "runs": []}
+
+
+@pytest.mark.parametrize("vla,delta,lin,expected", [
+    ({8: 0.99, 16: 0.97, 32: 0.65}, {8: 0.6, 16: 0.4, 32: 0.2}, {8: 0.3, 16: 0.2, 32: 0.1},
+     ["holds", "holds", "holds"]),
+    ({8: 0.9, 16: 0.85, 32: 0.95}, {8: 0.9, 16: 0.8, 32: 0.9}, {8: 0.3, 16: 0.2, 32: 0.1},
+     ["holds partly", "holds partly", "holds partly"]),
+    ({8: 0.5, 16: 0.3, 32: 0.2}, {8: 0.6, 16: 0.4, 32: 0.3}, {8: 0.5, 16: 0.3, 32: 0.2},
+     ["does not hold", "does not hold", "does not hold"]),
+])
+def test_verdicts_follow_the_numbers(vla, delta, lin, expected):
+    rows = R.claims(_result({"vla": vla, "deltanet": delta, "linear_attn": lin}))
+    assert [r.verdict for r in rows] == expected
+
+
+def test_not_measured_without_the_runs():
+    rows = R.claims(_result({"vla": {64: 0.1}}))
+    assert [r.verdict for r in rows] == ["not measured"] * 3
+
+
+def test_cli_train_data_eval(tmp_path, capsys):
+    from vla.cli import main
+
+    out = tmp_path / "run"
+    assert main(["mqar", "train", "--mixer", "vla", "--n-pairs", "2", "--steps", "3", "--batch", "4",
+                 "--d-model", "16", "--heads", "2", "--d-ff", "32", "--eval-examples", "8", "--out", str(out),
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert (out / "checkpoint.pt").exists() and (out / "metrics.json").exists()
+    data = tmp_path / "d.npz"
+    assert main(["mqar", "data", "--layout", "paper", "--n-pairs", "2", "--num", "6", "--out", str(data)]) == 0
+    capsys.readouterr()
+    assert main(["mqar", "eval", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(data),
+                 "--device", "cpu", "--json", str(tmp_path / "s.json")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["answers"] == 12 and scores["sequences"] == 6
+    assert json.loads((tmp_path / "s.json").read_text())["accuracy"] == scores["accuracy"]
+    # a file the model cannot read (tokens beyond its vocabulary) is refused with a clear error
+    big = tmp_path / "z.npz"
+    main(["mqar", "data", "--layout", "zoology", "--n-pairs", "2", "--seq-len", "8", "--num", "2", "--out", str(big)])
+    with pytest.raises(ValueError, match="vocabulary"):
+        main(["mqar", "eval", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(big), "--device", "cpu"])
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="mixers"):
+        M.config_for("quick", mixers=("mamba",))
+    with pytest.raises(ValueError, match="n_pairs"):
+        M.config_for("quick", n_pairs=(65,))
+    with pytest.raises(ValueError, match="preset"):
+        M.config_for("medium")

@@ -1,0 +1,192 @@
+"""Report for the MQAR capacity sweep (``vla.experiments.mqar``): a figure, a table, three claims.
+
+Renders a result returned by ``vla.experiments.mqar.run`` or the committed GPU results
+(``benchmarks/results/mqar_full_*.json``, written by ``benchmarks/mqar_gpu.py`` in the same form);
+:func:`load` reads the newest committed file and :func:`results_table` is the README's table.
+
+Verdict thresholds (stated in the section too):
+* near-perfect below d_h: VLA's lowest test accuracy over n_pairs < d_h is >= 0.95 (holds),
+  >= 0.80 (holds partly), else does not hold;
+* 62 % at n_pairs = d_h: ours within 10 points of 62 % (holds); higher by more (holds partly: the
+  number differs but in VLA's favour); lower by more (does not hold);
+* well above DeltaNet and linear attention: VLA's accuracy minus each baseline's, averaged over the
+  n_pairs measured, >= 0.10 for both (holds); >= 0.10 for one (holds partly); else does not hold.
+"""
+
+from __future__ import annotations
+
+import glob
+import pathlib
+from typing import Dict, List, Optional
+
+from .common import ClaimRow, Section, figure_md, fmt, md_table
+from .io import read_json, save_figure
+
+LABELS = {"vla": "VLA", "deltanet": "DeltaNet", "linear_attn": "linear attention", "softmax": "softmax attention"}
+RESULTS_GLOB = "benchmarks/results/mqar_full_*.json"
+
+
+def _root() -> pathlib.Path:
+    return pathlib.Path(__file__).resolve().parents[2]
+
+
+def load(path: Optional[str] = None) -> dict:
+    """The committed GPU sweep: ``path``, or the newest ``benchmarks/results/mqar_full_*.json``."""
+    if path is None:
+        files = sorted(glob.glob(str(_root() / RESULTS_GLOB)))
+        if not files:
+            raise FileNotFoundError(f"no committed MQAR results ({RESULTS_GLOB})")
+        path = files[-1]
+    return read_json(path)
+
+
+def _best(result: dict) -> Dict[str, Dict[int, dict]]:
+    table: Dict[str, Dict[int, dict]] = {}
+    for e in result["best"]:
+        if "accuracy" in e:
+            table.setdefault(e["mixer"], {})[int(e["n_pairs"])] = e
+    return table
+
+
+def results_table(result: dict) -> str:
+    """Markdown: per mixer and n_pairs, test accuracy / exact match at the best learning rate."""
+    best = _best(result)
+    ns = sorted({int(n) for m in best.values() for n in m})
+    rows = []
+    for mixer in [m for m in LABELS if m in best]:
+        cells = []
+        for n in ns:
+            e = best[mixer].get(n)
+            cells.append("—" if e is None else f"{100 * e['accuracy']:.1f} / {100 * e['exact_match']:.1f}")
+        rows.append([LABELS[mixer]] + cells)
+    head = ["model (acc % / exact %)"] + [f"n={n}" for n in ns]
+    return md_table(head, rows)
+
+
+def _figure(result: dict, path: pathlib.Path):
+    from matplotlib.figure import Figure
+
+    best = _best(result)
+    d_h = result.get("head_dim")
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
+    for ax, key, title in ((axes[0], "accuracy", "per-token accuracy"), (axes[1], "exact_match", "per-sequence exact match")):
+        for mixer in [m for m in LABELS if m in best]:
+            ns = sorted(best[mixer])
+            ax.plot(ns, [best[mixer][n][key] for n in ns], marker="o", label=LABELS[mixer])
+        if d_h:
+            ax.axvline(d_h, color="grey", ls="--", lw=1)
+            ax.text(d_h, 1.02, f"d_h = {d_h}", ha="center", fontsize=8, color="grey")
+        ax.set_xlabel("n_pairs (key-value pairs per sequence)")
+        ax.set_ylabel(title)
+        ax.set_ylim(-0.02, 1.08)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("MQAR capacity at the best learning rate per model and n_pairs (test set)", fontsize=10)
+    save_figure(fig, path)
+
+
+def claims(result: dict) -> List[ClaimRow]:
+    best = _best(result)
+    d_h = int(result["head_dim"])
+    vla = best.get("vla", {})
+    rows = []
+    below = [n for n in vla if n < d_h]
+    if below:
+        worst = min(vla[n]["accuracy"] for n in below)
+        v = "holds" if worst >= 0.95 else "holds partly" if worst >= 0.80 else "does not hold"
+        rows.append(ClaimRow("MQAR: VLA near-perfect for n_pairs < d_h", "near-perfect",
+                             f"lowest accuracy {100 * worst:.1f} % over n_pairs {sorted(below)} (d_h = {d_h})", v))
+    else:
+        rows.append(ClaimRow("MQAR: VLA near-perfect for n_pairs < d_h", "near-perfect", "no n_pairs < d_h run", "not measured"))
+    if d_h in vla:
+        acc = vla[d_h]["accuracy"]
+        diff = acc - 0.62
+        v = "holds" if abs(diff) <= 0.10 else "holds partly" if diff > 0 else "does not hold"
+        rows.append(ClaimRow("MQAR: VLA at n_pairs = d_h", "62 %",
+                             f"{100 * acc:.1f} % (exact match {100 * vla[d_h]['exact_match']:.1f} %)", v))
+    else:
+        rows.append(ClaimRow("MQAR: VLA at n_pairs = d_h", "62 %", f"n_pairs = {d_h} not run", "not measured"))
+    margins = {}
+    for base in ("deltanet", "linear_attn"):
+        common = sorted(set(vla) & set(best.get(base, {})))
+        if common:
+            margins[base] = sum(vla[n]["accuracy"] - best[base][n]["accuracy"] for n in common) / len(common)
+    if len(margins) == 2:
+        if all(m >= 0.10 for m in margins.values()):
+            v = "holds"
+        elif any(m >= 0.10 for m in margins.values()):
+            v = "holds partly"
+        else:
+            v = "does not hold"
+        ours = "; ".join(f"VLA − {LABELS[b]}: {100 * m:+.1f} points on average" for b, m in margins.items())
+        rows.append(ClaimRow("MQAR: VLA well above DeltaNet and linear attention", "well above", ours, v))
+    else:
+        rows.append(ClaimRow("MQAR: VLA well above DeltaNet and linear attention", "well above", "baselines not run", "not measured"))
+    return rows
+
+
+def render(result: dict, out_dir: pathlib.Path) -> Section:
+    out_dir = pathlib.Path(out_dir)
+    cfg = result["config"]
+    fig_path = out_dir / "mqar_capacity.png"
+    _figure(result, fig_path)
+    meta = result.get("meta", {})
+    skipped = [r for r in result["runs"] if r["status"] != "done"]
+    edge = [e for e in result["best"] if e.get("lr_at_edge")]
+    lines = []
+    if cfg.get("label"):
+        lines += [f"**{cfg['label']}**", ""]
+    lines += [
+        f"Setup: paper layout of MQAR (vocabulary {cfg['vocab_size']}, `k1 v1 … kn vn SEP q1 … qn`), "
+        f"{cfg['n_layers']} layers, d_model {cfg['d_model']}, {cfg['n_heads']} heads (d_h = {result['head_dim']}), "
+        f"FFN {cfg['d_ff']}, a short causal convolution (kernel {cfg.get('short_conv', 0)}) before each mixer "
+        f"(a deviation from the paper's setup, see below), {cfg['steps']} steps × batch {cfg['batch_size']}, AdamW (wd {cfg['weight_decay']}), "
+        f"clip {cfg['grad_clip']}, {int(100 * cfg['warmup_frac'])} % warmup then cosine. Learning rates tried per "
+        f"model and n_pairs: {', '.join(f'{x:g}' for x in cfg['lrs'])}; the best on a validation set "
+        f"({cfg['val_examples']} sequences) is reported on a separate test set ({cfg['test_examples']} sequences). "
+        f"Device: {meta.get('device_name', meta.get('device', '?'))}; op back end: "
+        f"{'chunked' if meta.get('chunk_backend') else 'naive'}; {meta.get('runs_done', '?')} runs in "
+        f"{fmt(meta.get('elapsed_s'), 3)} s.",
+        "",
+        figure_md(fig_path, "MQAR accuracy against n_pairs"),
+        "",
+        "Test accuracy at the answer positions / per-sequence exact match, in %, at the best learning rate:",
+        "",
+        results_table(result),
+        "",
+        md_table(["model", "n_pairs", "best lr", "val acc", "test acc", "exact match"],
+                 [(LABELS[e["mixer"]], e["n_pairs"], f"{e['lr']:g}" + (" (edge)" if e.get("lr_at_edge") else ""),
+                   fmt(e["val_accuracy"]), fmt(e["accuracy"]), fmt(e["exact_match"]))
+                  for e in result["best"] if "accuracy" in e]),
+        "",
+        "Why the convolution: without it, in CPU trials, even softmax attention stayed at about the accuracy of "
+        "guessing among the values in context (~17 % at n_pairs = 8) after 3000 steps of batch 64 at learning "
+        "rates 1e-3, 3e-3 and 1e-2; with it the same model reached 100 % within 300 steps. Every model gets "
+        "the same convolution.",
+        "",
+        "Verdicts: near-perfect = lowest accuracy below d_h ≥ 95 % (≥ 80 %: holds partly); "
+        "62 % = ours within 10 points (higher by more: holds partly); well above = VLA's accuracy minus "
+        "each baseline's, averaged over n_pairs, ≥ 10 points for both (for one only: holds partly).",
+    ]
+    ablation = [r for r in result["runs"] if r["status"] == "done" and r.get("short_conv", 0) != cfg.get("short_conv", 0)]
+    if ablation:
+        main = {(r["mixer"], r["n_pairs"], r["lr"]): r for r in result["runs"]
+                if r["status"] == "done" and r.get("short_conv", 0) == cfg.get("short_conv", 0)}
+        rows = []
+        for r in ablation:
+            m = main.get((r["mixer"], r["n_pairs"], r["lr"]))
+            rows.append((LABELS[r["mixer"]], r["n_pairs"], f"{r['lr']:g}", fmt(r["test"]["accuracy"]),
+                         "—" if m is None else fmt(m["test"]["accuracy"])))
+        lines += ["", f"Without the short convolution (same learning rate; test accuracy) against with it "
+                      f"(kernel {cfg.get('short_conv')}):", "",
+                  md_table(["model", "n_pairs", "lr", "no convolution", "with convolution"], rows)]
+    if edge:
+        lines += ["", f"{len(edge)} of the best learning rates lie at the edge of the range tried (marked "
+                      "'edge'): a wider sweep might do better there."]
+    if skipped:
+        lines += ["", f"Skipped for lack of time: {len(skipped)} runs ("
+                      + ", ".join(f"{LABELS[r['mixer']]} n={r['n_pairs']} lr={r['lr']:g}" for r in skipped[:12])
+                      + (" …" if len(skipped) > 12 else "") + ")."]
+    return Section(title="MQAR capacity (associative recall)", markdown="\n".join(lines) + "\n",
+                   figures=[fig_path], claims=claims(result))
