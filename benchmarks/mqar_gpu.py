@@ -18,26 +18,31 @@ import json
 import time
 
 
-def probe(mixers, steps: int, device: str, backend: str) -> dict:
-    """Seconds per training step of the paper-sized model at n_pairs = 64, by mixer (after warmup)."""
+def _sync(device: str) -> None:
     import torch
 
-    from vla.data import MQARTask
-    from vla.models import LanguageModel, ModelConfig
-    from vla.train.trainer import TrainConfig, build_optimizer, masked_loss
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def probe(cfg, steps: int, device: str) -> dict:
+    """Seconds per training step at the longest n_pairs, by mixer (median of the later steps)."""
+    import torch
+
+    from vla.experiments import mqar
+    from vla.models import LanguageModel
+    from vla.train.trainer import build_optimizer, masked_loss
 
     out = {}
-    task = MQARTask(n_pairs=64)
-    for mixer in mixers:
-        cfg = TrainConfig(model=ModelConfig(max_len=task.length, mixer=mixer, backend=backend), task=task,
-                          steps=3000, device=device, progress=False)
+    for mixer in cfg.mixers:
+        tcfg = mqar.train_config(cfg, mixer, max(cfg.n_pairs), cfg.lrs[0], device)
         torch.manual_seed(0)
-        model = LanguageModel(cfg.model).to(device)
-        opt = build_optimizer(model, cfg)
+        model = LanguageModel(tcfg.model).to(device)
+        opt = build_optimizer(model, tcfg)
         times = []
         for step in range(steps):
-            x, y = task.train_batch(step, cfg.batch_size, 0)
-            torch.cuda.synchronize()
+            x, y = tcfg.task.train_batch(step, tcfg.batch_size, 0)
+            _sync(device)
             t0 = time.perf_counter()
             logits, _ = model(torch.from_numpy(x).to(device))
             loss = masked_loss(logits, torch.from_numpy(y).to(device))
@@ -45,7 +50,7 @@ def probe(mixers, steps: int, device: str, backend: str) -> dict:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            torch.cuda.synchronize()
+            _sync(device)
             times.append(time.perf_counter() - t0)
         warm = sorted(times[steps // 2:])
         out[mixer] = {"first_step_s": times[0], "step_s_median": warm[len(warm) // 2]}
@@ -61,6 +66,8 @@ def main() -> None:
     ap.add_argument("--parallel-efficiency", type=float, default=0.5,
                     help="assumed speed-up per worker when planning the steps (1 = perfect)")
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--override", default="{}", help="JSON of mqar.Config fields (for a smoke test)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -70,9 +77,16 @@ def main() -> None:
     from vla.report.io import write_json
 
     t_start = time.time()
-    device = "cuda"
-    cfg = mqar.config_for("full")
-    probes = probe(cfg.mixers, args.probe_steps, device, args.backend)
+    device = args.device
+    overrides = json.loads(args.override)
+    cfg = mqar.config_for("full", **overrides, backend=args.backend)
+    try:
+        probes = probe(cfg, args.probe_steps, device)
+    except Exception as e:  # e.g. a Triton kernel that fails here: fall back to the PyTorch chunk form
+        print(f"probe failed with backend={args.backend}: {type(e).__name__}: {e}; using backend=torch", flush=True)
+        args.backend = "torch"
+        cfg = mqar.config_for("full", **overrides, backend=args.backend)
+        probes = probe(cfg, args.probe_steps, device)
     probe_s = time.time() - t_start
     steps = cfg.steps
     # seconds per full run at n_pairs = 64, scaled down by T for the other n_pairs
@@ -80,19 +94,21 @@ def main() -> None:
     n_max_T = 3 * max(cfg.n_pairs) + 1
     round_serial = sum(per_run[m] * (3 * n + 1) / n_max_T for m in cfg.mixers for n in cfg.n_pairs)
     capacity = args.budget_s * args.workers * args.parallel_efficiency
-    note = "paper-sized: 3000 steps x batch 64"
+    note = f"{steps} steps x batch {cfg.batch_size}" + (" (paper-sized)" if steps == 3000 else "")
     if round_serial > capacity:
         steps = max(100, int(steps * capacity / round_serial) // 100 * 100)
-        note = (f"steps cut from 3000 to {steps}: one learning-rate round was estimated at {round_serial:.0f} s "
+        note = (f"steps cut from {cfg.steps} to {steps}: one learning-rate round was estimated at {round_serial:.0f} s "
                 f"of single-process time against {capacity:.0f} s available "
                 f"({args.budget_s:.0f} s x {args.workers} workers x efficiency {args.parallel_efficiency})")
         per_run = {m: s * steps / cfg.steps for m, s in per_run.items()}
     print(f"plan: {note}; one lr round ~{round_serial * steps / cfg.steps:.0f} s single-process", flush=True)
-    cfg = mqar.config_for("full", steps=steps, workers=args.workers, threads_per_worker=1,
+    overrides.update(steps=steps)
+    cfg = mqar.config_for("full", **overrides, workers=args.workers, threads_per_worker=1,
                           time_budget_s=args.budget_s, backend=args.backend,
                           label="full preset on one H200: " + note)
     extra = {"probe": probes, "probe_s": probe_s, "plan_note": note, "budget_s": args.budget_s,
-             "workers": args.workers, "gpu": torch.cuda.get_device_name(0), "command": "benchmarks/mqar_gpu.py " +
+             "workers": args.workers,
+             "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu", "command": "benchmarks/mqar_gpu.py " +
              " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out")}
 
     def save(partial):
