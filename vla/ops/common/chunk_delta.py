@@ -53,7 +53,7 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
 def to_chunks(x: torch.Tensor, C: int) -> torch.Tensor:
     """[N, L, H, D] -> [N, H, L // C, C, D]."""
     N, L, H, D = x.shape
-    return x.reshape(N, L // C, C, H, D).permute(0, 3, 1, 2, 4)
+    return x.reshape(N, L // C, C, H, D).permute(0, 3, 1, 2, 4).contiguous()
 
 
 def from_chunks(x: torch.Tensor) -> torch.Tensor:

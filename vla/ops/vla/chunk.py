@@ -33,13 +33,14 @@ def write_directions(u, k_hat, A0, nudge, *, nudge_eps: float, eps: float):
     A = A0
     starts, zs = [], []
     for c in range(nc):
-        U = u[:, :, c]
-        W = A @ U.transpose(-1, -2)                                   # K x C, columns A_c u_i
-        R = torch.linalg.cholesky(torch.baddbmm(eye_c, U.flatten(0, 1), W.flatten(0, 1)).view(N, H, C, C))
-        Zt = torch.linalg.solve_triangular(R, W.transpose(-1, -2), upper=False)  # rows z_i / sqrt(delta_i)
+        U = u[:, :, c].flatten(0, 1)                                   # [NH, C, K]
+        G = U @ A.flatten(0, 1)                                        # rows (A_c u_i)^T (A symmetric)
+        M = torch.baddbmm(eye_c, G, U.transpose(-1, -2))               # I + U A_c U^T: SPD, eigenvalues >= 1
+        R = torch.linalg.cholesky_ex(M).L                              # M = R R^T, R_ii = sqrt(delta_i)
+        Zt = torch.linalg.solve_triangular(R, G, upper=False)          # rows z_i / sqrt(delta_i)
         starts.append(A)
-        zs.append(Zt)
-        A = A - Zt.transpose(-1, -2) @ Zt                              # Woodbury on the chunk
+        zs.append(Zt.view(N, H, C, K))
+        A = torch.baddbmm(A.flatten(0, 1), Zt.transpose(-1, -2), Zt, alpha=-1).view(N, H, K, K)  # Woodbury
         if nudge_eps > 0 and bool(nudge[:, c].any()):
             A = A + nudge_dev[:, c, None, None, None] * eye_k
     if nc == 0:
