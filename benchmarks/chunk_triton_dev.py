@@ -88,7 +88,7 @@ def check(out):
     res = {"device": torch.cuda.get_device_name(), "phase1_precision": tri.PHASE1_PRECISION, "cases": []}
     names = ["dq", "dk", "dv", "du"]
     # (fp32 inputs are checked by the interpreter tests; here bf16, the dtype the kernels are built for)
-    for T, dtype in tqdm([(2048, torch.bfloat16), (16384, torch.bfloat16)], desc="check"):
+    for T, dtype in tqdm([(16384, torch.bfloat16)], desc="check"):
         xs = inputs(2, T, 4, dtype=dtype, seed=T)
         do = torch.randn(2, T, 4, D, device="cuda")
         dS = torch.randn(2, 4, D, D, device="cuda")
@@ -147,12 +147,15 @@ def million(out):
     res = {"T": T, "B": 1, "H": 16, "dtype": "bf16", "triton_fwd_s": t1 - t0,
            "finite_o": bool(torch.isfinite(o).all()), "finite_S": bool(torch.isfinite(fin[0]).all()),
            "finite_A": bool(torch.isfinite(fin[1]).all())}
+    # reference: the fp32 PyTorch chunk back end on the first 64k tokens (the op is causal, so the
+    # prefix of the output is the output of the prefix); the whole 1M in the Python-loop reference
+    # would take minutes of device time
+    P = 65536
     with torch.no_grad():
-        o_r, fin_r = run_torch_chunk(*[x.float() for x in xs], final=True)
-    res.update({"vs": "torch chunk fp32", "o": rel(o, o_r), "S": rel(fin[0], fin_r[0]), "A": rel(fin[1], fin_r[1])})
-    # error along the sequence (last 64k tokens), to see whether it grows
-    res["o_last_64k"] = rel(o[:, -65536:], o_r[:, -65536:])
-    res["o_first_64k"] = rel(o[:, :65536], o_r[:, :65536])
+        o_r, _ = run_torch_chunk(*[x[:, :P].float() for x in xs], final=False)
+    res.update({"vs": "torch chunk fp32, first 65536 tokens", "o_first_64k": rel(o[:, :P], o_r),
+                "o_abs_max": float(o.float().abs().max()), "S_abs_max": float(fin[0].abs().max()),
+                "A_abs_max": float(fin[1].abs().max())})
     print(res, flush=True)
     write_json(os.path.join(out, "chunk_triton_million.json"), res)
 
@@ -243,17 +246,17 @@ def profile(out):
         if t > 0:
             kern[e.key] = t / 5 / 1e3  # ms per fwd+bwd
     regs = {}
-    for fn_name in ("_fwd_A_chain", "_fwd_prep", "_fwd_S_chain", "_bwd_prep_dS", "_bwd_dS_chain", "_bwd_phase2",
+    for fn_name in ("_fwd_A_chain", "_fwd_alpha", "_fwd_wy", "_fwd_S_chain", "_bwd_prep_dS", "_bwd_dS_chain", "_bwd_phase2",
                     "_bwd_phase1_P", "_bwd_phase1_local", "_bwd_dA_chain", "_bwd_phase1_du"):
         fn = getattr(tri, fn_name)
         for dev, cache in fn.device_caches.items():
             for key, ck in cache[0].items():
                 regs[fn_name] = {"n_regs": ck.n_regs, "n_spills": ck.n_spills,
                                  "num_warps": ck.metadata.num_warps, "shared": ck.metadata.shared}
-    # the serial A chain with whole-chunk factorisations (CHAIN_SUB = 64) against the default
+    # phase 1 in chunks of 32 rows against the default
     chain = {}
-    for sub in (64, tri.CHAIN_SUB):
-        old, tri.CHAIN_SUB = tri.CHAIN_SUB, sub
+    for sub in (32, tri.PHASE1_CHUNK):
+        old, tri.PHASE1_CHUNK = tri.PHASE1_CHUNK, sub
         with torch.no_grad():
             run_triton(*xs)
             torch.cuda.synchronize()
@@ -261,10 +264,11 @@ def profile(out):
             for _ in range(3):
                 run_triton(*xs)
             torch.cuda.synchronize()
-        chain[f"fwd_ms_chain_sub{sub}"] = (time.time() - t0) / 3 * 1e3
-        tri.CHAIN_SUB = old
-    res = {"T": T, "B": B, "H": H, "ms_per_fwd_bwd_by_kernel": kern, "registers": regs, "chain_sub": chain,
-           "chain_sub_default": tri.CHAIN_SUB, "phase1_precision": tri.PHASE1_PRECISION}
+        chain[f"fwd_ms_phase1_chunk{sub}"] = (time.time() - t0) / 3 * 1e3
+        tri.PHASE1_CHUNK = old
+    res = {"T": T, "B": B, "H": H, "ms_per_fwd_bwd_by_kernel": kern, "registers": regs, "phase1_chunk": chain,
+           "phase1_chunk_default": tri.PHASE1_CHUNK, "phase1_precision": tri.PHASE1_PRECISION,
+           "dA_chain_precision": tri.DA_CHAIN_PRECISION}
     print(json.dumps(res, indent=1), flush=True)
     write_json(os.path.join(out, "chunk_triton_profile.json"), res)
 
@@ -279,9 +283,9 @@ def main():
     if a.tf32:
         tri.PHASE1_PRECISION = "tf32"
     import traceback
-    for flag, fn in (("profile", lambda: profile(a.out)), ("time", lambda: timing(a.out, "vla")),
-                     ("check", lambda: check(a.out)), ("baselines", lambda: timing(a.out, "baselines")),
-                     ("million", lambda: million(a.out))):
+    for flag, fn in (("check", lambda: check(a.out)), ("million", lambda: million(a.out)),
+                     ("profile", lambda: profile(a.out)), ("time", lambda: timing(a.out, "vla")),
+                     ("baselines", lambda: timing(a.out, "baselines"))):
         if getattr(a, flag):
             try:
                 fn()

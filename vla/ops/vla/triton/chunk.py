@@ -53,9 +53,11 @@ import triton.language as tl
 # Precision of phase 1's fp32 matrix products on a GPU: "tf32x3" (about fp32), "ieee" (fp32 on the
 # FMA units: slow, spills registers) or "tf32".
 PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "tf32x3")
-# Rows per factorisation step in the serial A chain (16 .. chunk size): the chain walks each chunk in
-# sub-chunks of this many rows, which shortens its serial critical path.
-CHAIN_SUB = int(os.environ.get("VLA_CHAIN_SUB", "16"))
+# Phase 1's own chunk size (16 .. chunk_size): its factorisations are C1 x C1, which keeps the serial
+# A chain short; phase 2 uses chunk_size. Both are exact; period is a multiple of both.
+PHASE1_CHUNK = int(os.environ.get("VLA_PHASE1_CHUNK", "16"))
+# Precision of the K x K x K products of the serial dA chain.
+DA_CHAIN_PRECISION = os.environ.get("VLA_DA_CHAIN_PRECISION", "ieee")
 # Precision of phase 2's products when the inputs are fp32 ("tf32" uses tensor cores).
 PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32")
 
@@ -182,7 +184,7 @@ def _cholesky_bwd(dZt, Zt, Rinv, C: tl.constexpr, PREC: tl.constexpr):
 @triton.jit
 def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
                  T, H, delta_min, nudge_eps, inv_lambda0, period,
-                 K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                 K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
                  HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
                  NUDGE: tl.constexpr, PREC: tl.constexpr):
     """Phase 1's chain: A at every chunk start (sequential over chunks; one program per head)."""
@@ -206,12 +208,10 @@ def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
     j = 0
     while j < NT:  # (a while loop: Triton's interpreter cannot take a runtime range bound under NumPy >= 2.4)
         tl.store(A_chunks + ((c0 + j) * H + h) * K * K + kk, A, mask=kkmask)
-        # the chunk as C // SUB sub-chunks in turn (the same Woodbury steps, a shorter factorisation each)
-        for b in tl.static_range(C // SUB):
-            row, valid = _rows(bos, j * (C // SUB) + b, s, Tn, H, h, SUB)
-            U = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
-            Wt, Rinv, Zt = _phase1_chunk(A, U.to(tl.float32), SUB, delta_min, PREC)
-            A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
+        row, valid = _rows(bos, j, s, Tn, H, h, C)
+        U = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
+        Wt, Rinv, Zt = _phase1_chunk(A, U.to(tl.float32), C, delta_min, PREC)
+        A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
         if NUDGE:
             hit = ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
             A = A + tl.where(hit, nudge_eps, 0.0) * eyeK
@@ -221,11 +221,32 @@ def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
 
 
 @triton.jit
-def _fwd_prep(u, k, v, alpha, w, uu, A_chunks, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
-              K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-              IS_VARLEN: tl.constexpr, PREC: tl.constexpr, PREC2: tl.constexpr, DOT: tl.constexpr):
-    """Per chunk, in parallel: write directions alpha_hat, then the WY factors of phase 2,
-    w = T K_hat and uu = T V with T = (I + tril(K_hat alpha_hat^T, -1))^{-1}."""
+def _fwd_alpha(u, k, alpha, A_chunks, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
+               K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+               IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Per phase-1 chunk, in parallel: the write directions alpha_hat from the A entering it."""
+    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    h = tl.program_id(1).to(tl.int64)
+    dk = tl.arange(0, BK)
+    kmask = dk < K
+    kk = dk[:, None] * K + dk[None, :]
+    row, valid = _rows(bos, j, s, Tn, H, h, C)
+    offs = row[:, None] * K + dk[None, :]
+    m2 = valid[:, None] & kmask[None, :]
+    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kmask[:, None] & kmask[None, :], other=0.0)
+    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
+    Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
+    Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
+    KZ, al, na = _write_dirs(A0, Kh, Zt, C, eps, PREC)
+    tl.store(alpha + offs, al.to(alpha.dtype.element_ty), mask=m2)
+
+
+@triton.jit
+def _fwd_wy(k, v, alpha, w, uu, cu, shift, chunk_seq, chunk_idx, T, H, eps,
+            K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+            IS_VARLEN: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
+    """Per phase-2 chunk, in parallel: the WY factors w = T K_hat and uu = T V with
+    T = (I + tril(K_hat alpha_hat^T, -1))^{-1}."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
     r = tl.arange(0, C)
@@ -233,26 +254,20 @@ def _fwd_prep(u, k, v, alpha, w, uu, A_chunks, cu, shift, chunk_seq, chunk_idx, 
     dv = tl.arange(0, BV)
     kmask = dk < K
     vmask = dv < V
-    kk = dk[:, None] * K + dk[None, :]
     row, valid = _rows(bos, j, s, Tn, H, h, C)
     offs = row[:, None] * K + dk[None, :]
     m2 = valid[:, None] & kmask[None, :]
     offs_v = row[:, None] * V + dv[None, :]
     mv = valid[:, None] & vmask[None, :]
     DT: tl.constexpr = alpha.dtype.element_ty
-    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kmask[:, None] & kmask[None, :], other=0.0)
-    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
     Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
-    Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
-    KZ, al, na = _write_dirs(A0, Kh, Zt, C, eps, PREC)
-    tl.store(alpha + offs, al.to(DT), mask=m2)
     Khd = Kh.to(DT).to(DOT)
-    Ald = al.to(DT).to(DOT)
-    Lm = tl.where(r[:, None] > r[None, :], tl.dot(Khd, tl.trans(Ald), input_precision=PREC2), 0.0)
+    Ald = tl.load(alpha + offs, mask=m2, other=0.0).to(DOT)
+    Lm = tl.where(r[:, None] > r[None, :], tl.dot(Khd, tl.trans(Ald), input_precision=PREC), 0.0)
     Ti = _unit_lower_inverse(Lm, C).to(DT).to(DOT)
     Vv = tl.load(v + offs_v, mask=mv, other=0.0).to(DOT)
-    tl.store(w + offs, tl.dot(Ti, Khd, input_precision=PREC2).to(DT), mask=m2)
-    tl.store(uu + offs_v, tl.dot(Ti, Vv, input_precision=PREC2).to(DT), mask=mv)
+    tl.store(w + offs, tl.dot(Ti, Khd, input_precision=PREC).to(DT), mask=m2)
+    tl.store(uu + offs_v, tl.dot(Ti, Vv, input_precision=PREC).to(DT), mask=mv)
 
 
 @triton.jit
@@ -607,6 +622,7 @@ class _Layout:
         self.chunk_off = chunk_off.to(device)
         self.is_varlen = cu_seqlens is not None
         self.nudge = nudge_eps > 0
+        self.C = C
 
 
 def _value_block(V):
@@ -615,98 +631,109 @@ def _value_block(V):
     return BV, BVs, triton.cdiv(V, BVs)
 
 
-def _forward(q, k, v, u, S0, A0, lay: _Layout, *, scale, lambda0, period, nudge_eps, delta_min, eps, C,
+def _forward(q, k, v, u, S0, A0, lays, *, scale, lambda0, period, nudge_eps, delta_min, eps,
              want_final, save):
+    lay1, lay2 = lays
     B, T, H, K = q.shape
     V = v.shape[-1]
-    N, NC = lay.N, lay.total_chunks
+    N = lay2.N
     dev = q.device
     BK = _pow2(K)
     BV, BVs, NV = _value_block(V)
     f32 = dict(dtype=torch.float32, device=dev)
-    A_chunks = torch.empty(NC, H, K, K, **f32)
+    # phase 1 (chunks of C1 rows): A at every chunk start, then the write directions
+    A_chunks = torch.empty(lay1.total_chunks, H, K, K, **f32)
     A_final = torch.empty(N, H, K, K, **f32) if want_final else A_chunks
     _fwd_A_chain[(N * H,)](
-        u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
-        T, H, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=min(C, CHAIN_SUB),
-        HAS_A0=A0 is not None,
-        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, PREC=PHASE1_PRECISION, num_warps=4)
+        u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay1.cu, lay1.shift, lay1.base, lay1.chunk_off,
+        T, H, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=lay1.C, HAS_A0=A0 is not None,
+        STORE_FINAL=want_final, IS_VARLEN=lay1.is_varlen, NUDGE=lay1.nudge, PREC=PHASE1_PRECISION, num_warps=4)
     alpha = torch.empty_like(k)
+    _fwd_alpha[(lay1.total_chunks, H)](
+        u, k, alpha, A_chunks, lay1.cu, lay1.shift, lay1.chunk_seq, lay1.chunk_idx, T, H, eps, delta_min,
+        K=K, BK=BK, C=lay1.C, IS_VARLEN=lay1.is_varlen, PREC=PHASE1_PRECISION, num_warps=4)
+    # phase 2 (chunks of C rows): WY factors, then the S chain and the outputs
     w = torch.empty_like(k)
     uu = torch.empty_like(v)
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
-    _fwd_prep[(NC, H)](
-        u, k, v, alpha, w, uu, A_chunks, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps, delta_min,
-        K=K, BK=BK, V=V, BV=BV, C=C, IS_VARLEN=lay.is_varlen, PREC=PHASE1_PRECISION, PREC2=P2, DOT=DOT,
-        num_warps=4)
+    _fwd_wy[(lay2.total_chunks, H)](
+        k, v, alpha, w, uu, lay2.cu, lay2.shift, lay2.chunk_seq, lay2.chunk_idx, T, H, eps,
+        K=K, BK=BK, V=V, BV=BV, C=lay2.C, IS_VARLEN=lay2.is_varlen, PREC=P2, DOT=DOT, num_warps=4)
     o = torch.empty_like(v)
-    S_chunks = torch.empty(NC, H, K, V, **f32) if save else A_chunks
+    S_chunks = torch.empty(lay2.total_chunks, H, K, V, **f32) if save else A_chunks
     S_final = torch.empty(N, H, K, V, **f32) if want_final else A_chunks
     _fwd_S_chain[(N * H, NV)](
-        q, alpha, w, uu, o, S0 if S0 is not None else A_chunks, S_chunks, S_final, lay.cu, lay.shift,
-        lay.chunk_off, T, H, scale, K=K, BK=BK, V=V, BV=BVs, C=C, HAS_S0=S0 is not None,
-        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=4)
+        q, alpha, w, uu, o, S0 if S0 is not None else A_chunks, S_chunks, S_final, lay2.cu, lay2.shift,
+        lay2.chunk_off, T, H, scale, K=K, BK=BK, V=V, BV=BVs, C=lay2.C, HAS_S0=S0 is not None,
+        STORE_FINAL=want_final, IS_VARLEN=lay2.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=4)
     final = (S_final, A_final) if want_final else None
     return o, final, alpha, A_chunks, (S_chunks if save else None)
 
 
-def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay: _Layout, has_S0, has_A0,
-              *, scale, delta_min, eps, C):
+def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lays, has_S0, has_A0,
+              *, scale, delta_min, eps):
+    lay1, lay2 = lays
     B, T, H, K = q.shape
     V = v.shape[-1]
-    N, NC = lay.N, lay.total_chunks
+    N, NC, NC1, C, C1 = lay2.N, lay2.total_chunks, lay1.total_chunks, lay2.C, lay1.C
     dev = q.device
     BK = _pow2(K)
     BV, BVs, NV = _value_block(V)
     f32 = dict(dtype=torch.float32, device=dev)
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
-    common = dict(IS_VARLEN=lay.is_varlen)
+    c2 = dict(IS_VARLEN=lay2.is_varlen)
+    c1 = dict(IS_VARLEN=lay1.is_varlen)
     # phase 2: per-chunk factors, the dS chain, per-chunk gradients
     w = torch.empty_like(k)
     Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)
     Gc = torch.empty(NC, H, K, V, **f32)
     _bwd_prep_dS[(NC, H)](
-        q, k, alpha, do, w, Tmat, Gc, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, scale, eps,
-        K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=4, **common)
+        q, k, alpha, do, w, Tmat, Gc, lay2.cu, lay2.shift, lay2.chunk_seq, lay2.chunk_idx, T, H, scale, eps,
+        K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=4, **c2)
     dS_chunks = torch.empty(NC, H, K, V, **f32)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     _bwd_dS_chain[(N * H, NV)](
         alpha, w, Gc, dS_chunks, dS_final if dS_final is not None else Gc, dS0 if has_S0 else Gc,
-        lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, V=V, BV=BVs, C=C,
-        HAS_DSF=dS_final is not None, STORE_DS0=has_S0, PREC=P2, DOT=DOT, num_warps=4, **common)
+        lay2.cu, lay2.shift, lay2.chunk_off, T, H, K=K, BK=BK, V=V, BV=BVs, C=C,
+        HAS_DSF=dS_final is not None, STORE_DS0=has_S0, PREC=P2, DOT=DOT, num_warps=4, **c2)
     del Gc, w
     dq = torch.empty_like(q)
     dv = torch.empty_like(v)
     dkh = torch.empty(q.shape, **f32)
     dal = torch.empty(q.shape, **f32)
     _bwd_phase2[(NC, H)](
-        q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, lay.cu, lay.shift, lay.chunk_seq,
-        lay.chunk_idx, T, H, scale, eps, K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=8, **common)
+        q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, lay2.cu, lay2.shift, lay2.chunk_seq,
+        lay2.chunk_idx, T, H, scale, eps, K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=8, **c2)
     del Tmat, dS_chunks
-    # phase 1: per-chunk local gradients and chain coefficients, the dA chain, du
+    # phase 1 (chunks of C1 rows): chain coefficients and local gradients, the dA chain, du
     dk = torch.empty_like(k)
     dZt0 = torch.empty(q.shape, **f32)
-    Fbuf = torch.empty(NC, H, K, K, **f32)
-    Pbuf = torch.empty(NC, H, K, K, **f32)
-    _bwd_phase1_P[(NC, H)](
-        u, A_chunks, Pbuf, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, delta_min,
-        K=K, BK=BK, C=C, PREC=PHASE1_PRECISION, num_warps=4, **common)
-    _bwd_phase1_local[(NC, H)](
-        u, k, dal, dkh, dk, dZt0, A_chunks, Fbuf, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx,
-        T, H, eps, delta_min, K=K, BK=BK, C=C, PREC=PHASE1_PRECISION, num_warps=8, **common)
+    Fbuf = torch.empty(NC1, H, K, K, **f32)
+    Pbuf = torch.empty(NC1, H, K, K, **f32)
+    t1 = (lay1.cu, lay1.shift, lay1.chunk_seq, lay1.chunk_idx, T, H)
+    _bwd_phase1_P[(NC1, H)](u, A_chunks, Pbuf, *t1, delta_min, K=K, BK=BK, C=C1, PREC=PHASE1_PRECISION,
+                            num_warps=4, **c1)
+    _bwd_phase1_local[(NC1, H)](u, k, dal, dkh, dk, dZt0, A_chunks, Fbuf, *t1, eps, delta_min, K=K, BK=BK, C=C1,
+                                PREC=PHASE1_PRECISION, num_warps=4, **c1)
     del dal, dkh
-    dA_chunks = torch.empty(NC, H, K, K, **f32)
+    dA_chunks = torch.empty(NC1, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
     _bwd_dA_chain[(N * H,)](
         Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf,
-        lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, HAS_DAF=dA_final is not None,
-        STORE_DA0=has_A0, PREC=PHASE1_PRECISION, num_warps=4, **common)
+        lay1.cu, lay1.shift, lay1.chunk_off, T, H, K=K, BK=BK, C=C1, HAS_DAF=dA_final is not None,
+        STORE_DA0=has_A0, PREC=DA_CHAIN_PRECISION, num_warps=4, **c1)
     del Fbuf, Pbuf
     du = torch.empty_like(u)
-    _bwd_phase1_du[(NC, H)](
-        u, dZt0, du, A_chunks, dA_chunks, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, delta_min,
-        K=K, BK=BK, C=C, PREC=PHASE1_PRECISION, num_warps=8, **common)
+    _bwd_phase1_du[(NC1, H)](u, dZt0, du, A_chunks, dA_chunks, *t1, delta_min, K=K, BK=BK, C=C1,
+                             PREC=PHASE1_PRECISION, num_warps=4, **c1)
     return dq, dk, dv, du, dS0, dA0
+
+
+def _layouts(B, T, offsets, cu_seqlens, C, nudge_eps, device):
+    C1 = min(C, PHASE1_CHUNK)
+    lay2 = _Layout(B, T, offsets, cu_seqlens, C, nudge_eps, device)
+    lay1 = lay2 if C1 == C else _Layout(B, T, offsets, cu_seqlens, C1, nudge_eps, device)
+    return lay1, lay2
 
 
 class ChunkVLAFunction(torch.autograd.Function):
@@ -715,13 +742,13 @@ class ChunkVLAFunction(torch.autograd.Function):
                 output_final_state, offsets, cu_seqlens, C):
         ctx.set_materialize_grads(False)
         B, T = q.shape[:2]
-        lay = _Layout(B, T, offsets, cu_seqlens, C, nudge_eps, q.device)
+        lays = _layouts(B, T, offsets, cu_seqlens, C, nudge_eps, q.device)
         o, final, alpha, A_chunks, S_chunks = _forward(
-            q, k, v, u, S0, A0, lay, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
-            delta_min=delta_min, eps=eps, C=C, want_final=output_final_state, save=True)
+            q, k, v, u, S0, A0, lays, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
+            delta_min=delta_min, eps=eps, want_final=output_final_state, save=True)
         ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks)
-        ctx.lay = lay
-        ctx.hyper = dict(scale=scale, delta_min=delta_min, eps=eps, C=C)
+        ctx.lays = lays
+        ctx.hyper = dict(scale=scale, delta_min=delta_min, eps=eps)
         ctx.init = ((None if S0 is None else S0.dtype), (None if A0 is None else A0.dtype))
         if final is None:
             return o, None, None
@@ -737,7 +764,7 @@ class ChunkVLAFunction(torch.autograd.Function):
             dA_final = dA_final.contiguous().float()
         s_dt, a_dt = ctx.init
         dq, dk, dv, du, dS0, dA0 = _backward(
-            q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, ctx.lay, s_dt is not None,
+            q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, ctx.lays, s_dt is not None,
             a_dt is not None, **ctx.hyper)
         if dS0 is not None:
             dS0 = dS0.to(s_dt)
@@ -785,10 +812,10 @@ def chunk_vla_triton(
         x is not None and x.requires_grad for x in (q, k, v, u, S0, A0))
     if not needs_grad:  # inference: nothing saved for a backward
         B, T = q.shape[:2]
-        lay = _Layout(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
-        o, final, *_ = _forward(q, k, v, u, S0, A0, lay, scale=float(scale), lambda0=float(lambda0),
+        lays = _layouts(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
+        o, final, *_ = _forward(q, k, v, u, S0, A0, lays, scale=float(scale), lambda0=float(lambda0),
                                 period=int(period), nudge_eps=float(nudge_eps), delta_min=float(delta_min),
-                                eps=float(eps), C=chunk_size, want_final=output_final_state, save=False)
+                                eps=float(eps), want_final=output_final_state, save=False)
         return o, final
     o, S, A = ChunkVLAFunction.apply(q, k, v, u, S0, A0, float(scale), float(lambda0), int(period),
                                      float(nudge_eps), float(delta_min), float(eps), bool(output_final_state),
