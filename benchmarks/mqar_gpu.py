@@ -105,7 +105,8 @@ def main() -> None:
     overrides.update(steps=steps)
     cfg = mqar.config_for("full", **overrides, workers=args.workers, threads_per_worker=1,
                           time_budget_s=args.budget_s, backend=args.backend,
-                          label="full preset on one H200: " + note)
+                          label=f"full preset on {torch.cuda.get_device_name(0) if device.startswith('cuda') else 'a CPU'}"
+                                + (f", settings overridden: {json.dumps(overrides)}" if overrides else "") + ": " + note)
     extra = {"probe": probes, "probe_s": probe_s, "plan_note": note, "budget_s": args.budget_s,
              "workers": args.workers,
              "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu", "command": "benchmarks/mqar_gpu.py " +

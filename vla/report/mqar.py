@@ -98,7 +98,8 @@ def claims(result: dict) -> List[ClaimRow]:
         rows.append(ClaimRow("MQAR: VLA near-perfect for n_pairs < d_h", "near-perfect",
                              f"lowest accuracy {100 * worst:.1f} % over n_pairs {sorted(below)} (d_h = {d_h})", v))
     else:
-        rows.append(ClaimRow("MQAR: VLA near-perfect for n_pairs < d_h", "near-perfect", "no n_pairs < d_h run", "not measured"))
+        rows.append(ClaimRow("MQAR: VLA near-perfect for n_pairs < d_h", "near-perfect",
+                             "no finished VLA run with n_pairs < d_h", "not measured"))
     if d_h in vla:
         acc = vla[d_h]["accuracy"]
         diff = acc - 0.62
@@ -106,7 +107,8 @@ def claims(result: dict) -> List[ClaimRow]:
         rows.append(ClaimRow("MQAR: VLA at n_pairs = d_h", "62 %",
                              f"{100 * acc:.1f} % (exact match {100 * vla[d_h]['exact_match']:.1f} %)", v))
     else:
-        rows.append(ClaimRow("MQAR: VLA at n_pairs = d_h", "62 %", f"n_pairs = {d_h} not run", "not measured"))
+        rows.append(ClaimRow("MQAR: VLA at n_pairs = d_h", "62 %", f"no finished VLA run at n_pairs = {d_h}",
+                             "not measured"))
     margins = {}
     for base in ("deltanet", "linear_attn"):
         common = sorted(set(vla) & set(best.get(base, {})))
@@ -122,8 +124,45 @@ def claims(result: dict) -> List[ClaimRow]:
         ours = "; ".join(f"VLA − {LABELS[b]}: {100 * m:+.1f} points on average" for b, m in margins.items())
         rows.append(ClaimRow("MQAR: VLA well above DeltaNet and linear attention", "well above", ours, v))
     else:
-        rows.append(ClaimRow("MQAR: VLA well above DeltaNet and linear attention", "well above", "baselines not run", "not measured"))
+        rows.append(ClaimRow("MQAR: VLA well above DeltaNet and linear attention", "well above",
+                             "no finished runs of VLA and both baselines at a common n_pairs", "not measured"))
     return rows
+
+
+def _run_name(r: dict) -> str:
+    conv = "" if r.get("short_conv", 1) else ", no conv"
+    return f"{LABELS[r['mixer']]} n={r['n_pairs']} lr={r['lr']:g}{conv}"
+
+
+def _missing_runs(result: dict) -> List[dict]:
+    """The runs the configuration asked for that appear nowhere in the result (cut off mid-run)."""
+    from ..experiments.mqar import Config, jobs_of
+
+    fields = set(Config.__dataclass_fields__)
+    cfg = Config(**{k: v for k, v in result["config"].items() if k in fields})
+    seen = {(r["mixer"], r["n_pairs"], r["lr"], r.get("short_conv", cfg.short_conv)) for r in result["runs"]}
+    return [j for j in jobs_of(cfg) if (j["mixer"], j["n_pairs"], j["lr"], j["short_conv"]) not in seen]
+
+
+def _parallel_note(result: dict, gpu: dict) -> str:
+    """How much slower a run was with the other workers sharing the device than its probe predicted."""
+    probe = gpu["probe"]
+    cfg = result["config"]
+    t_max = 3 * max(cfg["n_pairs"]) + 1
+    ratios: Dict[str, List[float]] = {}
+    for r in result["runs"]:
+        if r["status"] == "done" and r["mixer"] in probe:
+            alone = probe[r["mixer"]]["step_s_median"] * r["steps"] * (3 * r["n_pairs"] + 1) / t_max
+            ratios.setdefault(r["mixer"], []).append(r["seconds"] / alone)
+    probes = ", ".join(f"{LABELS[m]} {1000 * p['step_s_median']:.1f} ms" for m, p in probe.items())
+    text = (f"Timing ({gpu.get('gpu', '?')}, {gpu.get('workers', '?')} training processes at once, budget "
+            f"{fmt(gpu.get('budget_s'))} s): one training step alone at n_pairs = {max(cfg['n_pairs'])} took {probes}"
+            f" (the first VLA step, compiling the Triton kernels, {fmt(probe.get('vla', {}).get('first_step_s'))} s).")
+    if ratios:
+        text += (" Sharing the device, a finished run took " + ", ".join(
+            f"{sorted(v)[len(v) // 2]:.1f}× (median)" + f" for {LABELS[m]}" for m, v in ratios.items())
+            + " the time the probe predicts for it alone.")
+    return text
 
 
 def render(result: dict, out_dir: pathlib.Path) -> Section:
@@ -133,6 +172,7 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
     _figure(result, fig_path)
     meta = result.get("meta", {})
     skipped = [r for r in result["runs"] if r["status"] != "done"]
+    missing = _missing_runs(result)
     edge = [e for e in result["best"] if e.get("lr_at_edge")]
     lines = []
     if cfg.get("label"):
@@ -160,7 +200,8 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
                    fmt(e["val_accuracy"]), fmt(e["accuracy"]), fmt(e["exact_match"]))
                   for e in result["best"] if "accuracy" in e]),
         "",
-        "Why the convolution: without it, in CPU trials, even softmax attention stayed at about the accuracy of "
+        "Why the convolution: without it, in CPU trials made while building this sweep (not part of this "
+        "result; the `no_conv_n_pairs` runs, where present, measure it here), even softmax attention stayed at about the accuracy of "
         "guessing among the values in context (~17 % at n_pairs = 8) after 3000 steps of batch 64 at learning "
         "rates 1e-3, 3e-3 and 1e-2; with it the same model reached 100 % within 300 steps. Every model gets "
         "the same convolution.",
@@ -184,9 +225,19 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
     if edge:
         lines += ["", f"{len(edge)} of the best learning rates lie at the edge of the range tried (marked "
                       "'edge'): a wider sweep might do better there."]
+    if skipped or missing:
+        lines += ["", f"**Incomplete sweep: {meta.get('runs_done', '?')} of "
+                      f"{meta.get('runs_done', 0) + len(skipped) + len(missing)} runs finished.**"]
+    if missing:
+        lines += ["", f"Started but never finished (the call reached its time limit while they trained, so "
+                      f"nothing of them was recorded): {len(missing)} runs ("
+                      + ", ".join(_run_name(r) for r in missing) + ")."]
     if skipped:
-        lines += ["", f"Skipped for lack of time: {len(skipped)} runs ("
-                      + ", ".join(f"{LABELS[r['mixer']]} n={r['n_pairs']} lr={r['lr']:g}" for r in skipped[:12])
-                      + (" …" if len(skipped) > 12 else "") + ")."]
+        lines += ["", f"Not started, because their estimated duration no longer fitted the time budget: "
+                      f"{len(skipped)} runs (" + ", ".join(_run_name(r) for r in skipped[:16])
+                  + (" …" if len(skipped) > 16 else "") + ")."]
+    gpu = result.get("gpu_run")
+    if gpu and gpu.get("probe"):
+        lines += ["", _parallel_note(result, gpu)]
     return Section(title="MQAR capacity (associative recall)", markdown="\n".join(lines) + "\n",
                    figures=[fig_path], claims=claims(result))
