@@ -75,6 +75,15 @@ def test_verdicts_follow_the_numbers(vla, delta, lin, expected):
     assert [r.verdict for r in rows] == expected
 
 
+def test_no_verdict_for_runs_shorter_than_the_papers():
+    result = _result({"vla": {8: 0.1, 32: 0.1}, "deltanet": {8: 0.9, 32: 0.9}, "linear_attn": {8: 0.9, 32: 0.9}})
+    result["config"] = {"steps": 300, "batch_size": 32}
+    rows = R.claims(result)
+    assert [r.verdict for r in rows] == ["not measured"] * 3 and "no verdict" in rows[0].ours
+    result["config"] = {"steps": 3000, "batch_size": 64}
+    assert [r.verdict for r in R.claims(result)] == ["does not hold"] * 3
+
+
 def test_not_measured_without_the_runs():
     rows = R.claims(_result({"vla": {64: 0.1}}))
     assert [r.verdict for r in rows] == ["not measured"] * 3

@@ -30,14 +30,16 @@ def _root() -> pathlib.Path:
     return pathlib.Path(__file__).resolve().parents[2]
 
 
+def _newest() -> str:
+    files = sorted(glob.glob(str(_root() / RESULTS_GLOB)), key=lambda f: pathlib.Path(f).stat().st_mtime)
+    if not files:
+        raise FileNotFoundError(f"no committed MQAR results ({RESULTS_GLOB})")
+    return str(pathlib.Path(files[-1]).relative_to(_root()))
+
+
 def load(path: Optional[str] = None) -> dict:
     """The committed GPU sweep: ``path``, or the newest ``benchmarks/results/mqar_full_*.json``."""
-    if path is None:
-        files = sorted(glob.glob(str(_root() / RESULTS_GLOB)))
-        if not files:
-            raise FileNotFoundError(f"no committed MQAR results ({RESULTS_GLOB})")
-        path = files[-1]
-    return read_json(path)
+    return read_json(path if path is not None else _root() / _newest())
 
 
 def _best(result: dict) -> Dict[str, Dict[int, dict]]:
@@ -86,7 +88,30 @@ def _figure(result: dict, path: pathlib.Path):
     save_figure(fig, path)
 
 
+PAPER_STEPS, PAPER_BATCH = 3000, 64
+
+
+def paper_sized(result: dict) -> bool:
+    """Whether the runs were at least the paper's training budget (else no verdict is given)."""
+    cfg = result.get("config", {})
+    return cfg.get("steps", 0) >= PAPER_STEPS and cfg.get("batch_size", 0) >= PAPER_BATCH
+
+
 def claims(result: dict) -> List[ClaimRow]:
+    """The three MQAR claims. Runs shorter than the paper's (3000 steps of batch 64) cannot refute a
+    claim about trained models, so they get the numbers but the verdict "not measured"."""
+    rows = _claims(result)
+    if "config" in result and not paper_sized(result):
+        cfg = result["config"]
+        for r in rows:
+            if r.verdict != "not measured":
+                r.ours += (f" (runs of {cfg['steps']} steps × batch {cfg['batch_size']}, shorter than the "
+                           f"paper's {PAPER_STEPS} × {PAPER_BATCH}: no verdict)")
+                r.verdict = "not measured"
+    return rows
+
+
+def _claims(result: dict) -> List[ClaimRow]:
     best = _best(result)
     d_h = int(result["head_dim"])
     vla = best.get("vla", {})
@@ -236,6 +261,15 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
         lines += ["", f"Not started, because their estimated duration no longer fitted the time budget: "
                       f"{len(skipped)} runs (" + ", ".join(_run_name(r) for r in skipped[:16])
                   + (" …" if len(skipped) > 16 else "") + ")."]
+    if not paper_sized(result):
+        try:
+            committed, path = load(), _newest()
+        except FileNotFoundError:
+            committed = None
+        if committed is not None:
+            lines += ["", f"Paper-sized runs committed from a GPU (`{path}`; "
+                          f"{committed['meta'].get('runs_done', '?')} runs finished; details in its own report):", "",
+                      results_table(committed)]
     gpu = result.get("gpu_run")
     if gpu and gpu.get("probe"):
         lines += ["", _parallel_note(result, gpu)]
