@@ -152,3 +152,22 @@ def test_bad_arguments():
     big = torch.randn(1, 4, 1, 130)
     with pytest.raises(ValueError, match="K=130"):
         chunk_vla_triton(big, big, v, big, chunk_size=16, **kw)
+
+
+def test_public_dispatch_matches_torch_back_end():
+    # chunk_vla(backend="triton") validates its arguments and calls this back end; against the PyTorch
+    # chunk back end (fp32 both, same formulas; the bound is the fp32 one above)
+    from vla.ops.vla.chunk import chunk_vla
+
+    cu = torch.tensor([0, 19, 50], dtype=torch.int64)
+    xs = [x.float().requires_grad_() for x in vla_inputs(1, 50, 2, 16, 8)]
+    outs = {}
+    for backend in ("triton", "torch"):
+        for x in xs:
+            x.grad = None
+        o, (S, A) = chunk_vla(*xs, cu_seqlens=cu, offset=[7, 30], period=16, chunk_size=16,
+                              output_final_state=True, backend=backend)
+        (o.square().sum() + S.sum() + A.sum()).backward()
+        outs[backend] = [o.detach(), S.detach(), A.detach()] + [x.grad.clone() for x in xs]
+    errs = {n: rel_err(a, b) for n, a, b in zip(["o", "S", "A", "dq", "dk", "dv", "du"], outs["triton"], outs["torch"])}
+    _check(errs, TOL[torch.float32])

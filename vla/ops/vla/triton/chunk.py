@@ -9,10 +9,12 @@ Per chunk of C rows (U, K_hat, Q in R^{C x K}, V in R^{C x V}; A0, S0 the states
   phase 2   T  = (I + tril(K_hat alpha_hat^T, -1))^{-1},  w = T K_hat,  uu = T V   (WY form)
             E  = uu - w S0,  O = scale (Q S0 + tril(Q alpha_hat^T) E),   S1 = S0 + alpha_hat^T E
 
-Only the two state chains are sequential over chunks; everything else runs one program per
-(chunk, head). Forward: ``_fwd_A_chain`` (A at every chunk start; the only serial factorisation),
-``_fwd_prep`` (per chunk: alpha_hat, T, w, uu), ``_fwd_S_chain`` (S and the outputs; matrix products
-only). Backward, in reverse:
+Phase 1 runs in chunks of C1 = 16 rows (PHASE1_CHUNK), phase 2 in chunks of C = chunk_size rows;
+both are exact for any chunk size, and the period is a multiple of both. Only the state chains are
+sequential over chunks; everything else runs one program per (chunk, head). Forward:
+``_fwd_A_chain`` (A at every C1-chunk start; the only serial factorisation, C1 x C1),
+``_fwd_alpha`` (per C1-chunk: alpha_hat), ``_fwd_wy`` (per C-chunk: T, w, uu), ``_fwd_S_chain``
+(S and the outputs; matrix products only). Backward, in reverse:
 
   ``_bwd_prep_dS``      per chunk: T, w and Gc, the part of dS0 not depending on dS1:
                         dS0 = dS1 - w^T (alpha_hat dS1) + Gc
@@ -33,8 +35,7 @@ rows before the start (and after the end) are loaded as zeros, which are inert i
 zero u leaves A unchanged, a zero k_hat gives alpha_hat = 0 and writes nothing), so chunk boundaries
 sit on absolute multiples of C and every nudge falls on one (period is a multiple of C).
 
-Precision: phase 1 in fp32 (products "tf32x3" on a GPU by default: three tf32 passes, about fp32
-accuracy); phase 2's products take their operands rounded to the input dtype (bf16 tensor cores for
+Precision: phase 1 in fp32 (see PHASE1_PRECISION); phase 2's products take their operands rounded to the input dtype (bf16 tensor cores for
 bf16 input) and accumulate in fp32. Saved for the backward: alpha_hat (input dtype, [B, T, H, K]),
 A and S at every chunk start (fp32, [chunks, H, K, K] and [chunks, H, K, V]); nothing of T x K^2
 elements. No atomics: every reduction is done inside one program, so results are bit-identical run
@@ -50,9 +51,12 @@ import torch
 import triton
 import triton.language as tl
 
-# Precision of phase 1's fp32 matrix products on a GPU: "tf32x3" (about fp32), "ieee" (fp32 on the
-# FMA units: slow, spills registers) or "tf32".
-PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "tf32x3")
+# Precision of phase 1's fp32 matrix products on a GPU: "ieee" (fp32 on the FMA units), "tf32x3"
+# (three tf32 tensor-core passes, about fp32) or "tf32". Default "ieee": on the H200 (triton 3.6) a
+# build with "tf32x3" gave wrong outputs (64-row phase 1) and then an illegal memory access (16-row
+# phase 1), not isolated for lack of device time; "ieee" is the setting the GPU check passed with
+# (benchmarks/results/chunk_triton_v1_check.json). With 16-row phase-1 chunks its products are small.
+PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "ieee")
 # Phase 1's own chunk size (16 .. chunk_size): its factorisations are C1 x C1, which keeps the serial
 # A chain short; phase 2 uses chunk_size. Both are exact; period is a multiple of both.
 PHASE1_CHUNK = int(os.environ.get("VLA_PHASE1_CHUNK", "16"))
