@@ -66,7 +66,7 @@ class Config:
 
 PRESETS = {
     "full": {},
-    "quick": dict(d_model=64, n_heads=2, d_ff=128, train_n_pairs=8, train_steps=300, batch_size=32,
+    "quick": dict(d_model=64, n_heads=2, d_ff=128, train_n_pairs=8, train_steps=600, batch_size=32,
                   eval_n_pairs=16, num_sequences=8, autograd_checks=2,
                   label="quick preset: a smaller model, trained briefly (see below)"),
 }

@@ -275,3 +275,9 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
         lines += ["", _parallel_note(result, gpu)]
     return Section(title="MQAR capacity (associative recall)", markdown="\n".join(lines) + "\n",
                    figures=[fig_path], claims=claims(result))
+
+
+if __name__ == "__main__":  # the README's table: python -m vla.report.mqar [results.json]
+    import sys
+
+    print(results_table(load(sys.argv[1] if len(sys.argv) > 1 else None)))
