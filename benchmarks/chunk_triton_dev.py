@@ -1,7 +1,7 @@
 """GPU checks and measurements of the Triton chunk back end of VLA (issue 6); run on the H200.
 
-    python benchmarks/chunk_triton_dev.py --out DIR [--check] [--million] [--time] [--baselines]
-           [--profile] [--tf32]
+    python benchmarks/chunk_triton_dev.py --out DIR [--bisect] [--check] [--million] [--time]
+           [--baselines] [--profile] [--tf32]
 
 --check      outputs and every gradient against the fp32 PyTorch chunk back end at T up to 16k, and
              against the float64 naive loop on a small slice; determinism (bit-identical repeats)
@@ -11,6 +11,8 @@
 --baselines  the same for flash-linear-attention's chunk_delta_rule and causal SDPA, and the
              sequential PyTorch loop at T = 4096 (forward)
 --profile    time per kernel (torch.profiler) at T = 16k, and registers/spills of every kernel
+--bisect     forward error against naive (T = 1024) for phase 1 in "ieee" / "tf32x3" and the chains'
+             value block 0 / 32 (the settings that differed between the builds that passed and failed)
 Writes DIR/chunk_triton_<section>.json (raw numbers, atomically).
 """
 
@@ -133,6 +135,32 @@ def check(out):
     res["deterministic_T8192_3runs"] = same
     print("deterministic", same, flush=True)
     write_json(os.path.join(out, "chunk_triton_check.json"), res)
+
+
+def bisect(out):
+    """Forward-only check of the settings that differed between the H200 build that passed and the
+    ones that failed: phase 1's product precision and the chains' value block."""
+    res = {"device": torch.cuda.get_device_name(), "cases": []}
+    saved = tri.PHASE1_PRECISION, tri.CHAIN_VALUE_BLOCK
+    xs = inputs(1, 1024, 2, seed=13)
+    with torch.no_grad():
+        o_r, _ = naive_mod.naive_recurrent_vla(*[x.double() for x in xs], scale=D ** -0.5, **HYPER)
+    for prec, vb in (("ieee", 0), ("ieee", 32), ("tf32x3", 0), ("tf32x3", 32)):
+        tri.PHASE1_PRECISION, tri.CHAIN_VALUE_BLOCK = prec, vb
+        try:
+            with torch.no_grad():
+                o, _ = run_triton(*xs)
+            torch.cuda.synchronize()
+            case = {"phase1_precision": prec, "chain_value_block": vb, "o": rel(o, o_r)}
+        except Exception as e:  # an illegal memory access poisons the context: stop here
+            case = {"phase1_precision": prec, "chain_value_block": vb, "error": repr(e)[:300]}
+            res["cases"].append(case)
+            print(case, flush=True)
+            break
+        res["cases"].append(case)
+        print(case, flush=True)
+    tri.PHASE1_PRECISION, tri.CHAIN_VALUE_BLOCK = saved
+    write_json(os.path.join(out, "chunk_triton_bisect.json"), res)
 
 
 def million(out):
@@ -276,14 +304,14 @@ def profile(out):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
-    for s in ("check", "million", "time", "baselines", "profile", "tf32"):
+    for s in ("bisect", "check", "million", "time", "baselines", "profile", "tf32"):
         ap.add_argument(f"--{s}", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     if a.tf32:
         tri.PHASE1_PRECISION = "tf32"
     import traceback
-    for flag, fn in (("check", lambda: check(a.out)), ("million", lambda: million(a.out)),
+    for flag, fn in (("bisect", lambda: bisect(a.out)), ("check", lambda: check(a.out)), ("million", lambda: million(a.out)),
                      ("profile", lambda: profile(a.out)), ("time", lambda: timing(a.out, "vla")),
                      ("baselines", lambda: timing(a.out, "baselines"))):
         if getattr(a, flag):

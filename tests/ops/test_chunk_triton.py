@@ -121,9 +121,14 @@ def test_chunk32_no_nudge_non_multiple_period():
     _check(errs, TOL[torch.float32])
 
 
-def test_chunk64_full_width_heads():
-    # the benchmark's configuration in small: K = V = 64 (no padding; the value columns split over two
-    # programs in the chains), chunk 64 for phase 2 and 16 for phase 1, offset 37 (shortened first chunk)
+@pytest.mark.parametrize("value_block", [0, 32])
+def test_chunk64_full_width_heads(monkeypatch, value_block):
+    # the benchmark's configuration in small: K = V = 64 (no padding), chunk 64 for phase 2 and 16 for
+    # phase 1, offset 37 (shortened first chunk); the chains with all value columns in one program, or
+    # split over two
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "CHAIN_VALUE_BLOCK", value_block)
     xs = vla_inputs(1, 150, 1, 64, 64)
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
     errs = _compare(xs, dtype=torch.float32, chunk_size=64, hyper=hyper, offsets=[37], final=True)

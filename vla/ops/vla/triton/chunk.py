@@ -44,9 +44,11 @@ to run. Token row indices are int64 (T = 1M and beyond).
 Status (2026-11-29): every kernel here passes the interpreter tests (tests/ops/test_chunk_triton.py,
 float64 naive reference, all gradients). On the H200 only the first, fully sequential layout of
 these formulas was checked (outputs, all gradients at T = 16k, determinism: passed; 0.67 s per
-forward+backward at T = 16k, B = 4, H = 16); the present layout has not yet run on a GPU with
-PHASE1_PRECISION = "ieee". Run ``python benchmarks/chunk_triton_dev.py --check --million --profile
---time`` on a GPU before trusting it there.
+forward+backward at T = 16k, B = 4, H = 16). The present layout ran there only with
+PHASE1_PRECISION = "tf32x3" and CHAIN_VALUE_BLOCK = 32, and its outputs were wrong (then, with
+16-row phase 1, an illegal memory access); the defaults now are the settings the passing build used,
+but this layout has not yet run on a GPU with them. Run ``python benchmarks/chunk_triton_dev.py
+--bisect --check --million --profile --time`` on a GPU before trusting it there.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "ieee")
 PHASE1_CHUNK = int(os.environ.get("VLA_PHASE1_CHUNK", "16"))
 # Precision of the K x K x K products of the serial dA chain.
 DA_CHAIN_PRECISION = os.environ.get("VLA_DA_CHAIN_PRECISION", "ieee")
+# Value columns per program of the S and dS chains (0: all of them, one program per head). Splitting
+# (e.g. 32) doubles the chains' parallelism; the H200 build that gave wrong outputs used 32 (a suspect
+# alongside tf32x3: triton has open Hopper wgmma bugs with 32-wide blocks), the one that passed used all.
+CHAIN_VALUE_BLOCK = int(os.environ.get("VLA_CHAIN_VALUE_BLOCK", "0"))
 # Precision of phase 2's products when the inputs are fp32 ("tf32" uses tensor cores).
 PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32")
 
@@ -638,7 +644,7 @@ class _Layout:
 
 def _value_block(V):
     BV = _pow2(V)
-    BVs = min(BV, 32)  # the chains split the value columns over programs
+    BVs = min(BV, CHAIN_VALUE_BLOCK) if CHAIN_VALUE_BLOCK else BV  # value columns per chain program
     return BV, BVs, triton.cdiv(V, BVs)
 
 
