@@ -275,7 +275,7 @@ def profile(out):
             kern[e.key] = t / 5 / 1e3  # ms per fwd+bwd
     regs = {}
     for fn_name in ("_fwd_A_chain", "_fwd_alpha", "_fwd_wy", "_fwd_S_chain", "_bwd_prep_dS", "_bwd_dS_chain", "_bwd_phase2",
-                    "_bwd_phase1_P", "_bwd_phase1_local", "_bwd_dA_chain", "_bwd_phase1_du"):
+                    "_bwd_phase1_compose", "_bwd_dA_chain", "_bwd_phase1_grads"):
         fn = getattr(tri, fn_name)
         for dev, cache in fn.device_caches.items():
             for key, ck in cache[0].items():

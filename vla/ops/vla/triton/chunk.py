@@ -9,22 +9,29 @@ Per chunk of C rows (U, K_hat, Q in R^{C x K}, V in R^{C x V}; A0, S0 the states
   phase 2   T  = (I + tril(K_hat alpha_hat^T, -1))^{-1},  w = T K_hat,  uu = T V   (WY form)
             E  = uu - w S0,  O = scale (Q S0 + tril(Q alpha_hat^T) E),   S1 = S0 + alpha_hat^T E
 
-Phase 1 runs in chunks of C1 = 16 rows (PHASE1_CHUNK), phase 2 in chunks of C = chunk_size rows;
-both are exact for any chunk size, and the period is a multiple of both. Only the state chains are
-sequential over chunks; everything else runs one program per (chunk, head). Forward:
-``_fwd_A_chain`` (A at every C1-chunk start; the only serial factorisation, C1 x C1),
-``_fwd_alpha`` (per C1-chunk: alpha_hat), ``_fwd_wy`` (per C-chunk: T, w, uu), ``_fwd_S_chain``
-(S and the outputs; matrix products only). Backward, in reverse:
+Phase 1 walks each chunk in sub-chunks of C1 = 16 rows (PHASE1_CHUNK): the same Woodbury steps
+with C1 x C1 factorisations, which keeps the serial A chain short; A is kept only at chunk starts.
+Phase 2 uses chunks of C = chunk_size rows. Only the state chains are sequential over chunks;
+everything else runs one program per (chunk, head). Forward:
+
+  ``_fwd_A_chain``      A at every chunk start (the only serial factorisations, C1 x C1)
+  ``_fwd_alpha``        per chunk: alpha_hat, sub-chunk by sub-chunk from the chunk's A
+  ``_fwd_wy``           per chunk: T, w, uu
+  ``_fwd_S_chain``      S at every chunk start and the outputs (matrix products only)
+
+Backward, in reverse:
 
   ``_bwd_prep_dS``      per chunk: T, w and Gc, the part of dS0 not depending on dS1:
                         dS0 = dS1 - w^T (alpha_hat dS1) + Gc
   ``_bwd_dS_chain``     dS at every chunk end (products only)
   ``_bwd_phase2``       per chunk: dq, dv, phase 2's d k_hat and d alpha_hat
-  ``_bwd_phase1_P``     per chunk: P = I - Zt^T R^{-1} U = A1 A0^{-1}: since A1 = (A0^{-1} + U^T U)^{-1},
-                        the dA chain is dA0 = P^T dA1 P + F
-  ``_bwd_phase1_local`` per chunk: dk (complete), dZt0 (the part of dZt free of dA1) and F
+  ``_bwd_phase1_compose`` per chunk: the dA chain's coefficients dA0 = Q^T dA1 Q + G. A sub-chunk
+                        maps A to (A^{-1} + U^T U)^{-1}, whose derivative is E -> P E P^T with
+                        P = I - Zt^T R^{-1} U; so dA_b = P_b^T dA_{b+1} P_b + F_b, composed over the
+                        sub-chunks (F_b: the part free of dA_{b+1})
   ``_bwd_dA_chain``     dA at every chunk end (products only)
-  ``_bwd_phase1_du``    per chunk: du, through dZt = dZt0 - 2 Zt dA1 and the Cholesky factor
+  ``_bwd_phase1_grads`` per chunk: du and dk, sub-chunk by sub-chunk in reverse carrying dA (the A
+                        entering each sub-chunk recomputed from the chunk's)
 
 The elimination divides by ``max(pivot, delta_min)``: that is the naive recurrence's clamp, applied
 where the naive loop applies it (the pivot of column i is 1 + u_i^T A_{i-1} u_i). In exact arithmetic
@@ -66,8 +73,8 @@ import triton.language as tl
 # phase 1), not isolated for lack of device time; "ieee" is the setting the GPU check passed with
 # (benchmarks/results/chunk_triton_v1_check.json). With 16-row phase-1 chunks its products are small.
 PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "ieee")
-# Phase 1's own chunk size (16 .. chunk_size): its factorisations are C1 x C1, which keeps the serial
-# A chain short; phase 2 uses chunk_size. Both are exact; period is a multiple of both.
+# Rows per phase-1 sub-chunk (16 .. chunk_size): its factorisations are C1 x C1, which keeps the
+# serial A chain short. Exact for any value.
 PHASE1_CHUNK = int(os.environ.get("VLA_PHASE1_CHUNK", "16"))
 # Precision of the K x K x K products of the serial dA chain.
 DA_CHAIN_PRECISION = os.environ.get("VLA_DA_CHAIN_PRECISION", "ieee")
@@ -201,7 +208,7 @@ def _cholesky_bwd(dZt, Zt, Rinv, C: tl.constexpr, PREC: tl.constexpr):
 @triton.jit
 def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
                  T, H, delta_min, nudge_eps, inv_lambda0, period,
-                 K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                 K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
                  HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
                  NUDGE: tl.constexpr, PREC: tl.constexpr):
     """Phase 1's chain: A at every chunk start (sequential over chunks; one program per head)."""
@@ -225,10 +232,11 @@ def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
     j = 0
     while j < NT:  # (a while loop: Triton's interpreter cannot take a runtime range bound under NumPy >= 2.4)
         tl.store(A_chunks + ((c0 + j) * H + h) * K * K + kk, A, mask=kkmask)
-        row, valid = _rows(bos, j, s, Tn, H, h, C)
-        U = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
-        Wt, Rinv, Zt = _phase1_chunk(A, U.to(tl.float32), C, delta_min, PREC)
-        A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
+        for b in tl.static_range(C // SUB):  # the chunk's sub-chunks in turn (Woodbury steps of SUB rows)
+            row, valid = _rows(bos, j * (C // SUB) + b, s, Tn, H, h, SUB)
+            U = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
+            Wt, Rinv, Zt = _phase1_chunk(A, U.to(tl.float32), SUB, delta_min, PREC)
+            A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
         if NUDGE:
             hit = ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
             A = A + tl.where(hit, nudge_eps, 0.0) * eyeK
@@ -239,23 +247,26 @@ def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
 
 @triton.jit
 def _fwd_alpha(u, k, alpha, A_chunks, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
-               K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+               K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
                IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
-    """Per phase-1 chunk, in parallel: the write directions alpha_hat from the A entering it."""
+    """Per chunk, in parallel: the write directions alpha_hat, sub-chunk by sub-chunk from the A
+    entering the chunk."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
-    row, valid = _rows(bos, j, s, Tn, H, h, C)
-    offs = row[:, None] * K + dk[None, :]
-    m2 = valid[:, None] & kmask[None, :]
-    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kmask[:, None] & kmask[None, :], other=0.0)
-    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
-    Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
-    Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
-    KZ, al, na = _write_dirs(A0, Kh, Zt, C, eps, PREC)
-    tl.store(alpha + offs, al.to(alpha.dtype.element_ty), mask=m2)
+    A = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kmask[:, None] & kmask[None, :], other=0.0)
+    for b in tl.static_range(C // SUB):
+        row, valid = _rows(bos, j * (C // SUB) + b, s, Tn, H, h, SUB)
+        offs = row[:, None] * K + dk[None, :]
+        m2 = valid[:, None] & kmask[None, :]
+        U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
+        Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
+        Wt, Rinv, Zt = _phase1_chunk(A, U, SUB, delta_min, PREC)
+        KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)
+        tl.store(alpha + offs, al.to(alpha.dtype.element_ty), mask=m2)
+        A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
 
 
 @triton.jit
@@ -473,48 +484,27 @@ def _bwd_phase2(q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv_out, dkh, 
 
 
 @triton.jit
-def _bwd_phase1_local(u, k, dal, dkh, dk_out, dZt0_out, A_chunks, Fbuf,
-                      cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
-                      K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
-                      IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
-    """Per chunk: dk (complete), the part dZt0 of dZt that does not depend on dA1, and the chain's
-    coefficients: dA0 = P^T dA1 P + F with P = I - Zt^T R^{-1} U (= A1 A0^{-1})."""
-    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    h = tl.program_id(1).to(tl.int64)
+def _phase1_sub_local(A, U, Kh, nk, dAl, C: tl.constexpr, eps, delta_min, PREC: tl.constexpr):
+    """Phase 1 of one sub-chunk given its A and d alpha_hat: the recomputed factors, the gradient
+    of a, and the part dZt0 of dZt that does not depend on the gradient of the A after it."""
     r = tl.arange(0, C)
-    dk = tl.arange(0, BK)
-    kmask = dk < K
-    kk = dk[:, None] * K + dk[None, :]
-    kkmask = kmask[:, None] & kmask[None, :]
     incl = r[:, None] >= r[None, :]
-    row, valid = _rows(bos, j, s, Tn, H, h, C)
-    offs = row[:, None] * K + dk[None, :]
-    m2 = valid[:, None] & kmask[None, :]
-    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
-    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
-    Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
-    dAl = tl.load(dal + offs, mask=m2, other=0.0)
-    dKh = tl.load(dkh + offs, mask=m2, other=0.0)
-    Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
-    KZ, al, na = _write_dirs(A0, Kh, Zt, C, eps, PREC)
+    Wt, Rinv, Zt = _phase1_chunk(A, U, C, delta_min, PREC)
+    KZ, al, na = _write_dirs(A, Kh, Zt, C, eps, PREC)
     da = _rownorm_bwd(al, na, dAl, eps)
     dKZ = tl.where(incl, tl.dot(da, tl.trans(Zt), input_precision=PREC), 0.0)
-    dKh = dKh + tl.dot(da, A0, input_precision=PREC) - tl.dot(dKZ, Zt, input_precision=PREC)
-    tl.store(dk_out + offs, _rownorm_bwd(Kh, nk, dKh, eps).to(dk_out.dtype.element_ty), mask=m2)
     dZt0 = -tl.dot(tl.trans(KZ), da, input_precision=PREC) - tl.dot(tl.trans(dKZ), Kh, input_precision=PREC)
-    tl.store(dZt0_out + offs, dZt0, mask=m2)
-    G, dM = _cholesky_bwd(dZt0, Zt, Rinv, C, PREC)
-    X = tl.dot(tl.trans(da), Kh, input_precision=PREC) + tl.dot(tl.trans(U), G, input_precision=PREC)
-    F = 0.5 * (X + tl.trans(X)) + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=PREC), input_precision=PREC)
-    tl.store(Fbuf + (c * H + h) * K * K + kk, F, mask=kkmask)
+    return Wt, Rinv, Zt, da, dKZ, dZt0
 
 
 @triton.jit
-def _bwd_phase1_P(u, A_chunks, Pbuf, cu, shift, chunk_seq, chunk_idx, T, H, delta_min,
-                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
-                  IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
-    """Per chunk: P = I - Zt^T R^{-1} U (a kernel of its own: with the rest of the local gradients it
-    needs more shared memory than an SM has)."""
+def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
+                        K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                        IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Per chunk: the dA chain's coefficients, dA0 = Q^T dA1 Q + G. Per sub-chunk b (A_{b+1} =
+    (A_b^{-1} + U_b^T U_b)^{-1}): dA_b = P_b^T dA_{b+1} P_b + F_b with P_b = I - Zt_b^T R_b^{-1} U_b and
+    F_b the part free of dA_{b+1}; composed over the sub-chunks in forward order:
+    G <- G + Q^T F_b Q, then Q <- P_b Q."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
     dk = tl.arange(0, BK)
@@ -522,13 +512,27 @@ def _bwd_phase1_P(u, A_chunks, Pbuf, cu, shift, chunk_seq, chunk_idx, T, H, delt
     kk = dk[:, None] * K + dk[None, :]
     kkmask = kmask[:, None] & kmask[None, :]
     eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
-    row, valid = _rows(bos, j, s, Tn, H, h, C)
-    m2 = valid[:, None] & kmask[None, :]
-    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
-    U = tl.load(u + row[:, None] * K + dk[None, :], mask=m2, other=0.0).to(tl.float32)
-    Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
-    P = eyeK - tl.dot(tl.trans(Zt), tl.dot(Rinv, U, input_precision=PREC), input_precision=PREC)
-    tl.store(Pbuf + (c * H + h) * K * K + kk, P, mask=kkmask)
+    A = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
+    Q = eyeK
+    G = tl.zeros([BK, BK], dtype=tl.float32)
+    for b in tl.static_range(C // SUB):
+        row, valid = _rows(bos, j * (C // SUB) + b, s, Tn, H, h, SUB)
+        offs = row[:, None] * K + dk[None, :]
+        m2 = valid[:, None] & kmask[None, :]
+        U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
+        Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
+        dAl = tl.load(dal + offs, mask=m2, other=0.0)
+        Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_local(A, U, Kh, nk, dAl, SUB, eps, delta_min, PREC)
+        Gz, dM = _cholesky_bwd(dZt0, Zt, Rinv, SUB, PREC)
+        X = tl.dot(tl.trans(da), Kh, input_precision=PREC) + tl.dot(tl.trans(U), Gz, input_precision=PREC)
+        F = (0.5 * (X + tl.trans(X))
+             + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=PREC), input_precision=PREC))
+        P = eyeK - tl.dot(tl.trans(Zt), tl.dot(Rinv, U, input_precision=PREC), input_precision=PREC)
+        G = G + tl.dot(tl.trans(Q), tl.dot(F, Q, input_precision=PREC), input_precision=PREC)
+        Q = tl.dot(P, Q, input_precision=PREC)
+        A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
+    tl.store(Fbuf + (c * H + h) * K * K + kk, G, mask=kkmask)
+    tl.store(Pbuf + (c * H + h) * K * K + kk, Q, mask=kkmask)
 
 
 @triton.jit
@@ -566,27 +570,49 @@ def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, cu, shift, chunk_off
 
 
 @triton.jit
-def _bwd_phase1_du(u, dZt0, du, A_chunks, dA_chunks, cu, shift, chunk_seq, chunk_idx, T, H, delta_min,
-                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
-                   IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
-    """Per chunk, given dA1: du through dZt = dZt0 - 2 Zt dA1, the Cholesky and Wt = U A0."""
+def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, cu, shift, chunk_seq, chunk_idx,
+                      T, H, eps, delta_min,
+                      K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                      IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Per chunk, given dA at its end: du and dk, sub-chunk by sub-chunk in reverse, carrying dA
+    through the sub-chunks (the A entering each sub-chunk is recomputed from the chunk's)."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
     kkmask = kmask[:, None] & kmask[None, :]
-    row, valid = _rows(bos, j, s, Tn, H, h, C)
-    offs = row[:, None] * K + dk[None, :]
-    m2 = valid[:, None] & kmask[None, :]
-    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
-    dA1 = tl.load(dA_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
-    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
-    Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
-    dZt = tl.load(dZt0 + offs, mask=m2, other=0.0) - 2.0 * tl.dot(Zt, dA1, input_precision=PREC)
-    G, dM = _cholesky_bwd(dZt, Zt, Rinv, C, PREC)
-    dU = tl.dot(G, A0, input_precision=PREC) + 2.0 * tl.dot(dM, Wt, input_precision=PREC)
-    tl.store(du + offs, dU.to(du.dtype.element_ty), mask=m2)
+    A_c = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
+    dA = tl.load(dA_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
+    NB: tl.constexpr = C // SUB
+    for bb in tl.static_range(NB):
+        # A entering sub-chunk NB - 1 - bb
+        A = A_c
+        for b2 in tl.static_range(NB - 1 - bb):
+            row2, valid2 = _rows(bos, j * NB + b2, s, Tn, H, h, SUB)
+            U2 = tl.load(u + row2[:, None] * K + dk[None, :], mask=valid2[:, None] & kmask[None, :], other=0.0)
+            Wt2, Rinv2, Zt2 = _phase1_chunk(A, U2.to(tl.float32), SUB, delta_min, PREC)
+            A = A - tl.dot(tl.trans(Zt2), Zt2, input_precision=PREC)
+        row, valid = _rows(bos, j * NB + (NB - 1 - bb), s, Tn, H, h, SUB)
+        offs = row[:, None] * K + dk[None, :]
+        m2 = valid[:, None] & kmask[None, :]
+        U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
+        Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
+        dAl = tl.load(dal + offs, mask=m2, other=0.0)
+        Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_local(A, U, Kh, nk, dAl, SUB, eps, delta_min, PREC)
+        # dk: phase 2's part plus a = K_hat A - tril(K_hat Zt^T) Zt
+        dKh = (tl.load(dkh + offs, mask=m2, other=0.0) + tl.dot(da, A, input_precision=PREC)
+               - tl.dot(dKZ, Zt, input_precision=PREC))
+        tl.store(dk_out + offs, _rownorm_bwd(Kh, nk, dKh, eps).to(dk_out.dtype.element_ty), mask=m2)
+        # du through A_after = A - Zt^T Zt, Zt = R^{-1} Wt, M = R R^T = I + Wt U^T, Wt = U A
+        dZt = dZt0 - 2.0 * tl.dot(Zt, dA, input_precision=PREC)
+        G, dM = _cholesky_bwd(dZt, Zt, Rinv, SUB, PREC)
+        dU = tl.dot(G, A, input_precision=PREC) + 2.0 * tl.dot(dM, Wt, input_precision=PREC)
+        tl.store(du + offs, dU.to(du.dtype.element_ty), mask=m2)
+        # dA entering this sub-chunk
+        X = tl.dot(tl.trans(da), Kh, input_precision=PREC) + tl.dot(tl.trans(U), G, input_precision=PREC)
+        dA = (dA + 0.5 * (X + tl.trans(X))
+              + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=PREC), input_precision=PREC))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -648,109 +674,100 @@ def _value_block(V):
     return BV, BVs, triton.cdiv(V, BVs)
 
 
-def _forward(q, k, v, u, S0, A0, lays, *, scale, lambda0, period, nudge_eps, delta_min, eps,
+def _phase1_sub(C):
+    return min(C, PHASE1_CHUNK)
+
+
+def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delta_min, eps,
              want_final, save):
-    lay1, lay2 = lays
     B, T, H, K = q.shape
     V = v.shape[-1]
-    N = lay2.N
+    N, NC, C = lay.N, lay.total_chunks, lay.C
+    SUB = _phase1_sub(C)
     dev = q.device
     BK = _pow2(K)
     BV, BVs, NV = _value_block(V)
     f32 = dict(dtype=torch.float32, device=dev)
-    # phase 1 (chunks of C1 rows): A at every chunk start, then the write directions
-    A_chunks = torch.empty(lay1.total_chunks, H, K, K, **f32)
+    # phase 1: A at every chunk start (the chain walks each chunk in sub-chunks of SUB rows), then
+    # the write directions
+    A_chunks = torch.empty(NC, H, K, K, **f32)
     A_final = torch.empty(N, H, K, K, **f32) if want_final else A_chunks
     _fwd_A_chain[(N * H,)](
-        u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay1.cu, lay1.shift, lay1.base, lay1.chunk_off,
-        T, H, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=lay1.C, HAS_A0=A0 is not None,
-        STORE_FINAL=want_final, IS_VARLEN=lay1.is_varlen, NUDGE=lay1.nudge, PREC=PHASE1_PRECISION, num_warps=4)
+        u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
+        T, H, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=SUB, HAS_A0=A0 is not None,
+        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, PREC=PHASE1_PRECISION, num_warps=4)
     alpha = torch.empty_like(k)
-    _fwd_alpha[(lay1.total_chunks, H)](
-        u, k, alpha, A_chunks, lay1.cu, lay1.shift, lay1.chunk_seq, lay1.chunk_idx, T, H, eps, delta_min,
-        K=K, BK=BK, C=lay1.C, IS_VARLEN=lay1.is_varlen, PREC=PHASE1_PRECISION, num_warps=4)
-    # phase 2 (chunks of C rows): WY factors, then the S chain and the outputs
+    _fwd_alpha[(NC, H)](
+        u, k, alpha, A_chunks, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps, delta_min,
+        K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen, PREC=PHASE1_PRECISION, num_warps=4)
+    # phase 2: WY factors, then the S chain and the outputs
     w = torch.empty_like(k)
     uu = torch.empty_like(v)
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
-    _fwd_wy[(lay2.total_chunks, H)](
-        k, v, alpha, w, uu, lay2.cu, lay2.shift, lay2.chunk_seq, lay2.chunk_idx, T, H, eps,
-        K=K, BK=BK, V=V, BV=BV, C=lay2.C, IS_VARLEN=lay2.is_varlen, PREC=P2, DOT=DOT, num_warps=4)
+    _fwd_wy[(NC, H)](
+        k, v, alpha, w, uu, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps,
+        K=K, BK=BK, V=V, BV=BV, C=C, IS_VARLEN=lay.is_varlen, PREC=P2, DOT=DOT, num_warps=4)
     o = torch.empty_like(v)
-    S_chunks = torch.empty(lay2.total_chunks, H, K, V, **f32) if save else A_chunks
+    S_chunks = torch.empty(NC, H, K, V, **f32) if save else A_chunks
     S_final = torch.empty(N, H, K, V, **f32) if want_final else A_chunks
     _fwd_S_chain[(N * H, NV)](
-        q, alpha, w, uu, o, S0 if S0 is not None else A_chunks, S_chunks, S_final, lay2.cu, lay2.shift,
-        lay2.chunk_off, T, H, scale, K=K, BK=BK, V=V, BV=BVs, C=lay2.C, HAS_S0=S0 is not None,
-        STORE_FINAL=want_final, IS_VARLEN=lay2.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=4)
+        q, alpha, w, uu, o, S0 if S0 is not None else A_chunks, S_chunks, S_final, lay.cu, lay.shift,
+        lay.chunk_off, T, H, scale, K=K, BK=BK, V=V, BV=BVs, C=C, HAS_S0=S0 is not None,
+        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=4)
     final = (S_final, A_final) if want_final else None
     return o, final, alpha, A_chunks, (S_chunks if save else None)
 
 
-def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lays, has_S0, has_A0,
+def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay, has_S0, has_A0,
               *, scale, delta_min, eps):
-    lay1, lay2 = lays
     B, T, H, K = q.shape
     V = v.shape[-1]
-    N, NC, NC1, C, C1 = lay2.N, lay2.total_chunks, lay1.total_chunks, lay2.C, lay1.C
+    N, NC, C = lay.N, lay.total_chunks, lay.C
+    SUB = _phase1_sub(C)
     dev = q.device
     BK = _pow2(K)
     BV, BVs, NV = _value_block(V)
     f32 = dict(dtype=torch.float32, device=dev)
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
-    c2 = dict(IS_VARLEN=lay2.is_varlen)
-    c1 = dict(IS_VARLEN=lay1.is_varlen)
+    common = dict(IS_VARLEN=lay.is_varlen)
+    per_chunk = (lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H)
     # phase 2: per-chunk factors, the dS chain, per-chunk gradients
     w = torch.empty_like(k)
     Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)
     Gc = torch.empty(NC, H, K, V, **f32)
-    _bwd_prep_dS[(NC, H)](
-        q, k, alpha, do, w, Tmat, Gc, lay2.cu, lay2.shift, lay2.chunk_seq, lay2.chunk_idx, T, H, scale, eps,
-        K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=4, **c2)
+    _bwd_prep_dS[(NC, H)](q, k, alpha, do, w, Tmat, Gc, *per_chunk, scale, eps,
+                          K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=4, **common)
     dS_chunks = torch.empty(NC, H, K, V, **f32)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     _bwd_dS_chain[(N * H, NV)](
         alpha, w, Gc, dS_chunks, dS_final if dS_final is not None else Gc, dS0 if has_S0 else Gc,
-        lay2.cu, lay2.shift, lay2.chunk_off, T, H, K=K, BK=BK, V=V, BV=BVs, C=C,
-        HAS_DSF=dS_final is not None, STORE_DS0=has_S0, PREC=P2, DOT=DOT, num_warps=4, **c2)
+        lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, V=V, BV=BVs, C=C,
+        HAS_DSF=dS_final is not None, STORE_DS0=has_S0, PREC=P2, DOT=DOT, num_warps=4, **common)
     del Gc, w
     dq = torch.empty_like(q)
     dv = torch.empty_like(v)
     dkh = torch.empty(q.shape, **f32)
     dal = torch.empty(q.shape, **f32)
-    _bwd_phase2[(NC, H)](
-        q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, lay2.cu, lay2.shift, lay2.chunk_seq,
-        lay2.chunk_idx, T, H, scale, eps, K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=8, **c2)
+    _bwd_phase2[(NC, H)](q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, *per_chunk, scale, eps,
+                         K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=8, **common)
     del Tmat, dS_chunks
-    # phase 1 (chunks of C1 rows): chain coefficients and local gradients, the dA chain, du
-    dk = torch.empty_like(k)
-    dZt0 = torch.empty(q.shape, **f32)
-    Fbuf = torch.empty(NC1, H, K, K, **f32)
-    Pbuf = torch.empty(NC1, H, K, K, **f32)
-    t1 = (lay1.cu, lay1.shift, lay1.chunk_seq, lay1.chunk_idx, T, H)
-    _bwd_phase1_P[(NC1, H)](u, A_chunks, Pbuf, *t1, delta_min, K=K, BK=BK, C=C1, PREC=PHASE1_PRECISION,
-                            num_warps=4, **c1)
-    _bwd_phase1_local[(NC1, H)](u, k, dal, dkh, dk, dZt0, A_chunks, Fbuf, *t1, eps, delta_min, K=K, BK=BK, C=C1,
-                                PREC=PHASE1_PRECISION, num_warps=4, **c1)
-    del dal, dkh
-    dA_chunks = torch.empty(NC1, H, K, K, **f32)
+    # phase 1: the dA chain's coefficients per chunk, the chain, then du and dk per chunk
+    Fbuf = torch.empty(NC, H, K, K, **f32)
+    Pbuf = torch.empty(NC, H, K, K, **f32)
+    _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, *per_chunk, eps, delta_min,
+                                 K=K, BK=BK, C=C, SUB=SUB, PREC=PHASE1_PRECISION, num_warps=4, **common)
+    dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
     _bwd_dA_chain[(N * H,)](
         Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf,
-        lay1.cu, lay1.shift, lay1.chunk_off, T, H, K=K, BK=BK, C=C1, HAS_DAF=dA_final is not None,
-        STORE_DA0=has_A0, PREC=DA_CHAIN_PRECISION, num_warps=4, **c1)
+        lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, HAS_DAF=dA_final is not None,
+        STORE_DA0=has_A0, PREC=DA_CHAIN_PRECISION, num_warps=4, **common)
     del Fbuf, Pbuf
+    dk = torch.empty_like(k)
     du = torch.empty_like(u)
-    _bwd_phase1_du[(NC1, H)](u, dZt0, du, A_chunks, dA_chunks, *t1, delta_min, K=K, BK=BK, C=C1,
-                             PREC=PHASE1_PRECISION, num_warps=4, **c1)
+    _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, *per_chunk, eps, delta_min,
+                               K=K, BK=BK, C=C, SUB=SUB, PREC=PHASE1_PRECISION, num_warps=4, **common)
     return dq, dk, dv, du, dS0, dA0
-
-
-def _layouts(B, T, offsets, cu_seqlens, C, nudge_eps, device):
-    C1 = min(C, PHASE1_CHUNK)
-    lay2 = _Layout(B, T, offsets, cu_seqlens, C, nudge_eps, device)
-    lay1 = lay2 if C1 == C else _Layout(B, T, offsets, cu_seqlens, C1, nudge_eps, device)
-    return lay1, lay2
 
 
 class ChunkVLAFunction(torch.autograd.Function):
@@ -759,12 +776,12 @@ class ChunkVLAFunction(torch.autograd.Function):
                 output_final_state, offsets, cu_seqlens, C):
         ctx.set_materialize_grads(False)
         B, T = q.shape[:2]
-        lays = _layouts(B, T, offsets, cu_seqlens, C, nudge_eps, q.device)
+        lay = _Layout(B, T, offsets, cu_seqlens, C, nudge_eps, q.device)
         o, final, alpha, A_chunks, S_chunks = _forward(
-            q, k, v, u, S0, A0, lays, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
+            q, k, v, u, S0, A0, lay, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
             delta_min=delta_min, eps=eps, want_final=output_final_state, save=True)
         ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks)
-        ctx.lays = lays
+        ctx.lay = lay
         ctx.hyper = dict(scale=scale, delta_min=delta_min, eps=eps)
         ctx.init = ((None if S0 is None else S0.dtype), (None if A0 is None else A0.dtype))
         if final is None:
@@ -781,7 +798,7 @@ class ChunkVLAFunction(torch.autograd.Function):
             dA_final = dA_final.contiguous().float()
         s_dt, a_dt = ctx.init
         dq, dk, dv, du, dS0, dA0 = _backward(
-            q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, ctx.lays, s_dt is not None,
+            q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, ctx.lay, s_dt is not None,
             a_dt is not None, **ctx.hyper)
         if dS0 is not None:
             dS0 = dS0.to(s_dt)
@@ -829,8 +846,8 @@ def chunk_vla_triton(
         x is not None and x.requires_grad for x in (q, k, v, u, S0, A0))
     if not needs_grad:  # inference: nothing saved for a backward
         B, T = q.shape[:2]
-        lays = _layouts(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
-        o, final, *_ = _forward(q, k, v, u, S0, A0, lays, scale=float(scale), lambda0=float(lambda0),
+        lay = _Layout(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
+        o, final, *_ = _forward(q, k, v, u, S0, A0, lay, scale=float(scale), lambda0=float(lambda0),
                                 period=int(period), nudge_eps=float(nudge_eps), delta_min=float(delta_min),
                                 eps=float(eps), want_final=output_final_state, save=False)
         return o, final
