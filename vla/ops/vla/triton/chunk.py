@@ -755,7 +755,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     Fbuf = torch.empty(NC, H, K, K, **f32)
     Pbuf = torch.empty(NC, H, K, K, **f32)
     _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, *per_chunk, eps, delta_min,
-                                 K=K, BK=BK, C=C, SUB=SUB, PREC=PHASE1_PRECISION, num_warps=4, **common)
+                                 K=K, BK=BK, C=C, SUB=SUB, PREC=PHASE1_PRECISION, num_warps=8, **common)
     dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
     _bwd_dA_chain[(N * H,)](
@@ -766,7 +766,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     dk = torch.empty_like(k)
     du = torch.empty_like(u)
     _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, *per_chunk, eps, delta_min,
-                               K=K, BK=BK, C=C, SUB=SUB, PREC=PHASE1_PRECISION, num_warps=4, **common)
+                               K=K, BK=BK, C=C, SUB=SUB, PREC=PHASE1_PRECISION, num_warps=8, **common)
     return dq, dk, dv, du, dS0, dA0
 
 
