@@ -185,3 +185,13 @@ def test_public_dispatch_matches_torch_back_end():
         outs[backend] = [o.detach(), S.detach(), A.detach()] + [x.grad.clone() for x in xs]
     errs = {n: rel_err(a, b) for n, a, b in zip(["o", "S", "A", "dq", "dk", "dv", "du"], outs["triton"], outs["torch"])}
     _check(errs, TOL[torch.float32])
+
+
+def test_empty_sequence_passes_states_through():
+    q, k, v, u = (x.float() for x in vla_inputs(2, 0, 1, 8, 4))
+    S0 = torch.randn(2, 1, 8, 4)
+    o, (S, A) = chunk_vla_triton(q, k, v, u, scale=1.0, lambda0=0.5, period=16, nudge_eps=1e-3, delta_min=1e-4,
+                                 eps=1e-6, initial_state=(S0, None), output_final_state=True,
+                                 offsets=torch.tensor([0, 0]), chunk_size=16)
+    assert o.shape == v.shape
+    assert torch.equal(S, S0) and torch.allclose(A, torch.eye(8).expand(2, 1, 8, 8) * 2)

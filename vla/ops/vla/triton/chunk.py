@@ -842,6 +842,14 @@ def chunk_vla_triton(
     if S0 is not None:
         S0 = S0.contiguous()
     q, k, v, u = (x.contiguous() for x in (q, k, v, u))
+    if q.shape[1] == 0:  # no tokens: nothing to launch; the states pass through
+        N, H = (q.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1), q.shape[2]
+        if not output_final_state:
+            return v * 0, None
+        S = S0.float() if S0 is not None else q.new_zeros(N, H, K, V, dtype=torch.float32)
+        A = (A0.float() if A0 is not None
+             else torch.eye(K, device=q.device).expand(N, H, K, K) / float(lambda0))
+        return v * 0, (S, A)
     needs_grad = torch.is_grad_enabled() and any(
         x is not None and x.requires_grad for x in (q, k, v, u, S0, A0))
     if not needs_grad:  # inference: nothing saved for a backward
