@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 from vla.report.common import claims_table  # noqa: E402
 from vla.report.io import write_text  # noqa: E402
-from vla.report.speed import render  # noqa: E402
+from vla.report.speed import load_suite, render  # noqa: E402
 
 
 def main(argv=None):
@@ -33,7 +33,7 @@ def main(argv=None):
     if not files:
         raise SystemExit("no suite JSON found")
     for path in files:
-        result = json.loads(path.read_text())
+        result = load_suite(path)
         out_dir = pathlib.Path(args.out_dir) if args.out_dir else path.parent
         section = render(result, out_dir, name=path.stem)
         text = f"# {section.title}\n\nFrom `{path.name}` (raw results; regenerate with `python benchmarks/make_tables.py`).\n\n"

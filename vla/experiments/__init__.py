@@ -39,6 +39,7 @@ REGISTRY = {
     "norm": "vla.experiments.state_norm",
     "jacobian": "vla.experiments.jacobian",
     "mqar": "vla.experiments.mqar",
+    "speed": RENDER_ONLY,
 }
 
 PRESETS = ("quick", "full")

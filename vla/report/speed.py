@@ -234,6 +234,8 @@ def render(result: dict, out_dir: pathlib.Path, name: str = "speed") -> Section:
         _ops_table(result),
         "",
     ]
+    for op, why in sorted(result.get("retracted", {}).items()):
+        lines += [f"Rows of `{op}` in this run are withdrawn and not shown: {why}.", ""]
     naive, fused = t.get(("naive", "fwd"), {}), t.get(("fused", "fwd"), {})
     common = sorted(set(naive) & set(fused))
     if common:
@@ -270,9 +272,27 @@ def render(result: dict, out_dir: pathlib.Path, name: str = "speed") -> Section:
                    claims=claims(result))
 
 
+def load_suite(path) -> dict:
+    """One suite JSON, without the rows that ``retracted.json`` beside it withdraws (their reasons are
+    kept under ``"retracted"`` and printed by ``render``)."""
+    path = pathlib.Path(path)
+    result = json.loads(path.read_text())
+    retractions_file = path.parent / "retracted.json"
+    retracted = json.loads(retractions_file.read_text()).get(path.name, {}) if retractions_file.exists() else {}
+    if retracted:
+        result["results"] = [r for r in result.get("results", []) if r.get("op") not in retracted]
+        result["retracted"] = retracted
+    return result
+
+
 def latest_result(results_dir) -> Tuple[pathlib.Path, dict]:
-    """The newest ``suite_*.json`` under ``results_dir`` (by name), loaded."""
+    """The newest ``suite_*.json`` under ``results_dir`` (by name), loaded with retractions applied."""
     files = sorted(pathlib.Path(results_dir).glob("suite_*.json"))
     if not files:
         raise FileNotFoundError(f"no suite_*.json under {results_dir}")
-    return files[-1], json.loads(files[-1].read_text())
+    return files[-1], load_suite(files[-1])
+
+
+def load() -> dict:
+    """The committed GPU suite results (render-only section of ``vla reproduce``)."""
+    return latest_result(pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "results")[1]
