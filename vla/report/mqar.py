@@ -181,8 +181,10 @@ def _parallel_note(result: dict, gpu: dict) -> str:
             ratios.setdefault(r["mixer"], []).append(r["seconds"] / alone)
     probes = ", ".join(f"{LABELS[m]} {1000 * p['step_s_median']:.1f} ms" for m, p in probe.items())
     text = (f"Timing ({gpu.get('gpu', '?')}, {gpu.get('workers', '?')} training processes at once, budget "
-            f"{fmt(gpu.get('budget_s'))} s): one training step alone at n_pairs = {max(cfg['n_pairs'])} took {probes}"
-            f" (the first VLA step, compiling the Triton kernels, {fmt(probe.get('vla', {}).get('first_step_s'))} s).")
+            f"{fmt(gpu.get('budget_s'))} s): one training step alone at n_pairs = {max(cfg['n_pairs'])} took {probes}")
+    if str(gpu.get("gpu", "cpu")) != "cpu" and "vla" in probe:
+        text += f" (the first VLA step, compiling the Triton kernels, {fmt(probe['vla']['first_step_s'])} s)"
+    text += "."
     if ratios:
         text += (" Sharing the device, a finished run took " + ", ".join(
             f"{sorted(v)[len(v) // 2]:.1f}× (median)" + f" for {LABELS[m]}" for m, v in ratios.items())
