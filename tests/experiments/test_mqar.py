@@ -119,3 +119,18 @@ def test_config_checks():
         M.config_for("quick", n_pairs=(65,))
     with pytest.raises(ValueError, match="preset"):
         M.config_for("medium")
+
+
+def test_merge_pools_runs_and_refuses_other_settings():
+    from vla.experiments.mqar import Config
+    import dataclasses
+
+    cfg = dataclasses.asdict(Config(n_pairs=(8,), mixers=("vla",), lrs=(3e-3,), no_conv_n_pairs=()))
+    a = {"config": cfg, "head_dim": 32, "runs": [_run("vla", 8, 3e-3, val=0.2, test=0.21)]}
+    b = {"config": {**cfg, "lrs": [1e-3]}, "head_dim": 32, "runs": [_run("vla", 8, 1e-3, val=0.7, test=0.69)]}
+    merged = R.merge([a, b], ["a.json", "b.json"])
+    (best,) = merged["best"]
+    assert best["lr"] == 1e-3 and best["accuracy"] == 0.69 and best["lrs_tried"] == [1e-3, 3e-3]
+    assert merged["missing"] == [] and {r["source"] for r in merged["runs"]} == {"a.json", "b.json"}
+    with pytest.raises(ValueError, match="steps"):
+        R.merge([a, {**b, "config": {**b["config"], "steps": 10}}], ["a.json", "b.json"])

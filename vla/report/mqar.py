@@ -42,6 +42,55 @@ def load(path: Optional[str] = None) -> dict:
     return read_json(path if path is not None else _root() / _newest())
 
 
+SAME_SETTING = ("d_model", "n_heads", "n_layers", "d_ff", "steps", "batch_size", "weight_decay", "grad_clip",
+                "warmup_frac", "vocab_size", "short_conv", "seed", "val_examples", "test_examples")
+
+
+def merge(results: List[dict], names: List[str]) -> dict:
+    """One result from several runs of the same setting (e.g. a sweep continued with more learning
+    rates in a second call): runs are pooled, each tagged with its source, and the learning rate is
+    picked again over all of them. Settings that change the training itself must agree."""
+    from ..experiments.mqar import MIXERS, pick_best
+
+    if not results:
+        raise ValueError("merge needs at least one result")
+    base = dict(results[0]["config"])
+    for r, name in zip(results[1:], names[1:]):
+        for key in SAME_SETTING:
+            if r["config"].get(key) != base.get(key):
+                raise ValueError(f"cannot merge {name}: its {key} ({r['config'].get(key)!r}) differs from "
+                                 f"{names[0]}'s ({base.get(key)!r})")
+    runs, seen, missing = [], set(), []
+    for r, name in zip(results, names):
+        for run in r["runs"]:
+            key = (run["mixer"], run["n_pairs"], run["lr"], run.get("short_conv", base.get("short_conv", 0)))
+            if key in seen or run["status"] != "done":
+                continue
+            seen.add(key)
+            runs.append({**run, "source": name})
+        missing += _missing_runs(r) + [x for x in r["runs"] if x["status"] != "done"]
+    missing = [m for m in missing if (m["mixer"], m["n_pairs"], m["lr"], m.get("short_conv", 0)) not in seen]
+    cfg = {**base,
+           "n_pairs": sorted({n for r in results for n in r["config"]["n_pairs"]}),
+           "mixers": [m for m in MIXERS if any(m in r["config"]["mixers"] for r in results)],
+           "lrs": list(dict.fromkeys(lr for r in results for lr in r["config"]["lrs"])),
+           "label": (base.get("label") or "") + f" [merged from {', '.join(names)}]"}
+    metas = [r.get("meta", {}) for r in results]
+    return {"config": cfg, "head_dim": results[0]["head_dim"], "runs": runs, "missing": missing,
+            "best": pick_best(runs, base.get("short_conv", 0)), "sources": list(names),
+            "meta": {"device_name": metas[0].get("device_name"), "chunk_backend": all(m.get("chunk_backend") for m in metas),
+                     "elapsed_s": sum(m.get("elapsed_s", 0) for m in metas), "runs_done": len(runs),
+                     "runs_skipped": len(missing)}}
+
+
+def load_merged(pattern: str) -> dict:
+    """``merge`` of every committed file matching ``pattern`` (relative to the repository root)."""
+    files = sorted(glob.glob(str(_root() / pattern)))
+    if not files:
+        raise FileNotFoundError(f"no results match {pattern}")
+    return merge([read_json(f) for f in files], [pathlib.Path(f).name for f in files])
+
+
 def _best(result: dict) -> Dict[str, Dict[int, dict]]:
     table: Dict[str, Dict[int, dict]] = {}
     for e in result["best"]:
@@ -198,8 +247,11 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
     fig_path = out_dir / "mqar_capacity.png"
     _figure(result, fig_path)
     meta = result.get("meta", {})
-    skipped = [r for r in result["runs"] if r["status"] != "done"]
-    missing = _missing_runs(result)
+    if "missing" in result:  # a merged result: what its sources left unfinished
+        skipped, missing = [], result["missing"]
+    else:
+        skipped = [r for r in result["runs"] if r["status"] != "done"]
+        missing = _missing_runs(result)
     edge = [e for e in result["best"] if e.get("lr_at_edge")]
     lines = []
     if cfg.get("label"):
@@ -256,9 +308,10 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
         lines += ["", f"**Incomplete sweep: {meta.get('runs_done', '?')} of "
                       f"{meta.get('runs_done', 0) + len(skipped) + len(missing)} runs finished.**"]
     if missing:
-        lines += ["", f"Started but never finished (the call reached its time limit while they trained, so "
-                      f"nothing of them was recorded): {len(missing)} runs ("
-                      + ", ".join(_run_name(r) for r in missing) + ")."]
+        what = ("Asked for by a source but not finished there" if "missing" in result else
+                "Started but never finished (the call reached its time limit while they trained, so "
+                "nothing of them was recorded)")
+        lines += ["", f"{what}: {len(missing)} runs (" + ", ".join(_run_name(r) for r in missing) + ")."]
     if skipped:
         lines += ["", f"Not started, because their estimated duration no longer fitted the time budget: "
                       f"{len(skipped)} runs (" + ", ".join(_run_name(r) for r in skipped[:16])
@@ -282,4 +335,5 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
 if __name__ == "__main__":  # the README's table: python -m vla.report.mqar [results.json]
     import sys
 
-    print(results_table(load(sys.argv[1] if len(sys.argv) > 1 else None)))
+    arg = sys.argv[1] if len(sys.argv) > 1 else None
+    print(results_table(load_merged(arg) if arg and "*" in arg else load(arg)))
