@@ -52,7 +52,12 @@ def test_pick_best_uses_validation_not_test():
     runs = [_run("vla", 8, 1e-3, val=0.9, test=0.5), _run("vla", 8, 3e-3, val=0.8, test=0.99),
             _run("vla", 8, 1e-2, val=0.99, test=0.1, conv=0)]       # ablation runs are not candidates
     (best,) = M.pick_best(runs, main_conv=4)
-    assert best["lr"] == 1e-3 and best["accuracy"] == 0.5 and best["lr_at_edge"]
+    assert best["lr"] == 1e-3 and best["accuracy"] == 0.5
+    assert not best["lr_at_edge"]                                  # two rates tried: no edge to speak of
+    (best,) = M.pick_best(runs + [_run("vla", 8, 3e-4, val=0.1, test=0.1)], main_conv=4)
+    assert best["lr"] == 1e-3 and not best["lr_at_edge"]
+    (best,) = M.pick_best(runs + [_run("vla", 8, 1e-2, val=0.1, test=0.1)], main_conv=4)
+    assert best["lr"] == 1e-3 and best["lr_at_edge"]
 
 
 def _result(acc):

@@ -176,7 +176,7 @@ def pick_best(runs: List[dict], main_conv: int) -> List[dict]:
         if done:
             b = max(done, key=lambda r: (r["val"]["accuracy"], r["val"]["exact_match"], -r["val"]["loss"]))
             entry.update(lr=b["lr"], val_accuracy=b["val"]["accuracy"], accuracy=b["test"]["accuracy"],
-                         exact_match=b["test"]["exact_match"], lr_at_edge=len(done) > 1 and b["lr"] in (min(entry["lrs_tried"]), max(entry["lrs_tried"])))
+                         exact_match=b["test"]["exact_match"], lr_at_edge=len(done) > 2 and b["lr"] in (min(entry["lrs_tried"]), max(entry["lrs_tried"])))
         best.append(entry)
     order = {m: i for i, m in enumerate(MIXERS)}
     return sorted(best, key=lambda e: (order.get(e["mixer"], 99), e["n_pairs"]))

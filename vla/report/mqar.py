@@ -24,6 +24,8 @@ from .io import read_json, save_figure
 
 LABELS = {"vla": "VLA", "deltanet": "DeltaNet", "linear_attn": "linear attention", "softmax": "softmax attention"}
 RESULTS_GLOB = "benchmarks/results/mqar_full_*.json"
+# committed sweeps shown beside a run smaller than the paper's (each pattern: one setting, merged)
+COMMITTED = (RESULTS_GLOB, "benchmarks/results/mqar_cpu_d64*.json")
 
 
 def _root() -> pathlib.Path:
@@ -317,13 +319,15 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
                       f"{len(skipped)} runs (" + ", ".join(_run_name(r) for r in skipped[:16])
                   + (" …" if len(skipped) > 16 else "") + ")."]
     if not paper_sized(result):
-        try:
-            committed, path = load(), _newest()
-        except FileNotFoundError:
-            committed = None
-        if committed is not None:
-            lines += ["", f"Paper-sized runs committed from a GPU (`{path}`; "
-                          f"{committed['meta'].get('runs_done', '?')} runs finished; details in its own report):", "",
+        for pattern in COMMITTED:
+            try:
+                committed = load_merged(pattern)
+            except FileNotFoundError:
+                continue
+            c = committed["config"]
+            lines += ["", f"Committed results `{pattern}` ({c['steps']} steps × batch {c['batch_size']}, d_model "
+                          f"{c['d_model']}, {c['n_heads']} heads of {committed['head_dim']}; {committed['meta']['runs_done']} "
+                          f"runs finished; learning rate picked on validation over those tried):", "",
                       results_table(committed)]
     gpu = result.get("gpu_run")
     if gpu and gpu.get("probe"):
