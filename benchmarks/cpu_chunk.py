@@ -104,7 +104,7 @@ def main():
     for r in rows:
         print(f"T={r['T']:5d} {r['mode']:8s} chunk {r['chunk_median_s']*1e3:9.1f} ms"
               + (f"  naive {r['naive_median_s']*1e3:9.1f} ms  x{r['speedup_chunk_over_naive']:.1f}" if "naive_median_s" in r else "")
-              + (f"  saved {r['chunk_saved_bytes']/T:.0f} B/token" if "chunk_saved_bytes" in r else ""))
+              + (f"  saved {r['chunk_saved_bytes'] / r['T']:.0f} B/token" if "chunk_saved_bytes" in r else ""))
 
 
 if __name__ == "__main__":

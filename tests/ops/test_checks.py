@@ -95,3 +95,13 @@ def test_baselines_check_too():
         naive_recurrent_linear_attn(q, k, v, initial_state=(None, torch.zeros(1, 2, 3, dtype=torch.float64)))
     with pytest.raises(ValueError, match="v has dtype"):
         naive_recurrent_linear_attn(q, k, v.float())
+
+
+def test_large_finite_values_are_not_mistaken_for_non_finite():
+    # the fast check sums the tensor; a sum that overflows must fall back to the exact check
+    q, k, v, u = vla_inputs(1, 6, 2, 4, 3, dtype=torch.float32)
+    big = torch.full_like(v, 3e38)
+    naive_recurrent_vla(q, k, big, u)  # no error: every value is finite
+    big[0, 2, 1, 0] = -math.inf
+    with pytest.raises(ValueError, match="v contains non-finite"):
+        naive_recurrent_vla(q, k, big, u)

@@ -30,9 +30,10 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
         eye = torch.eye(C, dtype=q.dtype, device=q.device)
         lower = (read_key @ write_key.transpose(-1, -2)).masked_fill(~mask_strict, 0)
         # (I + L)^{-1} applied to V and to R, for every chunk at once (unit lower-triangular solve)
-        both = torch.linalg.solve_triangular(eye + lower, torch.cat([v, read_key], dim=-1), upper=False,
-                                             unitriangular=True)
-        v_corr, r_corr = both.split([v.shape[-1], read_key.shape[-1]], dim=-1)
+        # (two solves: LAPACK's triangular solve slows down more than linearly with the right-hand side)
+        unit_lower = eye + lower
+        v_corr = torch.linalg.solve_triangular(unit_lower, v, upper=False, unitriangular=True)
+        r_corr = torch.linalg.solve_triangular(unit_lower, read_key, upper=False, unitriangular=True)
     # Sequential part: only what the state passing needs (two products per chunk); the state
     # entering each chunk is kept (T/C x K x V) so that the outputs come from two batched products.
     S = S0
