@@ -17,11 +17,12 @@ import torch
 
 
 def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delta: bool = True):
-    """Inputs chunked as ``[N, H, nc, C, D]`` (compute dtype), S0 ``[N, H, K, V]``.
+    """Inputs chunk-major ``[nc, N*H, C, D]`` (see ``to_chunks``; compute dtype), S0 ``[N, H, K, V]``.
 
-    Returns ``o [N, H, nc, C, V]`` and the final state ``[N, H, K, V]``.
+    Returns ``o [nc, N*H, C, V]`` and the final state ``[N, H, K, V]``.
     """
     C = q.shape[-2]
+    N, H, K, V = S0.shape
     mask_strict = torch.ones(C, C, dtype=torch.bool, device=q.device).tril(-1)
     mask_incl = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
     # causal read-out weights within a chunk (diagonal included: a token reads its own write)
@@ -29,35 +30,34 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
     if delta:
         eye = torch.eye(C, dtype=q.dtype, device=q.device)
         lower = (read_key @ write_key.transpose(-1, -2)).masked_fill(~mask_strict, 0)
-        # (I + L)^{-1} applied to V and to R, for every chunk at once (unit lower-triangular solve)
-        # (two solves: LAPACK's triangular solve slows down more than linearly with the right-hand side)
+        # (I + L)^{-1} applied to V and to R, for every chunk at once (unit lower-triangular solves;
+        # two calls: LAPACK's triangular solve slows down more than linearly with the right-hand side)
         unit_lower = eye + lower
         v_corr = torch.linalg.solve_triangular(unit_lower, v, upper=False, unitriangular=True)
         r_corr = torch.linalg.solve_triangular(unit_lower, read_key, upper=False, unitriangular=True)
     # Sequential part: only what the state passing needs (two products per chunk); the state
     # entering each chunk is kept (T/C x K x V) so that the outputs come from two batched products.
-    S = S0
+    S = S0.reshape(N * H, K, V)
     states, corrections = [], []
-    for c in range(q.shape[2]):
+    for c in range(q.shape[0]):
         states.append(S)
-        e = v_corr[:, :, c] - r_corr[:, :, c] @ S if delta else v[:, :, c]  # row t = v_t - S_{t-1}^T r_t
+        e = v_corr[c] - r_corr[c] @ S if delta else v[c]              # row t = v_t - S_{t-1}^T r_t
         corrections.append(e)
-        S = S + write_key[:, :, c].transpose(-1, -2) @ e
+        S = torch.baddbmm(S, write_key[c].transpose(-1, -2), e)
+    S_final = S.reshape(N, H, K, V)
     if not states:
-        return v.new_zeros(v.shape), S
-    S_starts = torch.stack(states, dim=2)                               # [N, H, nc, K, V]
-    E = torch.stack(corrections, dim=2)                                 # [N, H, nc, C, V]
-    o = scale * (q @ S_starts + qw @ E)
-    return o, S
+        return v.new_zeros(v.shape), S_final
+    o = scale * (q @ torch.stack(states) + qw @ torch.stack(corrections))
+    return o, S_final
 
 
 def to_chunks(x: torch.Tensor, C: int) -> torch.Tensor:
-    """[N, L, H, D] -> [N, H, L // C, C, D]."""
+    """[N, L, H, D] -> chunk-major [L // C, N * H, C, D] (contiguous: chunk c is one block)."""
     N, L, H, D = x.shape
-    return x.reshape(N, L // C, C, H, D).permute(0, 3, 1, 2, 4).contiguous()
+    return x.reshape(N, L // C, C, H, D).permute(1, 0, 3, 2, 4).reshape(L // C, N * H, C, D)
 
 
-def from_chunks(x: torch.Tensor) -> torch.Tensor:
-    """[N, H, nc, C, D] -> [N, nc * C, H, D]."""
-    N, H, nc, C, D = x.shape
-    return x.permute(0, 2, 3, 1, 4).reshape(N, nc * C, H, D)
+def from_chunks(x: torch.Tensor, N: int) -> torch.Tensor:
+    """chunk-major [nc, N * H, C, D] -> [N, nc * C, H, D]."""
+    nc, NH, C, D = x.shape
+    return x.reshape(nc, N, NH // N, C, D).permute(1, 0, 3, 2, 4).reshape(N, nc * C, NH // N, D)

@@ -62,5 +62,5 @@ def chunk_delta_rule(
     qc, kc, vc = (to_chunks(layout.pad(x.to(cdt)), chunk_size) for x in (q, k, v))
     bc = to_chunks(layout.pad(beta.to(cdt).unsqueeze(-1)), chunk_size)
     o, S = chunk_generalized_delta(qc, kc, kc * bc, vc, S0.to(cdt), scale=scale, delta=True)
-    o = layout.unpad(from_chunks(o))
+    o = layout.unpad(from_chunks(o, info.N))
     return o.to(q.dtype), ((S,) if output_final_state else None)

@@ -49,7 +49,7 @@ def chunk_linear_attn(
     qc, kc, vc = (to_chunks(layout.pad(x), chunk_size) for x in (q.to(cdt), k.to(cdt), v_aug))
     state0 = torch.cat([S0.to(cdt), z0.to(cdt).unsqueeze(-1)], dim=-1)
     o_aug, state = chunk_generalized_delta(qc, kc, kc, vc, state0, scale=1.0, delta=False)
-    o_aug = layout.unpad(from_chunks(o_aug))
+    o_aug = layout.unpad(from_chunks(o_aug, info.N))
     num, den = o_aug[..., :-1], o_aug[..., -1:]
     o = num / den.clamp_min(eps) if normalize else scale * num
     S, z = state[..., :-1], state[..., -1]
