@@ -1,9 +1,8 @@
 """The one place where the layers pick the op they call.
 
 The layers call the dispatchers ``vla.ops.vla``, ``vla.ops.delta_rule`` and ``vla.ops.linear_attn``
-(``mode="auto" | "naive" | "chunk" | "fused_recurrent"``). Until a dispatcher exists in ``vla.ops``
-(it is a plain function there once the chunked back ends land), the naive reference op is used,
-whatever the mode; the lookup happens at call time, so nothing has to change when it lands.
+(``mode="auto" | "naive" | "chunk" | "fused_recurrent"``), looked up at call time. The naive
+fallback below only matters for a build of ``vla.ops`` without dispatchers.
 """
 
 from __future__ import annotations
