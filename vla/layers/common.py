@@ -53,3 +53,23 @@ class HeadRMSNorm(nn.Module):
         x32 = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return (y * self.weight.to(y.dtype)).to(x.dtype)
+
+
+def init_baseline_mixer(layer: nn.Module, hidden_size: int, num_heads: int, head_dim, *, norm_eps: float,
+                        mode: str, chunk_size: int, backend: str) -> None:
+    """What the recurrent baselines (DeltaNet, linear attention) set up alike: sizes, back end,
+    q/k/v/o projections without bias and the per-head output RMSNorm."""
+    from . import _ops
+
+    layer.head_dim = check_sizes(hidden_size, num_heads, head_dim)
+    layer.hidden_size, layer.num_heads = hidden_size, num_heads
+    # no fused recurrent kernel for the baselines: decoding runs the chunk form with T = 1
+    layer.mode = _ops.check_mode(mode, ("auto", "naive", "chunk"))
+    layer.chunk_size = _ops.check_chunk_size(chunk_size)
+    layer.backend = _ops.check_backend(backend)  # chunk form: "torch", "triton" or "auto"
+    inner = num_heads * layer.head_dim
+    layer.q_proj = nn.Linear(hidden_size, inner, bias=False)
+    layer.k_proj = nn.Linear(hidden_size, inner, bias=False)
+    layer.v_proj = nn.Linear(hidden_size, inner, bias=False)
+    layer.o_norm = HeadRMSNorm(layer.head_dim, eps=norm_eps)
+    layer.o_proj = nn.Linear(inner, hidden_size, bias=False)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..ops.utils import l2norm
 from . import _ops
 from .cache import LayerCache
-from .common import HeadRMSNorm, check_input, check_sizes
+from .common import check_input, init_baseline_mixer
 
 
 class DeltaNet(nn.Module):
@@ -25,19 +25,9 @@ class DeltaNet(nn.Module):
                  norm_eps: float = 1e-5, mode: str = "auto", chunk_size: int = 64,
                  backend: str = "auto"):
         super().__init__()
-        self.head_dim = check_sizes(hidden_size, num_heads, head_dim)
-        self.hidden_size, self.num_heads = hidden_size, num_heads
-        # no fused recurrent kernel for the baselines: decoding runs the chunk form with T = 1
-        self.mode = _ops.check_mode(mode, ("auto", "naive", "chunk"))
-        self.chunk_size = _ops.check_chunk_size(chunk_size)
-        self.backend = _ops.check_backend(backend)  # chunk form: "torch", "triton" or "auto"
-        inner = num_heads * self.head_dim
-        self.q_proj = nn.Linear(hidden_size, inner, bias=False)
-        self.k_proj = nn.Linear(hidden_size, inner, bias=False)
-        self.v_proj = nn.Linear(hidden_size, inner, bias=False)
+        init_baseline_mixer(self, hidden_size, num_heads, head_dim, norm_eps=norm_eps, mode=mode,
+                            chunk_size=chunk_size, backend=backend)
         self.b_proj = nn.Linear(hidden_size, num_heads, bias=False)
-        self.o_norm = HeadRMSNorm(self.head_dim, eps=norm_eps)
-        self.o_proj = nn.Linear(inner, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor, cache: Optional[LayerCache] = None,
                 use_cache: bool = False) -> Tuple[torch.Tensor, Optional[LayerCache]]:
