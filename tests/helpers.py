@@ -5,7 +5,7 @@ import torch
 
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     """Relative L2 error ||x - ref|| / ||ref||, as flash-linear-attention measures kernels."""
-    x, ref = x.double(), ref.double()
+    x, ref = x.detach().double(), ref.detach().double()
     return float((x - ref).norm() / ref.norm().clamp_min(1e-30))
 
 
