@@ -41,14 +41,16 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
     states, corrections = [], []
     for c in range(q.shape[0]):
         states.append(S)
-        e = v_corr[c] - r_corr[c] @ S if delta else v[c]              # row t = v_t - S_{t-1}^T r_t
+        e = torch.baddbmm(v_corr[c], r_corr[c], S, alpha=-1) if delta else v[c]  # row t = v_t - S_{t-1}^T r_t
         corrections.append(e)
         S = torch.baddbmm(S, write_key[c].transpose(-1, -2), e)
     S_final = S.reshape(N, H, K, V)
     if not states:
         return v.new_zeros(v.shape), S_final
-    o = scale * (q @ torch.stack(states) + qw @ torch.stack(corrections))
-    return o, S_final
+    nc, NH = q.shape[:2]
+    o = torch.baddbmm(torch.matmul(q, torch.stack(states)).flatten(0, 1), qw.flatten(0, 1),
+                      torch.stack(corrections).flatten(0, 1), beta=scale, alpha=scale)   # scale (Q S0 + P E)
+    return o.view(nc, NH, C, -1), S_final
 
 
 def to_chunks(x: torch.Tensor, C: int) -> torch.Tensor:

@@ -52,8 +52,9 @@ def write_directions(u, k_hat, A0, nudge, *, nudge_eps: float, eps: float):
         return torch.zeros_like(u), A_final
     # Parallel part, all chunks at once: row t of a = A_t k_hat_t = k_hat_t A_c - sum_{i<=t} (k_hat_t.z_i) z_i
     Z = torch.stack(zs)                                                 # [nc, NH, K, C]
-    a = k_hat @ torch.stack(starts) - (k_hat @ Z).masked_fill(~incl, 0) @ Z.transpose(-1, -2)
-    return l2norm(a, eps), A_final
+    a = torch.baddbmm(torch.matmul(k_hat, torch.stack(starts)).flatten(0, 1),
+                      (k_hat @ Z).masked_fill(~incl, 0).flatten(0, 1), Z.transpose(-1, -2).flatten(0, 1), alpha=-1)
+    return l2norm(a, eps).view(nc, NH, C, K), A_final
 
 
 def chunk_vla_torch(q, k, v, u, info, S0, A0, *, scale, period, nudge_eps, eps, chunk_size):
