@@ -48,7 +48,9 @@ from typing import Callable, Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from ..ops.utils import OffsetLike, check_hyper, compute_dtype, default_scale
+from ..ops.common.chunk_delta import to_chunks
+from ..ops.utils import ChunkLayout, OffsetLike, SeqInfo, check_hyper, compute_dtype, default_scale
+from ..ops.vla.chunk import penalty_inverse_chain
 from ..ops.vla.naive import check_vla_inputs, naive_recurrent_vla
 
 __all__ = ["context_parallel_vla", "penalty_inverse_pass"]
@@ -71,35 +73,16 @@ def penalty_inverse_pass(A: torch.Tensor, u: torch.Tensor, offsets: torch.Tensor
     for SPD A in exact arithmetic. Differentiable by autograd.
     """
     N, T, H, K = u.shape
-    C = math.gcd(chunk_size, period) if nudge_eps > 0 else chunk_size
-    offsets = offsets.to("cpu", torch.int64)
-    lead = [int(o) % C for o in offsets.tolist()]             # zero rows in front of each sequence
-    L = max(((r + T + C - 1) // C) * C for r in lead)
     if T == 0:
         return A
-    if any(lead) or L != T:
-        pieces = []                                             # zero rows leave A unchanged
-        for n, r in enumerate(lead):
-            pieces.append(torch.cat([u.new_zeros(r, H, K), u[n], u.new_zeros(L - r - T, H, K)], dim=0))
-        u = torch.stack(pieces, dim=0)
-    nc = L // C
-    uc = u.reshape(N, nc, C, H, K).permute(0, 3, 1, 2, 4)        # [N, H, nc, C, K]
-    base = offsets - torch.tensor(lead, dtype=torch.int64)      # absolute position before row 0
-    eye_c = torch.eye(C, dtype=u.dtype, device=u.device)
-    eye_k = torch.eye(K, dtype=u.dtype, device=u.device)
-    for c in range(nc):
-        U = uc[:, :, c]                                           # [N, H, C, K]
-        W = A @ U.transpose(-1, -2)                               # [N, H, K, C]: A u_i
-        M = eye_c + U @ W                                         # SPD, eigenvalues >= 1
-        R = torch.linalg.cholesky(M)
-        Zt = torch.linalg.solve_triangular(R, W.transpose(-1, -2), upper=False)
-        A = A - Zt.transpose(-1, -2) @ Zt                         # Woodbury: A - W M^-1 W^T
-        if nudge_eps > 0:
-            end = base + (c + 1) * C                              # absolute position of the chunk's last row
-            fire = (end % period == 0) & (end <= offsets + T)
-            if bool(fire.any()):
-                A = A + (nudge_eps * fire.to(A.device, A.dtype))[:, None, None, None] * eye_k
-    return A
+    C = math.gcd(chunk_size, period) if nudge_eps > 0 else chunk_size
+    info = SeqInfo(B=N, T=T, H=H, K=K, V=K, N=N, offsets=offsets.to("cpu", torch.int64), cu_seqlens=None)
+    layout = ChunkLayout(info, C, u.device)                     # zero rows leave A unchanged
+    ends, real = layout.chunk_end_positions()
+    symmetric = 0.5 * (A + A.transpose(-1, -2))                 # the chain reads A as symmetric
+    _, _, A_out = penalty_inverse_chain(to_chunks(layout.pad(u), C), symmetric, (ends % period == 0) & real,
+                                        nudge_eps=nudge_eps)
+    return A_out
 
 
 # --------------------------------------------------------------------------------------------------

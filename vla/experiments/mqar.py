@@ -262,8 +262,6 @@ def run(config: Config, device: str = "cpu", progress: bool = True, first_guess:
 
 
 def _result(config: Config, device: str, runs: List[dict], t0: float) -> dict:
-    from ..layers import _ops
-
     return {
         "config": dataclasses.asdict(config),
         "head_dim": config.head_dim,
@@ -271,7 +269,7 @@ def _result(config: Config, device: str, runs: List[dict], t0: float) -> dict:
         "best": pick_best(runs, config.short_conv),
         "meta": {"device": device,
                  "device_name": torch.cuda.get_device_name(0) if str(device).startswith("cuda") else platform.processor() or "cpu",
-                 "torch": torch.__version__, "chunk_backend": _ops.has_dispatchers(),
+                 "torch": torch.__version__, "chunk_backend": config.mode != "naive",
                  "elapsed_s": time.time() - t0,
                  "runs_done": sum(r["status"] == "done" for r in runs),
                  "runs_skipped": sum(r["status"] != "done" for r in runs)},

@@ -1,8 +1,7 @@
 """The one place where the layers pick the op they call.
 
 The layers call the dispatchers ``vla.ops.vla``, ``vla.ops.delta_rule`` and ``vla.ops.linear_attn``
-(``mode="auto" | "naive" | "chunk" | "fused_recurrent"``), looked up at call time. The naive
-fallback below only matters for a build of ``vla.ops`` without dispatchers.
+(``mode="auto" | "naive" | "chunk" | "fused_recurrent"``).
 """
 
 from __future__ import annotations
@@ -33,28 +32,22 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def _dispatch(name: str, naive_name: str, mode: str, chunk_size: int, backend: str):
-    fn = getattr(_ops, name, None)
-    if callable(fn):  # the dispatcher (a plain subpackage of the same name is not callable)
-        def call(*args, **kwargs):
-            return fn(*args, mode=mode, chunk_size=chunk_size, backend=backend, **kwargs)
-        return call
-    return getattr(_ops, naive_name)
+def _dispatch(name: str, mode: str, chunk_size: int, backend: str):
+    fn = getattr(_ops, name)  # the dispatcher: vla.ops.vla, vla.ops.delta_rule, vla.ops.linear_attn
+
+    def call(*args, **kwargs):
+        return fn(*args, mode=mode, chunk_size=chunk_size, backend=backend, **kwargs)
+    return call
 
 
 def vla_op(mode: str, chunk_size: int = 64, backend: str = "auto"):
     """The VLA op for ``mode``: ``op(q, k, v, u, **kwargs) -> (o, final_state)``."""
-    return _dispatch("vla", "naive_recurrent_vla", mode, chunk_size, backend)
+    return _dispatch("vla", mode, chunk_size, backend)
 
 
 def delta_rule_op(mode: str, chunk_size: int = 64, backend: str = "auto"):
-    return _dispatch("delta_rule", "naive_recurrent_delta_rule", mode, chunk_size, backend)
+    return _dispatch("delta_rule", mode, chunk_size, backend)
 
 
 def linear_attn_op(mode: str, chunk_size: int = 64, backend: str = "auto"):
-    return _dispatch("linear_attn", "naive_recurrent_linear_attn", mode, chunk_size, backend)
-
-
-def has_dispatchers() -> bool:
-    """Whether the fast dispatchers have landed (else the layers run the naive loops)."""
-    return all(callable(getattr(_ops, n, None)) for n in ("vla", "delta_rule", "linear_attn"))
+    return _dispatch("linear_attn", mode, chunk_size, backend)

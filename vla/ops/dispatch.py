@@ -7,15 +7,11 @@ PyTorch chunk form. ``"naive"`` is the step-by-step definition.
 
 from __future__ import annotations
 
-import torch
+from .utils import needs_grad
 
 _MODES = ("auto", "naive", "chunk", "fused_recurrent")
 # Below this many tokens per sequence, a gradient-free CUDA call goes to the fused recurrent kernel.
 FUSED_RECURRENT_MAX_T = 64
-
-
-def _needs_grad(*xs) -> bool:
-    return torch.is_grad_enabled() and any(isinstance(x, torch.Tensor) and x.requires_grad for x in xs)
 
 
 def _check_mode(mode: str) -> None:
@@ -38,7 +34,7 @@ def vla(q, k, v, u, *, mode: str = "auto", chunk_size: int = 64, backend: str = 
     if mode == "auto":
         init = kwargs.get("initial_state") or ()
         short = q.dim() == 4 and q.shape[1] <= FUSED_RECURRENT_MAX_T
-        if q.is_cuda and short and not _needs_grad(q, k, v, u, *init) and _fused_available():
+        if q.is_cuda and short and not needs_grad(q, k, v, u, *init) and _fused_available():
             mode = "fused_recurrent"
         else:
             mode = "chunk"

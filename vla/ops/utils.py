@@ -32,6 +32,11 @@ def input_checks(finite: bool = True):
         _CHECK_FINITE = old
 
 
+def needs_grad(*xs) -> bool:
+    """Whether autograd would record a call on these tensors (grad mode on and one requires grad)."""
+    return torch.is_grad_enabled() and any(isinstance(x, torch.Tensor) and x.requires_grad for x in xs)
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float64 stays float64; every other floating dtype computes in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32

@@ -18,20 +18,18 @@ from ..utils import ChunkLayout, OffsetLike, check_chunk_size, compute_dtype, de
 from .naive import check_vla_inputs, initial_vla_state
 
 
-def write_directions(u, k_hat, A0, nudge, *, nudge_eps: float, eps: float):
-    """Phase 1 of SPEC §3 over all chunks.
+def penalty_inverse_chain(u, A0, nudge, *, nudge_eps: float):
+    """The sequential half of phase 1 (SPEC §3): A carried through the chunks by Woodbury.
 
-    u, k_hat: chunk-major [nc, N*H, C, K]; A0: [N, H, K, K] (symmetric); nudge: bool [N, nc], whether
-    the chunk ends on a multiple of the period. Returns (write_dir [nc, N*H, C, K], A [N, H, K, K]
-    after the last chunk).
+    u: chunk-major [nc, N*H, C, K]; A0: [N, H, K, K] (symmetric); nudge: bool [N, nc], whether the
+    chunk ends on a multiple of the period. Returns (A at each chunk start [nc] x [N*H, K, K], each
+    chunk's Z [nc] x [N*H, K, C] with columns z_i / sqrt(delta_i), A after the last chunk [N, H, K, K]).
     """
     nc, NH, C, K = u.shape
     N, H = A0.shape[:2]
     eye_c = torch.eye(C, dtype=u.dtype, device=u.device)
-    incl = torch.ones(C, C, dtype=torch.bool, device=u.device).tril()
     # per (sequence, head) row of the batch: the nudge added at the end of each chunk
     nudge_rows = (nudge.to(u.device, u.dtype) * nudge_eps).repeat_interleave(H, dim=0)  # [N*H, nc]
-    # Sequential part: the chain A_c -> A_{c+1}, keeping A at each chunk start and the chunk's z's.
     A = A0.reshape(NH, K, K)
     starts, zs = [], []
     for c in range(nc):
@@ -47,10 +45,22 @@ def write_directions(u, k_hat, A0, nudge, *, nudge_eps: float, eps: float):
         A = torch.baddbmm(A, Z, Z.transpose(-1, -2), alpha=-1)         # Woodbury on the chunk
         if nudge_eps > 0 and bool(nudge[:, c].any()):
             A.diagonal(dim1=-2, dim2=-1).add_(nudge_rows[:, c, None])   # A + nudge I (A is a fresh tensor)
-    A_final = A.reshape(N, H, K, K)
+    return starts, zs, A.reshape(N, H, K, K)
+
+
+def write_directions(u, k_hat, A0, nudge, *, nudge_eps: float, eps: float):
+    """Phase 1 of SPEC §3 over all chunks.
+
+    u, k_hat: chunk-major [nc, N*H, C, K]; A0: [N, H, K, K] (symmetric); nudge: bool [N, nc], whether
+    the chunk ends on a multiple of the period. Returns (write_dir [nc, N*H, C, K], A [N, H, K, K]
+    after the last chunk).
+    """
+    nc, NH, C, K = u.shape
+    starts, zs, A_final = penalty_inverse_chain(u, A0, nudge, nudge_eps=nudge_eps)
     if nc == 0:
         return torch.zeros_like(u), A_final
     # Parallel part, all chunks at once: row t of a = A_t k_hat_t = k_hat_t A_c - sum_{i<=t} (k_hat_t.z_i) z_i
+    incl = torch.ones(C, C, dtype=torch.bool, device=u.device).tril()
     Z = torch.stack(zs)                                                 # [nc, NH, K, C]
     a = torch.baddbmm(torch.matmul(k_hat, torch.stack(starts)).flatten(0, 1),
                       (k_hat @ Z).masked_fill(~incl, 0).flatten(0, 1), Z.transpose(-1, -2).flatten(0, 1), alpha=-1)

@@ -25,14 +25,10 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..utils import OffsetLike, default_scale
+from ..utils import OffsetLike, default_scale, needs_grad
 from .naive import check_vla_inputs
 
 MAX_HEAD_DIM = 128
-
-
-def _requires_grad(*xs) -> bool:
-    return any(isinstance(x, torch.Tensor) and x.requires_grad for x in xs)
 
 
 def fused_recurrent_vla(
@@ -74,7 +70,7 @@ def fused_recurrent_vla(
         raise ValueError(f"v head size V={info.V} is too large for fused_recurrent_vla "
                          f"(at most {MAX_HEAD_DIM}); use chunk_vla or naive_recurrent_vla")
     S0, A0 = (None, None) if initial_state is None else initial_state
-    if torch.is_grad_enabled() and _requires_grad(q, k, v, u, S0, A0):
+    if needs_grad(q, k, v, u, S0, A0):
         raise NotImplementedError(
             "fused_recurrent_vla is forward-only and got inputs that require grad: use chunk_vla "
             "(or naive_recurrent_vla) for training, or call it under torch.no_grad()")
