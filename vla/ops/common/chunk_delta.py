@@ -21,36 +21,48 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
 
     Returns ``o [nc, N*H, C, V]`` and the final state ``[N, H, K, V]``.
     """
-    C = q.shape[-2]
+    nc, NH, C, _ = q.shape
     N, H, K, V = S0.shape
-    mask_strict = torch.ones(C, C, dtype=torch.bool, device=q.device).tril(-1)
-    mask_incl = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-    # causal read-out weights within a chunk (diagonal included: a token reads its own write)
-    qw = (q @ write_key.transpose(-1, -2)).masked_fill(~mask_incl, 0)
+    S = S0.reshape(N * H, K, V)
+    if nc == 0:
+        return v.new_zeros(v.shape), S0
+    # chunks and (sequence, head) rows flattened into one batch: every batched product is one bmm
+    qf, rf, wf, vf = (x.reshape(nc * NH, C, x.shape[-1]) for x in (q, read_key, write_key, v))
+    # causal read-out weights within a chunk (diagonal included: a token reads its own write);
+    # in-place steps act on fresh products that autograd does not keep
+    qw = torch.bmm(qf, wf.transpose(-1, -2)).tril_()
     if delta:
+        # (I + L)^{-1} for every chunk at once, L = tril(R W^T, -1): the unit lower-triangular solve
+        # reads only the strict lower triangle of R W^T, so no masking. One solve for the inverse and
+        # two products beat solves with V and R as right-hand sides (LAPACK's small solves are slow).
         eye = torch.eye(C, dtype=q.dtype, device=q.device)
-        lower = (read_key @ write_key.transpose(-1, -2)).masked_fill(~mask_strict, 0)
-        # (I + L)^{-1} applied to V and to R, for every chunk at once (unit lower-triangular solves;
-        # two calls: LAPACK's triangular solve slows down more than linearly with the right-hand side)
-        unit_lower = eye + lower
-        v_corr = torch.linalg.solve_triangular(unit_lower, v, upper=False, unitriangular=True)
-        r_corr = torch.linalg.solve_triangular(unit_lower, read_key, upper=False, unitriangular=True)
+        inv = torch.linalg.solve_triangular(torch.bmm(rf, wf.transpose(-1, -2)), eye, upper=False,
+                                            unitriangular=True)
+        v_corr = torch.bmm(inv, vf).view(nc, NH, C, V)
+        r_corr = torch.bmm(inv, rf).view(nc, NH, C, K)
     # Sequential part: only what the state passing needs (two products per chunk); the state
     # entering each chunk is kept (T/C x K x V) so that the outputs come from two batched products.
-    S = S0.reshape(N * H, K, V)
-    states, corrections = [], []
-    for c in range(q.shape[0]):
-        states.append(S)
-        e = torch.baddbmm(v_corr[c], r_corr[c], S, alpha=-1) if delta else v[c]  # row t = v_t - S_{t-1}^T r_t
-        corrections.append(e)
-        S = torch.baddbmm(S, write_key[c].transpose(-1, -2), e)
-    S_final = S.reshape(N, H, K, V)
-    if not states:
-        return v.new_zeros(v.shape), S_final
-    nc, NH = q.shape[:2]
-    o = torch.baddbmm(torch.matmul(q, torch.stack(states)).flatten(0, 1), qw.flatten(0, 1),
-                      torch.stack(corrections).flatten(0, 1), beta=scale, alpha=scale)   # scale (Q S0 + P E)
-    return o.view(nc, NH, C, -1), S_final
+    # Without autograd the states and corrections go straight into buffers (v_corr is updated in place).
+    wt = write_key.transpose(-1, -2)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, read_key, write_key, v, S0)):
+        states, corrections = [], []
+        for c in range(nc):
+            states.append(S)
+            e = torch.baddbmm(v_corr[c], r_corr[c], S, alpha=-1) if delta else v[c]  # row t = v_t - S_{t-1}^T r_t
+            corrections.append(e)
+            S = torch.baddbmm(S, wt[c], e)
+        states, corrections = torch.stack(states), torch.stack(corrections)
+    else:
+        states = S.new_empty(nc + 1, NH, K, V)
+        states[0] = S
+        corrections = v_corr if delta else v
+        for c in range(nc):
+            if delta:
+                corrections[c].baddbmm_(r_corr[c], states[c], alpha=-1)
+            torch.baddbmm(states[c], wt[c], corrections[c], out=states[c + 1])
+        S, states = states[nc].clone(), states[:nc]
+    o = torch.bmm(qf, states.flatten(0, 1)).baddbmm_(qw, corrections.flatten(0, 1), beta=scale, alpha=scale)
+    return o.view(nc, NH, C, V), S.reshape(N, H, K, V)
 
 
 def to_chunks(x: torch.Tensor, C: int) -> torch.Tensor:

@@ -18,34 +18,59 @@ from ..utils import ChunkLayout, OffsetLike, check_chunk_size, compute_dtype, de
 from .naive import check_vla_inputs, initial_vla_state
 
 
+def _tracks_grad(*tensors) -> bool:
+    """Whether autograd records ops on these tensors (else buffers are filled in place)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def penalty_inverse_chain(u, A0, nudge, *, nudge_eps: float):
     """The sequential half of phase 1 (SPEC §3): A carried through the chunks by Woodbury.
 
     u: chunk-major [nc, N*H, C, K]; A0: [N, H, K, K] (symmetric); nudge: bool [N, nc], whether the
-    chunk ends on a multiple of the period. Returns (A at each chunk start [nc] x [N*H, K, K], each
-    chunk's Z [nc] x [N*H, K, C] with columns z_i / sqrt(delta_i), A after the last chunk [N, H, K, K]).
+    chunk ends on a multiple of the period. Returns (A at each chunk start [nc, N*H, K, K], each chunk's
+    Z^T [nc, N*H, C, K] with rows z_i / sqrt(delta_i), A after the last chunk [N, H, K, K]).
+
+    Per chunk the loop does only what the chain needs: two products for M = I + U A U^T, one Cholesky
+    M = R R^T, one triangular solve Z^T = R^{-1} U A, and the update A - Z Z^T. Without autograd the
+    results are written straight into preallocated buffers.
     """
     nc, NH, C, K = u.shape
     N, H = A0.shape[:2]
-    eye_c = torch.eye(C, dtype=u.dtype, device=u.device)
-    # per (sequence, head) row of the batch: the nudge added at the end of each chunk
-    nudge_rows = (nudge.to(u.device, u.dtype) * nudge_eps).repeat_interleave(H, dim=0)  # [N*H, nc]
     A = A0.reshape(NH, K, K)
-    starts, zs = [], []
+    eye_c = torch.eye(C, dtype=u.dtype, device=u.device)
+    # per chunk, per (sequence, head) row of the batch: the nudge added at the end of the chunk
+    nudge_add = (nudge.to(u.device, u.dtype) * nudge_eps).repeat_interleave(H, dim=0).t().unsqueeze(-1)  # [nc, N*H, 1]
+    fires = nudge.any(0).tolist() if nudge_eps > 0 else [False] * nc  # one host sync, not one per chunk
+    grad = _tracks_grad(u, A0)
+    if grad:
+        starts, zts = [], []
+    else:
+        starts = u.new_empty(nc + 1, NH, K, K)
+        starts[0] = A
+        zts = u.new_empty(nc, NH, C, K)
     for c in range(nc):
         U = u[c]                                                        # [NH, C, K]
-        G = U @ A                                                       # rows (A_c u_i)^T (A symmetric)
+        G = torch.bmm(U, A)                                             # rows (A_c u_i)^T (A symmetric)
         M = torch.baddbmm(eye_c, G, U.transpose(-1, -2))                # I + U A_c U^T: SPD, eigenvalues >= 1
-        # M = R R^T with R = U_M^T lower, R_ii = sqrt(delta_i). The upper factor and a right-hand solve
-        # hand LAPACK column-major operands without copies (about twice as fast on a CPU).
-        U_M = torch.linalg.cholesky_ex(M, upper=True).L
-        Z = torch.linalg.solve_triangular(U_M, G.transpose(-1, -2), upper=True, left=False)  # K x C: z_i / sqrt(delta_i)
-        starts.append(A)
-        zs.append(Z)
-        A = torch.baddbmm(A, Z, Z.transpose(-1, -2), alpha=-1)         # Woodbury on the chunk
-        if nudge_eps > 0 and bool(nudge[:, c].any()):
-            A.diagonal(dim1=-2, dim2=-1).add_(nudge_rows[:, c, None])   # A + nudge I (A is a fresh tensor)
-    return starts, zs, A.reshape(N, H, K, K)
+        # M is symmetric: its transpose is the column-major operand LAPACK wants (no transposing copy),
+        # and the lower factor R comes back column-major, which the left solve takes as it is.
+        R = torch.linalg.cholesky_ex(M.transpose(-1, -2)).L             # M = R R^T, R_ii = sqrt(delta_i)
+        if grad:
+            starts.append(A)
+            Zt = torch.linalg.solve_triangular(R, G, upper=False)      # C x K: rows z_i / sqrt(delta_i)
+            zts.append(Zt)
+            A = torch.baddbmm(A, Zt.transpose(-1, -2), Zt, alpha=-1)   # Woodbury on the chunk
+        else:
+            Zt = torch.linalg.solve_triangular(R, G, upper=False, out=zts[c])
+            A = torch.baddbmm(A, Zt.transpose(-1, -2), Zt, alpha=-1, out=starts[c + 1])
+        if fires[c]:
+            A.diagonal(dim1=-2, dim2=-1).add_(nudge_add[c])            # A + nudge I (A is a fresh tensor)
+    if grad:
+        starts = torch.stack(starts) if nc else u.new_empty(0, NH, K, K)
+        zts = torch.stack(zts) if nc else u.new_empty(0, NH, C, K)
+    else:
+        starts, A = starts[:nc], A.clone()                              # the final A owns its memory
+    return starts, zts, A.reshape(N, H, K, K)
 
 
 def write_directions(u, k_hat, A0, nudge, *, nudge_eps: float, eps: float):
@@ -56,14 +81,13 @@ def write_directions(u, k_hat, A0, nudge, *, nudge_eps: float, eps: float):
     after the last chunk).
     """
     nc, NH, C, K = u.shape
-    starts, zs, A_final = penalty_inverse_chain(u, A0, nudge, nudge_eps=nudge_eps)
+    starts, zt, A_final = penalty_inverse_chain(u, A0, nudge, nudge_eps=nudge_eps)
     if nc == 0:
         return torch.zeros_like(u), A_final
     # Parallel part, all chunks at once: row t of a = A_t k_hat_t = k_hat_t A_c - sum_{i<=t} (k_hat_t.z_i) z_i
-    incl = torch.ones(C, C, dtype=torch.bool, device=u.device).tril()
-    Z = torch.stack(zs)                                                 # [nc, NH, K, C]
-    a = torch.baddbmm(torch.matmul(k_hat, torch.stack(starts)).flatten(0, 1),
-                      (k_hat @ Z).masked_fill(~incl, 0).flatten(0, 1), Z.transpose(-1, -2).flatten(0, 1), alpha=-1)
+    # (in-place steps act on fresh products that autograd does not keep)
+    kz = torch.matmul(k_hat, zt.transpose(-1, -2)).tril_()             # (k_hat_t . z_i) for i <= t
+    a = torch.matmul(k_hat, starts).flatten(0, 1).baddbmm_(kz.flatten(0, 1), zt.flatten(0, 1), alpha=-1)
     return l2norm(a, eps).view(nc, NH, C, K), A_final
 
 
