@@ -37,7 +37,6 @@ def penalty_inverse_chain(u, A0, nudge, *, nudge_eps: float):
     nc, NH, C, K = u.shape
     N, H = A0.shape[:2]
     A = A0.reshape(NH, K, K)
-    eye_c = torch.eye(C, dtype=u.dtype, device=u.device)
     # per chunk, per (sequence, head) row of the batch: the nudge added at the end of the chunk
     nudge_add = (nudge.to(u.device, u.dtype) * nudge_eps).repeat_interleave(H, dim=0).t().unsqueeze(-1)  # [nc, N*H, 1]
     fires = nudge.any(0).tolist() if nudge_eps > 0 else [False] * nc  # one host sync, not one per chunk
@@ -51,7 +50,8 @@ def penalty_inverse_chain(u, A0, nudge, *, nudge_eps: float):
     for c in range(nc):
         U = u[c]                                                        # [NH, C, K]
         G = torch.bmm(U, A)                                             # rows (A_c u_i)^T (A symmetric)
-        M = torch.baddbmm(eye_c, G, U.transpose(-1, -2))                # I + U A_c U^T: SPD, eigenvalues >= 1
+        M = torch.bmm(G, U.transpose(-1, -2))
+        M.diagonal(dim1=-2, dim2=-1).add_(1)                            # I + U A_c U^T: SPD, eigenvalues >= 1
         # M is symmetric: its transpose is the column-major operand LAPACK wants (no transposing copy),
         # and the lower factor R comes back column-major, which the left solve takes as it is.
         R = torch.linalg.cholesky_ex(M.transpose(-1, -2)).L             # M = R R^T, R_ii = sqrt(delta_i)
@@ -81,14 +81,18 @@ def write_directions(u, k_hat, A0, nudge, *, nudge_eps: float, eps: float):
     after the last chunk).
     """
     nc, NH, C, K = u.shape
+    grad = _tracks_grad(u, k_hat, A0)
     starts, zt, A_final = penalty_inverse_chain(u, A0, nudge, nudge_eps=nudge_eps)
     if nc == 0:
         return torch.zeros_like(u), A_final
     # Parallel part, all chunks at once: row t of a = A_t k_hat_t = k_hat_t A_c - sum_{i<=t} (k_hat_t.z_i) z_i
     # (in-place steps act on fresh products that autograd does not keep)
-    kz = torch.matmul(k_hat, zt.transpose(-1, -2)).tril_()             # (k_hat_t . z_i) for i <= t
-    a = torch.matmul(k_hat, starts).flatten(0, 1).baddbmm_(kz.flatten(0, 1), zt.flatten(0, 1), alpha=-1)
-    return l2norm(a, eps).view(nc, NH, C, K), A_final
+    # (3-d bmm on flattened chunks: a 4-d matmul would copy the transposed operand)
+    kf, zf = k_hat.flatten(0, 1), zt.flatten(0, 1)
+    kz = torch.bmm(kf, zf.transpose(-1, -2)).tril_()                    # (k_hat_t . z_i) for i <= t
+    a = torch.bmm(kf, starts.flatten(0, 1)).baddbmm_(kz, zf, alpha=-1)
+    a = l2norm(a, eps) if grad else a.div_(a.norm(dim=-1, keepdim=True).clamp_min_(eps))
+    return a.view(nc, NH, C, K), A_final
 
 
 def chunk_vla_torch(q, k, v, u, info, S0, A0, *, scale, period, nudge_eps, eps, chunk_size):
