@@ -1,10 +1,13 @@
 """The PyTorch chunk forms fill buffers in place when autograd is off: same results as the autograd
-path, and the caller's tensors are left untouched."""
+path, and the caller's tensors are left untouched. VLA's chunk form runs over segments of chunks."""
 
+import importlib
+
+import pytest
 import torch
 
 from tests.helpers import vla_inputs
-from vla.ops import chunk_delta_rule, chunk_linear_attn, chunk_vla
+from vla.ops import chunk_delta_rule, chunk_linear_attn, chunk_vla, naive_recurrent_vla
 
 
 def _both_paths(fn, inputs, **kw):
@@ -52,3 +55,38 @@ def test_linear_attn_paths_agree():
     q, k, v, _ = vla_inputs(2, 70, 2, 6, 4)
     q, k = torch.nn.functional.elu(q) + 1, torch.nn.functional.elu(k) + 1
     _assert_same(*_both_paths(chunk_linear_attn, [q, k, v], output_final_state=True, chunk_size=16))
+
+
+def _spd(N, H, K):
+    X = torch.randn(N, H, K, K, dtype=torch.float64)
+    return X @ X.transpose(-1, -2) / K + 0.3 * torch.eye(K, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("segment", [1, 3])
+def test_vla_segments_match_naive(monkeypatch, segment):
+    # the chunk form runs over segments of SEGMENT_CHUNKS chunks, carrying (S, A): same results and
+    # gradients as the step-by-step definition, ragged sequences, nudges and initial states included
+    monkeypatch.setattr(importlib.import_module("vla.ops.vla.chunk"), "SEGMENT_CHUNKS", segment)
+    H, K, V = 2, 8, 5
+    lens = [5, 70, 1, 47]
+    N = len(lens)
+    cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int64)
+    inputs = vla_inputs(1, sum(lens), H, K, V, requires_grad=True)
+    states = [torch.randn(N, H, K, V, dtype=torch.float64, requires_grad=True), _spd(N, H, K).requires_grad_()]
+    kw = dict(period=16, offset=[0, 3, 15, 60], cu_seqlens=cu, nudge_eps=0.02, output_final_state=True,
+              initial_state=tuple(states))
+    with torch.no_grad():
+        plain = chunk_vla(*inputs, chunk_size=16, **kw)
+    res = []
+    for fn in (naive_recurrent_vla, lambda *a, **k: chunk_vla(*a, chunk_size=16, **k)):
+        o, (S, A) = fn(*inputs, **kw)
+        torch.manual_seed(1)
+        loss = (o * torch.randn_like(o)).sum() + (S * torch.randn_like(S)).sum() + (A * torch.randn_like(A)).sum()
+        res.append(((o, (S, A)), torch.autograd.grad(loss, list(inputs) + states)))
+    (ref, g_ref), (got, g_got) = res
+    _assert_same(plain, ref, 1e-10)
+    _assert_same(got, ref, 1e-10)
+    for name, gc, gn in zip("q k v u S0 A0".split(), g_got, g_ref):
+        if name == "A0":
+            gn = 0.5 * (gn + gn.transpose(-1, -2))  # A is symmetric: the chunk op returns the symmetric part
+        assert (gc - gn).abs().max() <= 1e-8 * max(1.0, gn.abs().max().item()), name

@@ -28,9 +28,6 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
         return v.new_zeros(v.shape), S0
     # chunks and (sequence, head) rows flattened into one batch: every batched product is one bmm
     qf, rf, wf, vf = (x.reshape(nc * NH, C, x.shape[-1]) for x in (q, read_key, write_key, v))
-    # causal read-out weights within a chunk (diagonal included: a token reads its own write);
-    # in-place steps act on fresh products that autograd does not keep
-    qw = torch.bmm(qf, wf.transpose(-1, -2)).tril_()
     if delta:
         # (I + L)^{-1} for every chunk at once, L = tril(R W^T, -1): the unit lower-triangular solve
         # reads only the strict lower triangle of R W^T, so no masking. One solve for the inverse and
@@ -40,6 +37,7 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
                                             unitriangular=True)
         v_corr = torch.bmm(inv, vf).view(nc, NH, C, V)
         r_corr = torch.bmm(inv, rf).view(nc, NH, C, K)
+        del inv
     # Sequential part: only what the state passing needs (two products per chunk); the state
     # entering each chunk is kept (T/C x K x V) so that the outputs come from two batched products.
     # Without autograd the states and corrections go straight into buffers (v_corr is updated in place).
@@ -52,15 +50,19 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
             corrections.append(e)
             S = torch.baddbmm(S, wt[c], e)
         states, corrections = torch.stack(states), torch.stack(corrections)
-    else:
-        states = S.new_empty(nc + 1, NH, K, V)
+    else:  # buffers of exactly T/C chunks (the final state is a separate small tensor)
+        states = S.new_empty(nc, NH, K, V)
         states[0] = S
         corrections = v_corr if delta else v
         for c in range(nc):
             if delta:
                 corrections[c].baddbmm_(r_corr[c], states[c], alpha=-1)
-            torch.baddbmm(states[c], wt[c], corrections[c], out=states[c + 1])
-        S, states = states[nc].clone(), states[:nc]
+            S = torch.baddbmm(states[c], wt[c], corrections[c], out=states[c + 1] if c + 1 < nc else None)
+    if delta:
+        del r_corr  # T-sized temporaries are released before the next ones are made (lower peak memory)
+    # causal read-out weights within a chunk (diagonal included: a token reads its own write);
+    # in-place steps act on fresh products that autograd does not keep
+    qw = torch.bmm(qf, wf.transpose(-1, -2)).tril_()
     o = torch.bmm(qf, states.flatten(0, 1)).baddbmm_(qw, corrections.flatten(0, 1), beta=scale, alpha=scale)
     return o.view(nc, NH, C, V), S.reshape(N, H, K, V)
 

@@ -4,7 +4,8 @@ Phase 1 (this file) runs the penalty inverse A through the chunks with one C x C
 (Woodbury on the chunk) and yields every token's write direction; phase 2
 (``vla.ops.common.chunk_delta``) is the generalized delta rule with read key k_hat and write key
 alpha_hat. Both run in float32 (float64 for float64 input). Differentiable by autograd; nothing of
-T x K^2 elements is stored (A is kept once per chunk).
+T x K^2 elements is stored (A is kept once per chunk). The two phases run segment by segment
+(``SEGMENT_CHUNKS`` chunks at a time, (S, A) carried across), which keeps temporaries small.
 """
 
 from __future__ import annotations
@@ -43,10 +44,10 @@ def penalty_inverse_chain(u, A0, nudge, *, nudge_eps: float):
     grad = _tracks_grad(u, A0)
     if grad:
         starts, zts = [], []
-    else:
-        starts = u.new_empty(nc + 1, NH, K, K)
-        starts[0] = A
-        zts = u.new_empty(nc, NH, C, K)
+    else:  # buffers of exactly T/C chunks (the final A is a separate small tensor)
+        starts, zts = u.new_empty(nc, NH, K, K), u.new_empty(nc, NH, C, K)
+        if nc:
+            starts[0] = A
     for c in range(nc):
         U = u[c]                                                        # [NH, C, K]
         G = torch.bmm(U, A)                                             # rows (A_c u_i)^T (A symmetric)
@@ -55,21 +56,17 @@ def penalty_inverse_chain(u, A0, nudge, *, nudge_eps: float):
         # M is symmetric: its transpose is the column-major operand LAPACK wants (no transposing copy),
         # and the lower factor R comes back column-major, which the left solve takes as it is.
         R = torch.linalg.cholesky_ex(M.transpose(-1, -2)).L             # M = R R^T, R_ii = sqrt(delta_i)
+        Zt = torch.linalg.solve_triangular(R, G, upper=False, out=None if grad else zts[c])  # rows z_i / sqrt(delta_i)
         if grad:
             starts.append(A)
-            Zt = torch.linalg.solve_triangular(R, G, upper=False)      # C x K: rows z_i / sqrt(delta_i)
             zts.append(Zt)
-            A = torch.baddbmm(A, Zt.transpose(-1, -2), Zt, alpha=-1)   # Woodbury on the chunk
-        else:
-            Zt = torch.linalg.solve_triangular(R, G, upper=False, out=zts[c])
-            A = torch.baddbmm(A, Zt.transpose(-1, -2), Zt, alpha=-1, out=starts[c + 1])
+        A = torch.baddbmm(A, Zt.transpose(-1, -2), Zt, alpha=-1,       # Woodbury on the chunk
+                          out=None if grad or c + 1 == nc else starts[c + 1])
         if fires[c]:
             A.diagonal(dim1=-2, dim2=-1).add_(nudge_add[c])            # A + nudge I (A is a fresh tensor)
     if grad:
         starts = torch.stack(starts) if nc else u.new_empty(0, NH, K, K)
         zts = torch.stack(zts) if nc else u.new_empty(0, NH, C, K)
-    else:
-        starts, A = starts[:nc], A.clone()                              # the final A owns its memory
     return starts, zts, A.reshape(N, H, K, K)
 
 
@@ -95,19 +92,41 @@ def write_directions(u, k_hat, A0, nudge, *, nudge_eps: float, eps: float):
     return a.view(nc, NH, C, K), A_final
 
 
-def chunk_vla_torch(q, k, v, u, info, S0, A0, *, scale, period, nudge_eps, eps, chunk_size):
+# Chunks per segment: the chunk form runs phase 1 and phase 2 over one segment of chunks at a time,
+# carrying (S, A) across segments. Results are those of one pass over all chunks, but the T-sized
+# temporaries shrink to segment size (on a CPU, fresh memory costs page faults, and a segment's
+# working set stays in cache).
+SEGMENT_CHUNKS = 8
+
+
+def chunk_vla_torch(q, k, v, u, info, S0, A0, *, scale, period, nudge_eps, eps, chunk_size,
+                    segment_chunks: Optional[int] = None):
     """The PyTorch chunk back end on validated inputs; returns (o, S, A) with S, A in compute dtype."""
     cdt = compute_dtype(q.dtype)
     C = chunk_size
     layout = ChunkLayout(info, C, q.device)
-    qc, kc, vc, uc = (to_chunks(layout.pad(x.to(cdt)), C) for x in (q, k, v, u))
+    q, k, v, u = (layout.pad(x.to(cdt)) for x in (q, k, v, u))      # [N, L, H, D]
     ends, real = layout.chunk_end_positions()
     nudge = (ends % period == 0) & real
-    k_hat = l2norm(kc, eps)
-    write_dir, A = write_directions(uc, k_hat, A0, nudge, nudge_eps=nudge_eps, eps=eps)
-    o, S = chunk_generalized_delta(qc, k_hat, write_dir, vc, S0, scale=scale, delta=True)
-    o = layout.unpad(from_chunks(o, info.N))
-    return o, S, A
+    N, L, H, V = v.shape
+    grad = _tracks_grad(q, k, v, u, S0, A0)
+    o = [] if grad else v.new_empty(N, L, H, V)
+    S, A = S0, A0
+    segment_chunks = segment_chunks or SEGMENT_CHUNKS
+    for c0 in range(0, layout.nc, segment_chunks):
+        c1 = min(layout.nc, c0 + segment_chunks)
+        rows = slice(c0 * C, c1 * C)
+        qc, kc, vc, uc = (to_chunks(x[:, rows], C) for x in (q, k, v, u))
+        k_hat = l2norm(kc, eps)
+        write_dir, A = write_directions(uc, k_hat, A, nudge[:, c0:c1], nudge_eps=nudge_eps, eps=eps)
+        oc, S = chunk_generalized_delta(qc, k_hat, write_dir, vc, S, scale=scale, delta=True)
+        if grad:
+            o.append(from_chunks(oc, N))
+        else:  # straight into the output, [N, L, H, V]
+            o[:, rows].view(N, c1 - c0, C, H, V).copy_(oc.view(c1 - c0, N, H, C, V).permute(1, 0, 3, 2, 4))
+    if grad:
+        o = torch.cat(o, dim=1) if len(o) > 1 else o[0]
+    return layout.unpad(o), S, A
 
 
 def chunk_vla(
