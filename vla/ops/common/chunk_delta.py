@@ -70,7 +70,8 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
 def to_chunks(x: torch.Tensor, C: int) -> torch.Tensor:
     """[N, L, H, D] -> chunk-major [L // C, N * H, C, D] (contiguous: chunk c is one block)."""
     N, L, H, D = x.shape
-    return x.reshape(N, L // C, C, H, D).permute(1, 0, 3, 2, 4).reshape(L // C, N * H, C, D)
+    # (for N = 1 the last reshape is a strided view: made contiguous here, once)
+    return x.reshape(N, L // C, C, H, D).permute(1, 0, 3, 2, 4).reshape(L // C, N * H, C, D).contiguous()
 
 
 def from_chunks(x: torch.Tensor, N: int) -> torch.Tensor:
