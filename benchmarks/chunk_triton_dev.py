@@ -11,8 +11,11 @@
 --baselines  the same for flash-linear-attention's chunk_delta_rule and causal SDPA, and the
              sequential PyTorch loop at T = 4096 (forward)
 --profile    time per kernel (torch.profiler) at T = 16k, and registers/spills of every kernel
---bisect     forward error against naive (T = 1024) for phase 1 in "ieee" / "tf32x3" and the chains'
-             value block 0 / 32 (the settings that differed between the builds that passed and failed)
+--smoke      small shapes (ragged cu_seqlens with offsets, K != V, initial and final states, fp32, fp16 and
+             bf16), forward and every gradient against the float64 naive loop; meant to run under
+             compute-sanitizer, which names the kernel behind an illegal memory access
+--variants   build settings side by side (phase-1 precision, write directions fused into the A chain or
+             not): forward error against the float64 loop (T = 1024) and time at T = 16k
 Writes DIR/chunk_triton_<section>.json (raw numbers, atomically).
 """
 
@@ -137,30 +140,89 @@ def check(out):
     write_json(os.path.join(out, "chunk_triton_check.json"), res)
 
 
-def bisect(out):
-    """Forward-only check of the settings that differed between the H200 build that passed and the
-    ones that failed: phase 1's product precision and the chains' value block."""
+def smoke(out):
+    from vla.ops.vla.chunk import chunk_vla
     res = {"device": torch.cuda.get_device_name(), "cases": []}
-    saved = tri.PHASE1_PRECISION, tri.CHAIN_VALUE_BLOCK
-    xs = inputs(1, 1024, 2, seed=13)
-    with torch.no_grad():
-        o_r, _ = naive_mod.naive_recurrent_vla(*[x.double() for x in xs], scale=D ** -0.5, **HYPER)
-    for prec, vb in (("ieee", 0), ("ieee", 32), ("tf32x3", 0), ("tf32x3", 32)):
-        tri.PHASE1_PRECISION, tri.CHAIN_VALUE_BLOCK = prec, vb
+    names = ["dq", "dk", "dv", "du", "dS0", "dA0"]
+    for dtype, K, V, C in ((torch.float32, 64, 32, 64), (torch.bfloat16, 32, 64, 32), (torch.float16, 64, 64, 16)):
+        g = torch.Generator(device="cuda").manual_seed(K + V + C)
+        lens = [37, 200, 129]
+        cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), device="cuda")
+        T, H = sum(lens), 2
+        q = torch.randn(1, T, H, K, device="cuda", generator=g) * K ** -0.5
+        k = torch.randn(1, T, H, K, device="cuda", generator=g)
+        v = torch.randn(1, T, H, V, device="cuda", generator=g)
+        u = torch.randn(1, T, H, K, device="cuda", generator=g)
+        u = u / u.norm(dim=-1, keepdim=True) / K ** 0.5
+        S0 = torch.randn(3, H, K, V, device="cuda", generator=g)
+        X = torch.randn(3, H, K, K, device="cuda", generator=g)
+        A0 = X @ X.mT / K + torch.eye(K, device="cuda")
+        xs = [x.to(dtype) for x in (q, k, v, u)] + [S0, A0]
+        do = torch.randn(1, T, H, V, device="cuda", generator=g)
+        dS = torch.randn(3, H, K, V, device="cuda", generator=g)
+        dA = torch.randn(3, H, K, K, device="cuda", generator=g) * 1e-2
+        offs = [5, 64, 100]
+
+        def run(backend, q, k, v, u, S0_, A0_):
+            if backend == "naive":
+                return naive_mod.naive_recurrent_vla(q, k, v, u, initial_state=(S0_, A0_), output_final_state=True,
+                                                     offset=offs, cu_seqlens=cu, **HYPER)
+            return chunk_vla(q, k, v, u, initial_state=(S0_, A0_), output_final_state=True, offset=offs,
+                             cu_seqlens=cu, chunk_size=C, backend="triton", **HYPER)
+        o, fin, gr = grads_of(lambda *a: run("triton", *a), xs, do, dS, dA)
+        torch.cuda.synchronize()
+        o_r, fin_r, gr_r = grads_of(lambda *a: run("naive", *a), [x.double() for x in xs], do.double(),
+                                    dS.double(), dA.double())
+        gr_r[5] = 0.5 * (gr_r[5] + gr_r[5].mT)
+        case = {"dtype": str(dtype), "K": K, "V": V, "C": C, "lens": lens, "offsets": offs,
+                "o": rel(o, o_r), "S": rel(fin[0], fin_r[0]), "A": rel(fin[1], fin_r[1])}
+        case.update({n: rel(a, b) for n, a, b in zip(names, gr, gr_r)})
+        res["cases"].append(case)
+        print(case, flush=True)
+    write_json(os.path.join(out, "chunk_triton_smoke.json"), res)
+
+
+VARIANTS = [dict(PHASE1_PRECISION="tf32x3", FUSE_ALPHA=1), dict(PHASE1_PRECISION="tf32x3", FUSE_ALPHA=0),
+            dict(PHASE1_PRECISION="tf32", FUSE_ALPHA=1), dict(PHASE1_PRECISION="ieee", FUSE_ALPHA=1)]
+
+
+def variants(out):
+    """Build settings side by side: forward error against the float64 loop (T = 1024, bf16 and fp32
+    inputs) and forward / forward+backward time at T = 16k (B=4, H=16)."""
+    res = {"device": torch.cuda.get_device_name(), "cases": []}
+    saved = {k: getattr(tri, k) for k in VARIANTS[0]}
+    ref = {}
+    for dt in (torch.bfloat16, torch.float32):
+        xs = inputs(1, 1024, 2, dtype=dt, seed=13)
+        with torch.no_grad():
+            ref[dt] = (xs, naive_mod.naive_recurrent_vla(*[x.double() for x in xs], scale=D ** -0.5,
+                                                         output_final_state=True, **HYPER))
+    big = inputs(B, 16384, H, seed=21)
+    for var in VARIANTS:
+        for key, val in var.items():
+            setattr(tri, key, val)
+        case = dict(var)
         try:
-            with torch.no_grad():
-                o, _ = run_triton(*xs)
-            torch.cuda.synchronize()
-            case = {"phase1_precision": prec, "chain_value_block": vb, "o": rel(o, o_r)}
+            for dt, (xs, (o_r, fin_r)) in ref.items():
+                with torch.no_grad():
+                    o, fin = run_triton(*xs, final=True)
+                torch.cuda.synchronize()
+                name = "bf16" if dt == torch.bfloat16 else "fp32"
+                case[f"o_{name}"] = rel(o, o_r)
+                case[f"A_{name}"] = rel(fin[1], fin_r[1])
+            case["fwd_ms_T16k"] = bench(f_vla, big, False)[0]
+            if var["PHASE1_PRECISION"] != "ieee":
+                case["fwdbwd_ms_T16k"] = bench(f_vla, big, True)[0]
         except Exception as e:  # an illegal memory access poisons the context: stop here
-            case = {"phase1_precision": prec, "chain_value_block": vb, "error": repr(e)[:300]}
+            case["error"] = repr(e)[:300]
             res["cases"].append(case)
             print(case, flush=True)
             break
         res["cases"].append(case)
         print(case, flush=True)
-    tri.PHASE1_PRECISION, tri.CHAIN_VALUE_BLOCK = saved
-    write_json(os.path.join(out, "chunk_triton_bisect.json"), res)
+    for key, val in saved.items():
+        setattr(tri, key, val)
+    write_json(os.path.join(out, "chunk_triton_variants.json"), res)
 
 
 def million(out):
@@ -296,6 +358,7 @@ def profile(out):
         tri.PHASE1_CHUNK = old
     res = {"T": T, "B": B, "H": H, "ms_per_fwd_bwd_by_kernel": kern, "registers": regs, "phase1_chunk": chain,
            "phase1_chunk_default": tri.PHASE1_CHUNK, "phase1_precision": tri.PHASE1_PRECISION,
+           "fuse_alpha": tri.FUSE_ALPHA,
            "dA_chain_precision": tri.DA_CHAIN_PRECISION}
     print(json.dumps(res, indent=1), flush=True)
     write_json(os.path.join(out, "chunk_triton_profile.json"), res)
@@ -304,14 +367,14 @@ def profile(out):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
-    for s in ("bisect", "check", "million", "time", "baselines", "profile", "tf32"):
+    for s in ("smoke", "variants", "check", "million", "time", "baselines", "profile", "tf32"):
         ap.add_argument(f"--{s}", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     if a.tf32:
         tri.PHASE1_PRECISION = "tf32"
     import traceback
-    for flag, fn in (("bisect", lambda: bisect(a.out)), ("check", lambda: check(a.out)), ("million", lambda: million(a.out)),
+    for flag, fn in (("smoke", lambda: smoke(a.out)), ("variants", lambda: variants(a.out)), ("check", lambda: check(a.out)), ("million", lambda: million(a.out)),
                      ("profile", lambda: profile(a.out)), ("time", lambda: timing(a.out, "vla")),
                      ("baselines", lambda: timing(a.out, "baselines"))):
         if getattr(a, flag):

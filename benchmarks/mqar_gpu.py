@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--override", default="{}", help="JSON of mqar.Config fields (for a smoke test)")
+    ap.add_argument("--probe-only", action="store_true", help="measure the step times, write them, and stop")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -88,6 +89,10 @@ def main() -> None:
         cfg = mqar.config_for("full", **overrides, backend=args.backend)
         probes = probe(cfg, args.probe_steps, device)
     probe_s = time.time() - t_start
+    if args.probe_only:
+        write_json(args.out, {"probe": probes, "probe_s": probe_s, "backend": args.backend,
+                              "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"})
+        return
     steps = cfg.steps
     # seconds per full run at n_pairs = 64, scaled down by T for the other n_pairs
     per_run = {m: p["step_s_median"] * steps for m, p in probes.items()}

@@ -121,14 +121,14 @@ def test_chunk32_no_nudge_non_multiple_period():
     _check(errs, TOL[torch.float32])
 
 
-@pytest.mark.parametrize("value_block", [0, 32])
-def test_chunk64_full_width_heads(monkeypatch, value_block):
+@pytest.mark.parametrize("fuse_alpha", [0, 1])
+def test_chunk64_full_width_heads(monkeypatch, fuse_alpha):
     # the benchmark's configuration in small: K = V = 64 (no padding), chunk 64 for phase 2 and 16 for
-    # phase 1, offset 37 (shortened first chunk); the chains with all value columns in one program, or
-    # split over two
+    # phase 1, offset 37 (shortened first chunk); write directions inside the A chain or in their own
+    # per-chunk kernel
     from vla.ops.vla.triton import chunk as tri
 
-    monkeypatch.setattr(tri, "CHAIN_VALUE_BLOCK", value_block)
+    monkeypatch.setattr(tri, "FUSE_ALPHA", fuse_alpha)
     xs = vla_inputs(1, 150, 1, 64, 64)
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
     errs = _compare(xs, dtype=torch.float32, chunk_size=64, hyper=hyper, offsets=[37], final=True)
@@ -166,6 +166,9 @@ def test_bad_arguments():
     big = torch.randn(1, 4, 1, 130)
     with pytest.raises(ValueError, match="K=130"):
         chunk_vla_triton(big, big, v, big, chunk_size=16, **kw)
+    wide_v = torch.randn(1, 4, 1, 128)  # the backward would need more shared memory than an H200 has
+    with pytest.raises(ValueError, match="V=128"):
+        chunk_vla_triton(q, k, wide_v, u, chunk_size=16, **kw)
 
 
 def test_public_dispatch_matches_torch_back_end():

@@ -35,6 +35,8 @@ def _speed_lines(results: pathlib.Path) -> List[str]:
              claims_table(speed.claims(result)), "", speed._ops_table(result), ""]
     for op, why in sorted(result.get("retracted", {}).items()):
         lines += [f"Rows of `{op}` are withdrawn: {why}.", ""]
+    for later, run in speed.later_runs(results):
+        lines += speed.later_run_lines(run, f"**Later run** `benchmarks/results/{later.name}`:")
     return lines
 
 

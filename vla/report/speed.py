@@ -236,11 +236,8 @@ def render(result: dict, out_dir: pathlib.Path, name: str = "speed") -> Section:
     ]
     for op, why in sorted(result.get("retracted", {}).items()):
         lines += [f"Rows of `{op}` in this run are withdrawn and not shown: {why}.", ""]
-    naive, fused = t.get(("naive", "fwd"), {}), t.get(("fused", "fwd"), {})
-    common = sorted(set(naive) & set(fused))
-    if common:
-        lines += ["Fused recurrent kernel vs the sequential PyTorch loop, forward: " +
-                  ", ".join(f"{naive[T] / fused[T]:.0f}x at T={T}" for T in common) + ".", ""]
+    for sentence in same_run_ratios(result):
+        lines += [sentence, ""]
     sdpa = {m: t.get(("sdpa", m), {}) for m in ("fwd", "fwdbwd")}
     xs = []
     for (op, mode), ms in sorted(t.items()):
@@ -268,6 +265,8 @@ def render(result: dict, out_dir: pathlib.Path, name: str = "speed") -> Section:
             lines += [f"Decode path checked on the device: {c['steps']} steps from offset {c['offset']} against "
                       f"the float64 loop: output rel. error {c['o_rel']:.1e} (bf16 output), state "
                       f"{c['S_rel']:.1e} / {c['A_rel']:.1e}.", ""]
+    for run in result.get("later_runs", []):
+        lines += later_run_lines(run, f"### Later run: `{run.get('file', '?')}`")
     return Section(title="Speed (GPU benchmark suite)", markdown="\n".join(lines), figures=[fig],
                    claims=claims(result))
 
@@ -279,20 +278,72 @@ def load_suite(path) -> dict:
     result = json.loads(path.read_text())
     retractions_file = path.parent / "retracted.json"
     retracted = json.loads(retractions_file.read_text()).get(path.name, {}) if retractions_file.exists() else {}
-    if retracted:
-        result["results"] = [r for r in result.get("results", []) if r.get("op") not in retracted]
+    if retracted:  # keys: an op ("chunk_triton") or an op and a mode ("chunk_triton/fwdbwd")
+        result["results"] = [r for r in result.get("results", [])
+                             if r.get("op") not in retracted and f"{r.get('op')}/{r.get('mode')}" not in retracted]
         result["retracted"] = retracted
     return result
 
 
 def latest_result(results_dir) -> Tuple[pathlib.Path, dict]:
-    """The newest ``suite_*.json`` under ``results_dir`` (by name), loaded with retractions applied."""
+    """The newest complete ``suite_*.json`` under ``results_dir`` (by name; a run cut short is marked
+    ``"partial"``), loaded with retractions applied; the newest file if none is complete."""
     files = sorted(pathlib.Path(results_dir).glob("suite_*.json"))
     if not files:
         raise FileNotFoundError(f"no suite_*.json under {results_dir}")
-    return files[-1], load_suite(files[-1])
+    loaded = [(f, load_suite(f)) for f in files]
+    complete = [(f, r) for f, r in loaded if not r.get("partial")]
+    return (complete or loaded)[-1]
+
+
+def later_runs(results_dir) -> List[Tuple[pathlib.Path, dict]]:
+    """The suite runs committed after the one ``latest_result`` picks (newer by name), e.g. a run of a
+    subset of the ops that was cut short; each is reported on its own, ratios within that run only."""
+    main, _ = latest_result(results_dir)
+    return [(f, load_suite(f)) for f in sorted(pathlib.Path(results_dir).glob("suite_*.json")) if f.name > main.name]
+
+
+def same_run_ratios(result: dict) -> List[str]:
+    """Sentences of ratios between ops of one run: the VLA ops against the sequential loop (forward)
+    and against DeltaNet's chunk kernel (each mode), and crossovers with SDPA, where both ran."""
+    t = timings(result)
+    out = []
+    naive = t.get(("naive", "fwd"), {})
+    for op in VLA_OPS:
+        ms = t.get((op, "fwd"), {})
+        common = sorted(set(naive) & set(ms))
+        if common:
+            out.append(f"{OP_LABELS[op]} vs the sequential loop, forward: "
+                       + ", ".join(f"{naive[T] / ms[T]:.0f}x at T={T}" for T in common) + ".")
+        for mode in ("fwd", "fwdbwd"):
+            ms, dn = t.get((op, mode), {}), t.get(("fla_delta", mode), {})
+            common = sorted(set(ms) & set(dn))
+            if common:
+                out.append(f"{OP_LABELS[op]} / DeltaNet chunk kernel, {mode} time: "
+                           + ", ".join(f"{ms[T] / dn[T]:.1f}x at T={T}" for T in common) + ".")
+    return out
 
 
 def load() -> dict:
-    """The committed GPU suite results (render-only section of ``vla reproduce``)."""
-    return latest_result(pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "results")[1]
+    """The committed GPU suite results (render-only section of ``vla reproduce``): the newest complete
+    run, with the runs committed after it under ``"later_runs"`` (each reported on its own)."""
+    results = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    result = dict(latest_result(results)[1])
+    result["later_runs"] = [dict(r, file=f.name) for f, r in later_runs(results)]
+    return result
+
+
+def later_run_lines(run: dict, title: str) -> List[str]:
+    """Markdown for one later run under ``title``: what ran, its times, its same-run ratios, what was
+    withdrawn."""
+    env, cfg = run.get("env", {}), run.get("config", {})
+    lines = [title, "",
+             f"{env.get('device', '?')} ({env.get('date_utc', '?')}), ops {', '.join(cfg.get('ops', []))}, "
+             f"B={cfg.get('B')}, H={cfg.get('H')}, K=V={cfg.get('K')}, {cfg.get('dtype')}"
+             + ("; the run was cut short, so some ops or lengths are missing" if run.get("partial") else "")
+             + ". Ratios only within this run:", "", _ops_table(run), ""]
+    for sentence in same_run_ratios(run):
+        lines += [sentence, ""]
+    for op, why in sorted(run.get("retracted", {}).items()):
+        lines += [f"Rows of `{op}` in this run are withdrawn and not shown: {why}.", ""]
+    return lines

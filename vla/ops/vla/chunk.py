@@ -151,8 +151,8 @@ def chunk_vla(
     """Chunkwise-parallel VLA (SPEC §3): same arguments and results as ``naive_recurrent_vla``.
 
     ``chunk_size``: 16, 32 or 64; ``period`` must be a multiple of it while nudges are on.
-    ``backend``: "torch", "triton", or "auto" (PyTorch for now; Triton for CUDA tensors once the Triton
-    chunk kernels have passed their GPU check, see ``TRITON_CHUNK_VERIFIED_ON_GPU``).
+    ``backend``: "torch", "triton", or "auto" (Triton for CUDA tensors with K, V <= 64, PyTorch
+    otherwise; ``TRITON_CHUNK_VERIFIED_ON_GPU = False`` keeps it on PyTorch).
     The Sherman-Morrison clamp ``delta_min`` never binds in exact arithmetic (delta >= 1 for SPD A), and
     the chunk form does not apply it. The initial A is symmetrised (A is symmetric by definition).
     """
@@ -163,9 +163,9 @@ def chunk_vla(
     if backend not in ("auto", "torch", "triton"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
     if backend == "auto":
-        # The Triton chunk kernels pass the interpreter tests but have not yet passed the GPU check at
-        # real sizes (benchmarks/chunk_triton_dev.py --check): until they do, "auto" stays on PyTorch.
-        backend = "triton" if q.is_cuda and TRITON_CHUNK_VERIFIED_ON_GPU and _triton_chunk_available() else "torch"
+        # Triton on CUDA for the head sizes its kernels take (K, V <= 64); PyTorch elsewhere.
+        backend = "triton" if (q.is_cuda and TRITON_CHUNK_VERIFIED_ON_GPU and _triton_chunk_available()
+                               and max(info.K, info.V) <= _triton_max_head_dim()) else "torch"
     scale = default_scale(scale, info.K)
     init = tuple(initial_state) if initial_state is not None else (None, None)
     if init[1] is not None:  # A is symmetric by definition; gradients come back symmetrised
@@ -184,7 +184,15 @@ def chunk_vla(
     return o.to(q.dtype), ((S, A) if output_final_state else None)
 
 
-TRITON_CHUNK_VERIFIED_ON_GPU = False
+# The Triton chunk kernels passed their GPU checks (benchmarks/results/chunk_triton_NOTES.md says which
+# build each file measured); set False to keep "auto" on the PyTorch chunk form everywhere.
+TRITON_CHUNK_VERIFIED_ON_GPU = True
+
+
+def _triton_max_head_dim() -> int:
+    from .triton.chunk import MAX_HEAD_DIM
+
+    return MAX_HEAD_DIM
 
 
 def _triton_chunk_available() -> bool:

@@ -14,8 +14,9 @@ with C1 x C1 factorisations, which keeps the serial A chain short; A is kept onl
 Phase 2 uses chunks of C = chunk_size rows. Only the state chains are sequential over chunks;
 everything else runs one program per (chunk, head). Forward:
 
-  ``_fwd_A_chain``      A at every chunk start (the only serial factorisations, C1 x C1)
-  ``_fwd_alpha``        per chunk: alpha_hat, sub-chunk by sub-chunk from the chunk's A
+  ``_fwd_A_chain``      A at every chunk start (the only serial factorisations, C1 x C1) and, by
+                        default, alpha_hat on the way (FUSE_ALPHA)
+  ``_fwd_alpha``        (FUSE_ALPHA = 0) per chunk: alpha_hat, sub-chunk by sub-chunk from the chunk's A
   ``_fwd_wy``           per chunk: T, w, uu
   ``_fwd_S_chain``      S at every chunk start and the outputs (matrix products only)
 
@@ -48,14 +49,17 @@ A and S at every chunk start (fp32, [chunks, H, K, K] and [chunks, H, K, V]); no
 elements. No atomics: every reduction is done inside one program, so results are bit-identical run
 to run. Token row indices are int64 (T = 1M and beyond).
 
-Status (2026-11-29): every kernel here passes the interpreter tests (tests/ops/test_chunk_triton.py,
-float64 naive reference, all gradients). On the H200 only the first, fully sequential layout of
-these formulas was checked (outputs, all gradients at T = 16k, determinism: passed; 0.67 s per
-forward+backward at T = 16k, B = 4, H = 16). The present layout ran there only with
-PHASE1_PRECISION = "tf32x3" and CHAIN_VALUE_BLOCK = 32, and its outputs were wrong (then, with
-16-row phase 1, an illegal memory access); the defaults now are the settings the passing build used,
-but this layout has not yet run on a GPU with them. Run ``python benchmarks/chunk_triton_dev.py
---bisect --check --million --profile --time`` on a GPU before trusting it there.
+Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4*, listed in
+chunk_triton_NOTES.md):
+outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
+T = 16k: relative L2 errors 6e-3 to 8e-3, the size of bf16 rounding; fp32 inputs: 4e-7 to 2e-6; fp16:
+5e-4 to 3e-3), on ragged cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32
+and 64; outputs and gradients are bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays
+finite. What was not run there: the backward's phase-1 kernels in tf32x3 with bf16 or fp16 inputs at
+T = 16k (the present default; the same build passed with fp32 inputs, and the tf32 build that was
+timed at 16k was too inexact in du, see BWD_PHASE1_PRECISION). Where the time goes is measured in
+benchmarks/results/chunk_triton_v4_profile.json: the serial A chain (9 of 13 ms forward at T = 16k)
+and the per-chunk phase-1 backward kernels, all bound by the latency of the 16-step eliminations.
 """
 
 from __future__ import annotations
@@ -67,23 +71,42 @@ import torch
 import triton
 import triton.language as tl
 
-# Precision of phase 1's fp32 matrix products on a GPU: "ieee" (fp32 on the FMA units), "tf32x3"
-# (three tf32 tensor-core passes, about fp32) or "tf32". Default "ieee": on the H200 (triton 3.6) a
-# build with "tf32x3" gave wrong outputs (64-row phase 1) and then an illegal memory access (16-row
-# phase 1), not isolated for lack of device time; "ieee" is the setting the GPU check passed with
-# (benchmarks/results/chunk_triton_v1_check.json). With 16-row phase-1 chunks its products are small.
-PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "ieee")
+# Precision of phase 1's fp32 matrix products on a GPU: "tf32x3" (three tf32 tensor-core passes, about
+# fp32; the default), "tf32" (one pass, about 1e-3 relative) or "ieee" (fp32 on the FMA units). On the
+# H200 (triton 3.6) "ieee" builds 64x64 products that spill hundreds of registers (the backward's phase-1
+# kernels ran 30-100x slower than with tf32x3; benchmarks/results/chunk_triton_v3_profile_ieee.json);
+# "tf32x3" gives the same forward error there (chunk_triton_v3_bisect.json).
+PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "tf32x3")
 # Rows per phase-1 sub-chunk (16 .. chunk_size): its factorisations are C1 x C1, which keeps the
 # serial A chain short. Exact for any value.
 PHASE1_CHUNK = int(os.environ.get("VLA_PHASE1_CHUNK", "16"))
 # Precision of the K x K x K products of the serial dA chain.
-DA_CHAIN_PRECISION = os.environ.get("VLA_DA_CHAIN_PRECISION", "ieee")
-# Value columns per program of the S and dS chains (0: all of them, one program per head). Splitting
-# (e.g. 32) doubles the chains' parallelism; the H200 build that gave wrong outputs used 32 (a suspect
-# alongside tf32x3: triton has open Hopper wgmma bugs with 32-wide blocks), the one that passed used all.
-CHAIN_VALUE_BLOCK = int(os.environ.get("VLA_CHAIN_VALUE_BLOCK", "0"))
-# Precision of phase 2's products when the inputs are fp32 ("tf32" uses tensor cores).
-PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32")
+DA_CHAIN_PRECISION = os.environ.get("VLA_DA_CHAIN_PRECISION", "tf32x3")
+# Precision of phase 2's products when the inputs are fp32: "tf32x3" keeps fp32 inputs at about fp32
+# accuracy (one tf32 pass measured 1.9e-3 relative error on the H200); bf16 and fp16 inputs use their
+# own tensor-core products.
+PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32x3")
+# The backward's per-chunk phase-1 kernels (16-row products, one program per chunk and head): their
+# precision and warps. They run with one copy of each loop body (runtime loops): unrolled, they needed
+# more shared memory than the H200 has (tf32: 262 KB) or ended in an illegal memory access (tf32x3).
+# With "ieee" their 64 x 64 products spill (32 registers and 14 KB of spills per thread in
+# _bwd_phase1_compose: 120 of the 176 ms of a forward+backward at T = 16k). One tf32 pass is not
+# enough: on the H200 it left du with a relative error of 9e-2 at T = 16k (bf16 inputs; 8e-3 with
+# fp32 products), because du is a small difference of large terms that carry dA, the gradient
+# accumulated from every later token. Default "tf32x3" (about fp32) for every input dtype.
+BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "tf32x3")
+BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "8"))
+# Largest K and V. At K = 128 the backward's dA chain needs 262 KB and its phase-1 kernel 410 KB of
+# shared memory (the H200 has 227 KB per block), and the forward kernels spill 3-5 KB per thread
+# (ptxas, sm_90a), so 128-wide heads are refused rather than left to fail at launch.
+MAX_HEAD_DIM = 64
+# Compute the write directions inside the serial A chain (1) rather than in a separate per-chunk kernel
+# from the A at every chunk start (0). The chain is latency-bound on a few programs, so the extra,
+# independent products can ride along.
+FUSE_ALPHA = int(os.environ.get("VLA_FUSE_ALPHA", "1"))
+# The S and dS chains run one program per (sequence, head) with all value columns: a build that split
+# the value columns over two programs (32 each) gave wrong outputs on the H200 with triton 3.6 while
+# passing the interpreter tests (chunk_triton_v3_bisect.json); the split is not offered.
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,12 +229,14 @@ def _cholesky_bwd(dZt, Zt, Rinv, C: tl.constexpr, PREC: tl.constexpr):
 # ----------------------------------------------------------------------------------------------
 
 @triton.jit
-def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
-                 T, H, delta_min, nudge_eps, inv_lambda0, period,
+def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
+                 T, H, eps, delta_min, nudge_eps, inv_lambda0, period,
                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
                  HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                 NUDGE: tl.constexpr, PREC: tl.constexpr):
-    """Phase 1's chain: A at every chunk start (sequential over chunks; one program per head)."""
+                 NUDGE: tl.constexpr, FUSE_ALPHA: tl.constexpr, PREC: tl.constexpr):
+    """Phase 1's chain: A at every chunk start (sequential over sub-chunks of SUB rows; one program per
+    head) and, with FUSE_ALPHA, the write directions. The next sub-chunk's rows are loaded before the
+    current one is factorised, so the loads stay off the serial path."""
     i_nh = tl.program_id(0).to(tl.int64)
     n = i_nh // H
     h = i_nh % H
@@ -219,7 +244,8 @@ def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
     s = tl.load(shift + n)
     b0 = tl.load(base + n)
     c0 = tl.load(chunk_off + n)
-    NT = (s + Tn + C - 1) // C
+    NB: tl.constexpr = C // SUB
+    NS = ((s + Tn + C - 1) // C) * NB  # sub-chunks, the last chunk's padding included
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
@@ -229,18 +255,38 @@ def _fwd_A_chain(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
         A = tl.load(A_init + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
     else:
         A = eyeK * inv_lambda0
-    j = 0
-    while j < NT:  # (a while loop: Triton's interpreter cannot take a runtime range bound under NumPy >= 2.4)
-        tl.store(A_chunks + ((c0 + j) * H + h) * K * K + kk, A, mask=kkmask)
-        for b in tl.static_range(C // SUB):  # the chunk's sub-chunks in turn (Woodbury steps of SUB rows)
-            row, valid = _rows(bos, j * (C // SUB) + b, s, Tn, H, h, SUB)
-            U = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
-            Wt, Rinv, Zt = _phase1_chunk(A, U.to(tl.float32), SUB, delta_min, PREC)
-            A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
+    row, valid = _rows(bos, 0, s, Tn, H, h, SUB)
+    offs = row[:, None] * K + dk[None, :]
+    m2 = valid[:, None] & kmask[None, :]
+    U_next = tl.load(u + offs, mask=m2, other=0.0)
+    if FUSE_ALPHA:
+        K_next = tl.load(k + offs, mask=m2, other=0.0)
+    i = 0
+    while i < NS:  # (a while loop: Triton's interpreter cannot take a runtime range bound under NumPy >= 2.4)
+        j = i // NB
+        b = i % NB
+        tl.store(A_chunks + ((c0 + j) * H + h) * K * K + kk, A, mask=kkmask & (b == 0))
+        U = U_next.to(tl.float32)
+        offs_cur = offs
+        m2_cur = m2
+        if FUSE_ALPHA:
+            Kc = K_next.to(tl.float32)
+        row, valid = _rows(bos, i + 1, s, Tn, H, h, SUB)
+        offs = row[:, None] * K + dk[None, :]
+        m2 = valid[:, None] & kmask[None, :]
+        U_next = tl.load(u + offs, mask=m2, other=0.0)
+        if FUSE_ALPHA:
+            K_next = tl.load(k + offs, mask=m2, other=0.0)
+        Wt, Rinv, Zt = _phase1_chunk(A, U, SUB, delta_min, PREC)
+        if FUSE_ALPHA:
+            Kh, _ = _rownorm(Kc, eps)
+            KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)
+            tl.store(alpha + offs_cur, al.to(alpha.dtype.element_ty), mask=m2_cur)
+        A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
         if NUDGE:
-            hit = ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
+            hit = (b == NB - 1) & ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
             A = A + tl.where(hit, nudge_eps, 0.0) * eyeK
-        j += 1
+        i += 1
     if STORE_FINAL:
         tl.store(A_final + i_nh * K * K + kk, A, mask=kkmask)
 
@@ -515,7 +561,8 @@ def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, cu, shift, chunk_seq, c
     A = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     Q = eyeK
     G = tl.zeros([BK, BK], dtype=tl.float32)
-    for b in tl.static_range(C // SUB):
+    b = 0
+    while b < C // SUB:  # a runtime loop: one copy of the body (unrolled, it overflowed shared memory)
         row, valid = _rows(bos, j * (C // SUB) + b, s, Tn, H, h, SUB)
         offs = row[:, None] * K + dk[None, :]
         m2 = valid[:, None] & kmask[None, :]
@@ -531,6 +578,7 @@ def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, cu, shift, chunk_seq, c
         G = G + tl.dot(tl.trans(Q), tl.dot(F, Q, input_precision=PREC), input_precision=PREC)
         Q = tl.dot(P, Q, input_precision=PREC)
         A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
+        b += 1
     tl.store(Fbuf + (c * H + h) * K * K + kk, G, mask=kkmask)
     tl.store(Pbuf + (c * H + h) * K * K + kk, Q, mask=kkmask)
 
@@ -558,11 +606,16 @@ def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, cu, shift, chunk_off
     else:
         dA = tl.zeros([BK, BK], dtype=tl.float32)
     j = NT - 1
-    while j >= 0:
-        slot = ((c0 + j) * H + h) * K * K + kk
+    slot = ((c0 + j) * H + h) * K * K + kk
+    P_next = tl.load(Pbuf + slot, mask=kkmask & (j >= 0), other=0.0)
+    F_next = tl.load(Fbuf + slot, mask=kkmask & (j >= 0), other=0.0)
+    while j >= 0:  # the coefficients of chunk j - 1 are loaded while chunk j's products run
         tl.store(dA_chunks + slot, dA, mask=kkmask)
-        P = tl.load(Pbuf + slot, mask=kkmask, other=0.0)
-        F = tl.load(Fbuf + slot, mask=kkmask, other=0.0)
+        P = P_next
+        F = F_next
+        slot = ((c0 + tl.maximum(j - 1, 0)) * H + h) * K * K + kk
+        P_next = tl.load(Pbuf + slot, mask=kkmask & (j >= 1), other=0.0)
+        F_next = tl.load(Fbuf + slot, mask=kkmask & (j >= 1), other=0.0)
         dA = tl.dot(tl.trans(P), tl.dot(dA, P, input_precision=PREC), input_precision=PREC) + F
         j -= 1
     if STORE_DA0:
@@ -585,15 +638,18 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, cu, shift
     A_c = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     dA = tl.load(dA_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     NB: tl.constexpr = C // SUB
-    for bb in tl.static_range(NB):
-        # A entering sub-chunk NB - 1 - bb
+    bb = NB - 1
+    while bb >= 0:  # runtime loops (one copy of each body: unrolled, they overflowed shared memory)
+        # A entering sub-chunk bb, recomputed from the chunk's
         A = A_c
-        for b2 in tl.static_range(NB - 1 - bb):
+        b2 = 0
+        while b2 < bb:
             row2, valid2 = _rows(bos, j * NB + b2, s, Tn, H, h, SUB)
             U2 = tl.load(u + row2[:, None] * K + dk[None, :], mask=valid2[:, None] & kmask[None, :], other=0.0)
             Wt2, Rinv2, Zt2 = _phase1_chunk(A, U2.to(tl.float32), SUB, delta_min, PREC)
             A = A - tl.dot(tl.trans(Zt2), Zt2, input_precision=PREC)
-        row, valid = _rows(bos, j * NB + (NB - 1 - bb), s, Tn, H, h, SUB)
+            b2 += 1
+        row, valid = _rows(bos, j * NB + bb, s, Tn, H, h, SUB)
         offs = row[:, None] * K + dk[None, :]
         m2 = valid[:, None] & kmask[None, :]
         U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
@@ -613,6 +669,7 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, cu, shift
         X = tl.dot(tl.trans(da), Kh, input_precision=PREC) + tl.dot(tl.trans(U), G, input_precision=PREC)
         dA = (dA + 0.5 * (X + tl.trans(X))
               + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=PREC), input_precision=PREC))
+        bb -= 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -670,8 +727,7 @@ class _Layout:
 
 def _value_block(V):
     BV = _pow2(V)
-    BVs = min(BV, CHAIN_VALUE_BLOCK) if CHAIN_VALUE_BLOCK else BV  # value columns per chain program
-    return BV, BVs, triton.cdiv(V, BVs)
+    return BV, BV, 1  # value columns per program (all of them), per chain program, chain programs per head
 
 
 def _phase1_sub(C):
@@ -692,14 +748,16 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     # the write directions
     A_chunks = torch.empty(NC, H, K, K, **f32)
     A_final = torch.empty(N, H, K, K, **f32) if want_final else A_chunks
-    _fwd_A_chain[(N * H,)](
-        u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
-        T, H, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=SUB, HAS_A0=A0 is not None,
-        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, PREC=PHASE1_PRECISION, num_warps=4)
     alpha = torch.empty_like(k)
-    _fwd_alpha[(NC, H)](
-        u, k, alpha, A_chunks, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps, delta_min,
-        K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen, PREC=PHASE1_PRECISION, num_warps=4)
+    _fwd_A_chain[(N * H,)](
+        u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base,
+        lay.chunk_off, T, H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=SUB,
+        HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
+        FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, num_warps=4)
+    if not FUSE_ALPHA:
+        _fwd_alpha[(NC, H)](
+            u, k, alpha, A_chunks, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps, delta_min,
+            K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen, PREC=PHASE1_PRECISION, num_warps=4)
     # phase 2: WY factors, then the S chain and the outputs
     w = torch.empty_like(k)
     uu = torch.empty_like(v)
@@ -755,7 +813,8 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     Fbuf = torch.empty(NC, H, K, K, **f32)
     Pbuf = torch.empty(NC, H, K, K, **f32)
     _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, *per_chunk, eps, delta_min,
-                                 K=K, BK=BK, C=C, SUB=SUB, PREC=PHASE1_PRECISION, num_warps=8, **common)
+                                 K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION,
+                                 num_warps=BWD_PHASE1_WARPS, **common)
     dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
     _bwd_dA_chain[(N * H,)](
@@ -766,7 +825,8 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     dk = torch.empty_like(k)
     du = torch.empty_like(u)
     _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, *per_chunk, eps, delta_min,
-                               K=K, BK=BK, C=C, SUB=SUB, PREC=PHASE1_PRECISION, num_warps=8, **common)
+                               K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION,
+                               num_warps=BWD_PHASE1_WARPS, **common)
     return dq, dk, dv, du, dS0, dA0
 
 
@@ -834,8 +894,9 @@ def chunk_vla_triton(
     if chunk_size not in (16, 32, 64):
         raise ValueError(f"chunk_size must be 16, 32 or 64, got {chunk_size}")
     K, V = q.shape[-1], v.shape[-1]
-    if K > 128 or V > 128:
-        raise ValueError(f"head sizes K={K}, V={V}: the Triton chunk kernels support K, V <= 128")
+    if K > MAX_HEAD_DIM or V > MAX_HEAD_DIM:
+        raise ValueError(f"head sizes K={K}, V={V}: the Triton chunk kernels support K, V <= {MAX_HEAD_DIM} "
+                         "(use backend='torch', or the fused recurrent op for inference)")
     S0, A0 = initial_state if initial_state is not None else (None, None)
     if A0 is not None:
         A0 = (0.5 * (A0 + A0.transpose(-1, -2))).contiguous()
