@@ -9,6 +9,11 @@ partial result is rewritten (atomically) after every finished run, so a cut-off 
 what finished.
 
     PYTHONUNBUFFERED=1 python benchmarks/mqar_gpu.py --budget-s 240 --workers 14 --out $OUT/mqar_full.json
+
+``--grouped`` instead trains each mixer's runs as one batched model (``vla.train.grouped``: the same
+results as one run at a time), which is how the paper-sized sweep fits a GPU session:
+
+    PYTHONUNBUFFERED=1 python benchmarks/mqar_gpu.py --grouped --budget-s 540 --out $OUT/mqar_full.json
 """
 
 from __future__ import annotations
@@ -69,6 +74,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--override", default="{}", help="JSON of mqar.Config fields (for a smoke test)")
     ap.add_argument("--probe-only", action="store_true", help="measure the step times, write them, and stop")
+    ap.add_argument("--grouped", action="store_true",
+                    help="train each mixer's runs as one batched model (vla.train.grouped; same results, "
+                         "far fewer launches): no probe, no planning, the paper's steps")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -80,6 +88,27 @@ def main() -> None:
     t_start = time.time()
     device = args.device
     overrides = json.loads(args.override)
+    if args.grouped:
+        gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
+        cfg = mqar.config_for("full", **overrides, grouped=True, backend=args.backend, time_budget_s=args.budget_s,
+                              label=f"full preset on {gpu}, each mixer's runs trained as one grouped model"
+                                    + (f", settings overridden: {json.dumps(overrides)}" if overrides else ""))
+        extra = {"budget_s": args.budget_s, "gpu": gpu, "grouped": True,
+                 "command": "benchmarks/mqar_gpu.py --grouped " + " ".join(
+                     f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "grouped"))}
+
+        def save_grouped(partial):
+            write_json(args.out, {**partial, "gpu_run": {**extra, "total_s": time.time() - t_start}})
+
+        result = mqar.run(cfg, device=device, progress=True, on_update=save_grouped)
+        save_grouped(result)
+        m = result["meta"]
+        print(f"done: {m['runs_done']} runs, {m['runs_skipped']} skipped, {m['elapsed_s']:.0f} s", flush=True)
+        for e in result["best"]:
+            if "accuracy" in e:
+                print(f"{e['mixer']:12s} n={e['n_pairs']:3d} lr={e['lr']:g} acc={e['accuracy']:.3f} "
+                      f"exact={e['exact_match']:.3f}")
+        return
     cfg = mqar.config_for("full", **overrides, backend=args.backend)
     try:
         probes = probe(cfg, args.probe_steps, device)

@@ -42,6 +42,31 @@ def test_run_tiny_sweep_and_budget(tmp_path):
     assert skipped["best"][0].get("accuracy") is None
 
 
+def test_grouped_sweep_equals_the_sequential_one():
+    # float64, so that the two ways of computing agree to rounding: same runs, same scores, same picks
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        cfg = dict(n_pairs=(2, 3), no_conv_n_pairs=(2,), short_conv=4)
+        seq = M.run(tiny(**cfg), progress=False)
+        grp = M.run(tiny(grouped=True, **cfg), progress=False)
+    finally:
+        torch.set_default_dtype(old)
+    key = lambda r: (r["mixer"], r["n_pairs"], r["lr"], r["short_conv"])  # noqa: E731
+    assert sorted(map(key, seq["runs"])) == sorted(map(key, grp["runs"])) and len(grp["runs"]) == 2 * 2 * 2 + 2
+    by_key = {key(r): r for r in seq["runs"]}
+    for r in grp["runs"]:
+        s = by_key[key(r)]
+        for split in ("val", "test"):
+            assert r[split]["accuracy"] == s[split]["accuracy"] and r[split]["exact_match"] == s[split]["exact_match"]
+            assert abs(r[split]["loss"] - s[split]["loss"]) <= 1e-6 * max(s[split]["loss"], 1.0)
+        assert abs(r["final_train_loss"] - s["final_train_loss"]) <= 1e-9 * max(s["final_train_loss"], 1.0)
+        assert r["group_size"] == (4 if r["short_conv"] else 1)
+    assert grp["best"] == seq["best"]
+
+
 def _run(mixer, n, lr, val, test, exact=0.0, conv=4):
     return {"mixer": mixer, "n_pairs": n, "lr": lr, "short_conv": conv, "status": "done",
             "val": {"accuracy": val, "exact_match": exact, "loss": 1.0},

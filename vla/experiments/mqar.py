@@ -15,8 +15,10 @@ reached 100 % in 300 steps. ``no_conv_n_pairs`` adds runs without the convolutio
 learning rate) to show that difference in the result itself.
 
 Every (mixer, n_pairs, lr) is one independent training run; ``workers > 1`` runs them in parallel
-processes (on one GPU several small models train at once), and ``time_budget_s`` skips the runs not
-started within the budget (they are listed as skipped in the result, never silently dropped).
+processes, ``grouped=True`` trains all runs of a mixer as one batched model (the same results as
+training each alone, see ``vla.train.grouped``; on a GPU the way to fit the paper-sized sweep), and
+``time_budget_s`` skips the runs not started within the budget (they are listed as skipped in the
+result, never silently dropped).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class Config:
     workers: int = 1              # parallel training processes
     threads_per_worker: int = 0   # torch threads per process (0: leave torch's default)
     time_budget_s: Optional[float] = None  # runs not started within this many seconds are skipped
+    grouped: bool = False         # train each mixer's runs (per convolution setting) as one batched
+                                  # model (vla.train.grouped: the same results, far fewer GPU launches)
     label: str = ""               # free text carried into the result (e.g. what a preset left out)
 
     def __post_init__(self):
@@ -136,7 +140,7 @@ def train_config(cfg: Config, mixer: str, n_pairs: int, lr: float, device: str, 
 
 def run_one(cfg: Config, job: dict, device: str, deadline: Optional[float] = None) -> dict:
     """Train one (mixer, n_pairs, lr) and score it on the validation and the test set."""
-    from ..train import evaluate, train
+    from ..train import train
 
     if cfg.threads_per_worker:
         torch.set_num_threads(cfg.threads_per_worker)
@@ -144,15 +148,37 @@ def run_one(cfg: Config, job: dict, device: str, deadline: Optional[float] = Non
     if str(device).startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
     result = train(tcfg)
-    # the test set comes from a stream that neither training nor validation uses
+    return _record(cfg, job, tcfg, result.model, result.seconds, result.step, result.final, result.history,
+                   result.train_losses, device)
+
+
+def _record(cfg: Config, job: dict, tcfg, model, seconds, step, final, history, losses, device) -> dict:
+    """One run's entry of the result: its validation score, its test score (from a stream that neither
+    training nor validation uses), learning curve and final training loss."""
+    from ..train import evaluate
+
     test_in, test_lab = tcfg.task.sample(cfg.test_examples, np.random.default_rng([cfg.seed, 2]))
-    test = evaluate(result.model, test_in, test_lab, device=device)
-    losses = result.train_losses
-    return {**job, "status": "done", "seconds": result.seconds, "steps": result.step,
-            "val": result.final, "test": test,
-            "curve": [[h["step"], h["accuracy"]] for h in result.history],
+    test = evaluate(model, test_in, test_lab, device=device)
+    return {**job, "status": "done", "seconds": seconds, "steps": step, "val": final, "test": test,
+            "curve": [[h["step"], h["accuracy"]] for h in history],
             "final_train_loss": float(np.mean(losses[-max(len(losses) // 20, 1):])) if losses else None,
             "diverged": not all(math.isfinite(x) for x in losses)}
+
+
+def run_group(cfg: Config, jobs: List[dict], device: str, progress: bool = False) -> List[dict]:
+    """Train the runs ``jobs`` (one mixer, one convolution setting) as one grouped model; the entries
+    equal ``run_one``'s for each (vla.train.grouped), ``seconds`` being the whole group's."""
+    from ..train import train_grouped
+
+    if cfg.threads_per_worker:
+        torch.set_num_threads(cfg.threads_per_worker)
+    tcfgs = [train_config(cfg, j["mixer"], j["n_pairs"], j["lr"], device, j["short_conv"]) for j in jobs]
+    if str(device).startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+    res = train_grouped(tcfgs, progress=progress)
+    return [dict(_record(cfg, job, tcfg, res.models[g], res.seconds, res.step, res.finals[g], res.histories[g],
+                         res.train_losses[g], device), group_size=len(jobs))
+            for g, (job, tcfg) in enumerate(zip(jobs, tcfgs))]
 
 
 def _worker(args):
@@ -233,7 +259,18 @@ def run(config: Config, device: str = "cpu", progress: bool = True, first_guess:
     def skip(job):
         finish({**job, "status": "skipped", "why": "did not fit in the time budget"})
 
-    if config.workers == 1:
+    if config.grouped:
+        groups: Dict[tuple, List[dict]] = {}
+        for job in jobs:
+            groups.setdefault((job["mixer"], job["short_conv"]), []).append(job)
+        for group in groups.values():
+            if end is not None and time.time() >= end:
+                for job in group:
+                    skip(job)
+                continue
+            for r in run_group(config, group, device, progress=progress):
+                finish(r)
+    elif config.workers == 1:
         for job in jobs:
             finish(run_one(config, job, device) if fits(job, time.time()) else {**job, "status": "skipped",
                    "why": "did not fit in the time budget"})
