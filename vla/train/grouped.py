@@ -194,14 +194,20 @@ class GroupedLM(nn.Module):
 
 
 class GroupedAdamW:
-    """``torch.optim.AdamW`` (non-amsgrad) on stacked parameters, with one learning rate per model."""
+    """``torch.optim.AdamW`` (non-amsgrad) on stacked parameters, with one learning rate per model.
+
+    Each step is a handful of ``torch._foreach_*`` launches over all parameters (the per-model rates
+    enter as broadcast views of one [G] tensor), as torch's own multi-tensor AdamW does.
+    """
 
     def __init__(self, model: GroupedLM, lrs: Sequence[float], betas=(0.9, 0.999), weight_decay: float = 0.0,
                  eps: float = 1e-8):
         self.params = [p for p in model.parameters()]
-        self.wd = [weight_decay if model.decays(p) else 0.0 for p in self.params]
-        self.lrs = torch.tensor(list(lrs), dtype=torch.float64)
-        self.betas, self.eps, self.t = tuple(betas), eps, 0
+        self.G = model.G
+        self.decay = [p for p in self.params if model.decays(p)] if weight_decay else []
+        p0 = self.params[0]
+        self.lrs = torch.tensor(list(lrs), dtype=p0.dtype, device=p0.device)
+        self.betas, self.eps, self.wd, self.t = tuple(betas), eps, weight_decay, 0
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
 
@@ -209,32 +215,38 @@ class GroupedAdamW:
         for p in self.params:
             p.grad = None
 
+    def _views(self, per_model: torch.Tensor, like) -> list:
+        return [per_model.view(-1, *([1] * (p.dim() - 1))) for p in like]
+
     @torch.no_grad()
     def step(self, factor: float):
         self.t += 1
         b1, b2 = self.betas
         bc1, bc2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        lr_all = self.lrs * factor
-        for p, m, v, wd in zip(self.params, self.m, self.v, self.wd):
-            if p.grad is None:
-                continue
-            lr = lr_all.to(p.device, p.dtype).view(-1, *([1] * (p.dim() - 1)))
-            if wd:
-                p.mul_(1 - lr * wd)
-            m.lerp_(p.grad, 1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            denom = (v.sqrt() / math.sqrt(bc2)).add_(self.eps)
-            p.addcdiv_(m * (-lr / bc1), denom)
+        params = [p for p in self.params if p.grad is not None]
+        idx = [i for i, p in enumerate(self.params) if p.grad is not None]
+        grads = [p.grad for p in params]
+        m, v = [self.m[i] for i in idx], [self.v[i] for i in idx]
+        if self.decay:
+            decay = [p for p in self.decay if p.grad is not None]
+            torch._foreach_mul_(decay, self._views(1 - self.lrs * (factor * self.wd), decay))
+        torch._foreach_lerp_(m, grads, 1 - b1)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, grads, grads, 1 - b2)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, math.sqrt(bc2))
+        torch._foreach_add_(denom, self.eps)
+        update = torch._foreach_div(m, denom)
+        torch._foreach_mul_(update, self._views(self.lrs * (-factor / bc1), params))
+        torch._foreach_add_(params, update)
 
 
 def clip_grad_norm_grouped(params, max_norm: float, G: int) -> torch.Tensor:
     """``torch.nn.utils.clip_grad_norm_`` per model: each model's gradient scaled by its own norm."""
     grads = [p.grad for p in params if p.grad is not None]
-    norms = torch.stack([g.reshape(G, -1).norm(dim=1) for g in grads])      # [P, G]
-    total = norms.norm(dim=0)                                               # [G]
+    total = torch.cat([g.reshape(G, -1) for g in grads], dim=1).norm(dim=1)   # [G]
     coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(coef.to(g.dtype).view(-1, *([1] * (g.dim() - 1))))
+    torch._foreach_mul_(grads, [coef.to(g.dtype).view(-1, *([1] * (g.dim() - 1))) for g in grads])
     return total
 
 
