@@ -169,6 +169,16 @@ def test_bad_arguments():
     wide_v = torch.randn(1, 4, 1, 128)  # the backward would need more shared memory than an H200 has
     with pytest.raises(ValueError, match="V=128"):
         chunk_vla_triton(q, k, wide_v, u, chunk_size=16, **kw)
+    with pytest.raises(ValueError, match="float64"):
+        chunk_vla_triton(q.double(), k.double(), v.double(), u.double(), chunk_size=16, **kw)
+
+
+def test_auto_back_end_takes_triton_only_for_what_its_kernels_take():
+    from vla.ops.vla.chunk import _triton_takes
+
+    assert _triton_takes(torch.bfloat16, 64, 64) and _triton_takes(torch.float32, 32, 16)
+    assert not _triton_takes(torch.float64, 64, 64)
+    assert not _triton_takes(torch.float32, 128, 64) and not _triton_takes(torch.bfloat16, 64, 128)
 
 
 def test_public_dispatch_matches_torch_back_end():

@@ -151,8 +151,8 @@ def chunk_vla(
     """Chunkwise-parallel VLA (SPEC §3): same arguments and results as ``naive_recurrent_vla``.
 
     ``chunk_size``: 16, 32 or 64; ``period`` must be a multiple of it while nudges are on.
-    ``backend``: "torch", "triton", or "auto" (Triton for CUDA tensors with K, V <= 64, PyTorch
-    otherwise; ``TRITON_CHUNK_VERIFIED_ON_GPU = False`` keeps it on PyTorch).
+    ``backend``: "torch", "triton", or "auto" (Triton for CUDA tensors in fp32, bf16 or fp16 with
+    K, V <= 64, PyTorch otherwise; ``TRITON_CHUNK_VERIFIED_ON_GPU = False`` keeps it on PyTorch).
     The Sherman-Morrison clamp ``delta_min`` never binds in exact arithmetic (delta >= 1 for SPD A), and
     the chunk form does not apply it. The initial A is symmetrised (A is symmetric by definition).
     """
@@ -163,9 +163,9 @@ def chunk_vla(
     if backend not in ("auto", "torch", "triton"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
     if backend == "auto":
-        # Triton on CUDA for the head sizes its kernels take (K, V <= 64); PyTorch elsewhere.
+        # Triton on CUDA for the dtypes and head sizes its kernels take; PyTorch elsewhere.
         backend = "triton" if (q.is_cuda and TRITON_CHUNK_VERIFIED_ON_GPU and _triton_chunk_available()
-                               and max(info.K, info.V) <= _triton_max_head_dim()) else "torch"
+                               and _triton_takes(q.dtype, info.K, info.V)) else "torch"
     scale = default_scale(scale, info.K)
     init = tuple(initial_state) if initial_state is not None else (None, None)
     if init[1] is not None:  # A is symmetric by definition; gradients come back symmetrised
@@ -189,10 +189,11 @@ def chunk_vla(
 TRITON_CHUNK_VERIFIED_ON_GPU = True
 
 
-def _triton_max_head_dim() -> int:
-    from .triton.chunk import MAX_HEAD_DIM
+def _triton_takes(dtype: torch.dtype, K: int, V: int) -> bool:
+    """Whether the Triton chunk kernels take these inputs (dtype and head sizes)."""
+    from .triton.chunk import MAX_HEAD_DIM, SUPPORTED_DTYPES
 
-    return MAX_HEAD_DIM
+    return dtype in SUPPORTED_DTYPES and max(K, V) <= MAX_HEAD_DIM
 
 
 def _triton_chunk_available() -> bool:

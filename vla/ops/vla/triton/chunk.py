@@ -100,6 +100,8 @@ BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "8"))
 # shared memory (the H200 has 227 KB per block), and the forward kernels spill 3-5 KB per thread
 # (ptxas, sm_90a), so 128-wide heads are refused rather than left to fail at launch.
 MAX_HEAD_DIM = 64
+# Input dtypes (computation in fp32 whatever the input; float64 inputs go to the PyTorch chunk form).
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Compute the write directions inside the serial A chain (1) rather than in a separate per-chunk kernel
 # from the A at every chunk start (0). The chain is latency-bound on a few programs, so the extra,
 # independent products can ride along.
@@ -893,6 +895,9 @@ def chunk_vla_triton(
     """
     if chunk_size not in (16, 32, 64):
         raise ValueError(f"chunk_size must be 16, 32 or 64, got {chunk_size}")
+    if q.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"q, k, v, u: the Triton chunk kernels take {sorted(str(d) for d in SUPPORTED_DTYPES)}, "
+                         f"got {q.dtype} (use backend='torch' for float64)")
     K, V = q.shape[-1], v.shape[-1]
     if K > MAX_HEAD_DIM or V > MAX_HEAD_DIM:
         raise ValueError(f"head sizes K={K}, V={V}: the Triton chunk kernels support K, V <= {MAX_HEAD_DIM} "
