@@ -28,21 +28,26 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
         return v.new_zeros(v.shape), S0
     # chunks and (sequence, head) rows flattened into one batch: every batched product is one bmm
     qf, rf, wf, vf = (x.reshape(nc * NH, C, x.shape[-1]) for x in (q, read_key, write_key, v))
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, read_key, write_key, v, S0))
     if delta:
-        # (I + L)^{-1} for every chunk at once, L = tril(R W^T, -1): the unit lower-triangular solve
-        # reads only the strict lower triangle of R W^T, so no masking. One solve for the inverse and
-        # two products beat solves with V and R as right-hand sides (LAPACK's small solves are slow).
-        eye = torch.eye(C, dtype=q.dtype, device=q.device)
-        inv = torch.linalg.solve_triangular(torch.bmm(rf, wf.transpose(-1, -2)), eye, upper=False,
-                                            unitriangular=True)
-        v_corr = torch.bmm(inv, vf).view(nc, NH, C, V)
-        r_corr = torch.bmm(inv, rf).view(nc, NH, C, K)
-        del inv
+        # (I + L)^{-1} V and (I + L)^{-1} R for every chunk at once, L = tril(R W^T, -1): the unit
+        # lower-triangular solve reads only the strict lower triangle of R W^T, so no masking.
+        rw = torch.bmm(rf, wf.transpose(-1, -2))
+        if grad:  # one solve with [V | R]: autograd keeps R W^T and the solution, nothing more
+            vr = torch.linalg.solve_triangular(rw, torch.cat([vf, rf], dim=-1), upper=False, unitriangular=True)
+            v_corr, r_corr = vr[..., :V].view(nc, NH, C, V), vr[..., V:].view(nc, NH, C, K)
+        else:  # faster: one solve for the inverse and two products (LAPACK's small solves are slow)
+            eye = torch.eye(C, dtype=q.dtype, device=q.device)
+            inv = torch.linalg.solve_triangular(rw, eye, upper=False, unitriangular=True)
+            v_corr = torch.bmm(inv, vf).view(nc, NH, C, V)
+            r_corr = torch.bmm(inv, rf).view(nc, NH, C, K)
+            del inv
+        del rw
     # Sequential part: only what the state passing needs (two products per chunk); the state
     # entering each chunk is kept (T/C x K x V) so that the outputs come from two batched products.
     # Without autograd the states and corrections go straight into buffers (v_corr is updated in place).
     wt = write_key.transpose(-1, -2)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, read_key, write_key, v, S0)):
+    if grad:
         states, corrections = [], []
         for c in range(nc):
             states.append(S)
