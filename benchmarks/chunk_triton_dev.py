@@ -14,8 +14,9 @@
 --smoke      small shapes (ragged cu_seqlens with offsets, K != V, initial and final states, fp32, fp16 and
              bf16), forward and every gradient against the float64 naive loop; meant to run under
              compute-sanitizer, which names the kernel behind an illegal memory access
---variants   build settings side by side (phase-1 precision, write directions fused into the A chain or
-             not): forward error against the float64 loop (T = 1024) and time at T = 16k
+--variants   build settings side by side (VARIANTS: the backward's A cache, the A chain's warps, phase-1
+             precision, write directions fused or not): output and gradient errors against the
+             float64 loop (T = 512) and forward / forward+backward time at T = 16k
 Writes DIR/chunk_triton_<section>.json (raw numbers, atomically).
 """
 
@@ -182,37 +183,32 @@ def smoke(out):
     write_json(os.path.join(out, "chunk_triton_smoke.json"), res)
 
 
-VARIANTS = [dict(PHASE1_PRECISION="tf32x3", FUSE_ALPHA=1), dict(PHASE1_PRECISION="tf32x3", FUSE_ALPHA=0),
-            dict(PHASE1_PRECISION="tf32", FUSE_ALPHA=1), dict(PHASE1_PRECISION="ieee", FUSE_ALPHA=1)]
+VARIANTS = [dict(), dict(BWD_CACHE_A=1), dict(CHAIN_WARPS=8), dict(CHAIN_WARPS=2), dict(PHASE1_PRECISION="tf32"),
+            dict(FUSE_ALPHA=0)]
 
 
 def variants(out):
-    """Build settings side by side: forward error against the float64 loop (T = 1024, bf16 and fp32
-    inputs) and forward / forward+backward time at T = 16k (B=4, H=16)."""
+    """Build settings side by side (each against the shipped defaults): errors of the output and of
+    every gradient against the float64 loop (B=1, T=512, H=2, bf16 inputs), and forward /
+    forward+backward time at T = 16k (B=4, H=16)."""
     res = {"device": torch.cuda.get_device_name(), "cases": []}
-    saved = {k: getattr(tri, k) for k in VARIANTS[0]}
-    ref = {}
-    for dt in (torch.bfloat16, torch.float32):
-        xs = inputs(1, 1024, 2, dtype=dt, seed=13)
-        with torch.no_grad():
-            ref[dt] = (xs, naive_mod.naive_recurrent_vla(*[x.double() for x in xs], scale=D ** -0.5,
-                                                         output_final_state=True, **HYPER))
+    keys = sorted({k for v in VARIANTS for k in v})
+    saved = {k: getattr(tri, k) for k in keys}
+    xs = inputs(1, 512, 2, dtype=torch.bfloat16, seed=13)
+    do = torch.randn(1, 512, 2, D, device="cuda")
+    o_r, _, g_r = grads_of(lambda *a: naive_mod.naive_recurrent_vla(*a, scale=D ** -0.5, **HYPER),
+                           [x.double() for x in xs], do.double())
     big = inputs(B, 16384, H, seed=21)
     for var in VARIANTS:
-        for key, val in var.items():
-            setattr(tri, key, val)
-        case = dict(var)
+        for key in keys:
+            setattr(tri, key, var.get(key, saved[key]))
+        case = {k: getattr(tri, k) for k in keys}
         try:
-            for dt, (xs, (o_r, fin_r)) in ref.items():
-                with torch.no_grad():
-                    o, fin = run_triton(*xs, final=True)
-                torch.cuda.synchronize()
-                name = "bf16" if dt == torch.bfloat16 else "fp32"
-                case[f"o_{name}"] = rel(o, o_r)
-                case[f"A_{name}"] = rel(fin[1], fin_r[1])
+            o, _, g = grads_of(lambda *a: run_triton(*a), xs, do)
+            torch.cuda.synchronize()
+            case.update({"o": rel(o, o_r)}, **{n: rel(a, b) for n, a, b in zip(["dq", "dk", "dv", "du"], g, g_r)})
             case["fwd_ms_T16k"] = bench(f_vla, big, False)[0]
-            if var["PHASE1_PRECISION"] != "ieee":
-                case["fwdbwd_ms_T16k"] = bench(f_vla, big, True)[0]
+            case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
         except Exception as e:  # an illegal memory access poisons the context: stop here
             case["error"] = repr(e)[:300]
             res["cases"].append(case)
@@ -220,6 +216,7 @@ def variants(out):
             break
         res["cases"].append(case)
         print(case, flush=True)
+        write_json(os.path.join(out, "chunk_triton_variants.json"), res)
     for key, val in saved.items():
         setattr(tri, key, val)
     write_json(os.path.join(out, "chunk_triton_variants.json"), res)

@@ -96,6 +96,13 @@ PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32x3")
 # accumulated from every later token. Default "tf32x3" (about fp32) for every input dtype.
 BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "tf32x3")
 BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "8"))
+# Experimental settings for the next GPU measurements (off or unchanged by default; not yet run on a
+# GPU): warps of the serial forward A chain, and a cache of the A entering every phase-1 sub-chunk,
+# written by _bwd_phase1_compose so that _bwd_phase1_grads loads it instead of recomputing it
+# (4 instead of 10 sub-chunk factorisations per chunk of 64 rows, for NC * H * (C/16 - 1) * K * K * 4
+# bytes during the backward).
+CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
+BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "0"))
 # Largest K and V. At K = 128 the backward's dA chain needs 262 KB and its phase-1 kernel 410 KB of
 # shared memory (the H200 has 227 KB per block), and the forward kernels spill 3-5 KB per thread
 # (ptxas, sm_90a), so 128-wide heads are refused rather than left to fail at launch.
@@ -546,9 +553,9 @@ def _phase1_sub_local(A, U, Kh, nk, dAl, C: tl.constexpr, eps, delta_min, PREC: 
 
 
 @triton.jit
-def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
-                        K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                        IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, cu, shift, chunk_seq, chunk_idx, T, H, eps,
+                        delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                        IS_VARLEN: tl.constexpr, PREC: tl.constexpr, CACHE_A: tl.constexpr):
     """Per chunk: the dA chain's coefficients, dA0 = Q^T dA1 Q + G. Per sub-chunk b (A_{b+1} =
     (A_b^{-1} + U_b^T U_b)^{-1}): dA_b = P_b^T dA_{b+1} P_b + F_b with P_b = I - Zt_b^T R_b^{-1} U_b and
     F_b the part free of dA_{b+1}; composed over the sub-chunks in forward order:
@@ -580,6 +587,9 @@ def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, cu, shift, chunk_seq, c
         G = G + tl.dot(tl.trans(Q), tl.dot(F, Q, input_precision=PREC), input_precision=PREC)
         Q = tl.dot(P, Q, input_precision=PREC)
         A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
+        if CACHE_A:  # the A entering sub-chunk b + 1 (none after the last)
+            slot = ((c * H + h) * (C // SUB - 1) + tl.minimum(b, C // SUB - 2)) * K * K
+            tl.store(Acache + slot + kk, A, mask=kkmask & (b + 1 < C // SUB))
         b += 1
     tl.store(Fbuf + (c * H + h) * K * K + kk, G, mask=kkmask)
     tl.store(Pbuf + (c * H + h) * K * K + kk, Q, mask=kkmask)
@@ -625,10 +635,10 @@ def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, cu, shift, chunk_off
 
 
 @triton.jit
-def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, cu, shift, chunk_seq, chunk_idx,
+def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, cu, shift, chunk_seq, chunk_idx,
                       T, H, eps, delta_min,
                       K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                      IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+                      IS_VARLEN: tl.constexpr, PREC: tl.constexpr, CACHE_A: tl.constexpr):
     """Per chunk, given dA at its end: du and dk, sub-chunk by sub-chunk in reverse, carrying dA
     through the sub-chunks (the A entering each sub-chunk is recomputed from the chunk's)."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -642,15 +652,21 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, cu, shift
     NB: tl.constexpr = C // SUB
     bb = NB - 1
     while bb >= 0:  # runtime loops (one copy of each body: unrolled, they overflowed shared memory)
-        # A entering sub-chunk bb, recomputed from the chunk's
-        A = A_c
-        b2 = 0
-        while b2 < bb:
-            row2, valid2 = _rows(bos, j * NB + b2, s, Tn, H, h, SUB)
-            U2 = tl.load(u + row2[:, None] * K + dk[None, :], mask=valid2[:, None] & kmask[None, :], other=0.0)
-            Wt2, Rinv2, Zt2 = _phase1_chunk(A, U2.to(tl.float32), SUB, delta_min, PREC)
-            A = A - tl.dot(tl.trans(Zt2), Zt2, input_precision=PREC)
-            b2 += 1
+        # A entering sub-chunk bb: from the cache, or recomputed from the chunk's
+        if CACHE_A:
+            slot = ((c * H + h) * (NB - 1) + tl.maximum(bb - 1, 0)) * K * K
+            A = tl.load(Acache + slot + kk, mask=kkmask & (bb > 0), other=0.0)
+            A = tl.where(bb > 0, A, A_c)
+        else:
+            A = A_c
+            b2 = 0
+            while b2 < bb:
+                row2, valid2 = _rows(bos, j * NB + b2, s, Tn, H, h, SUB)
+                U2 = tl.load(u + row2[:, None] * K + dk[None, :], mask=valid2[:, None] & kmask[None, :],
+                             other=0.0)
+                Wt2, Rinv2, Zt2 = _phase1_chunk(A, U2.to(tl.float32), SUB, delta_min, PREC)
+                A = A - tl.dot(tl.trans(Zt2), Zt2, input_precision=PREC)
+                b2 += 1
         row, valid = _rows(bos, j * NB + bb, s, Tn, H, h, SUB)
         offs = row[:, None] * K + dk[None, :]
         m2 = valid[:, None] & kmask[None, :]
@@ -755,7 +771,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base,
         lay.chunk_off, T, H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=SUB,
         HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
-        FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, num_warps=4)
+        FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, num_warps=CHAIN_WARPS)
     if not FUSE_ALPHA:
         _fwd_alpha[(NC, H)](
             u, k, alpha, A_chunks, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps, delta_min,
@@ -814,8 +830,10 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     # phase 1: the dA chain's coefficients per chunk, the chain, then du and dk per chunk
     Fbuf = torch.empty(NC, H, K, K, **f32)
     Pbuf = torch.empty(NC, H, K, K, **f32)
-    _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, *per_chunk, eps, delta_min,
-                                 K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION,
+    cache_a = bool(BWD_CACHE_A) and C // SUB > 1
+    Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
+    _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, Acache, *per_chunk, eps, delta_min,
+                                 K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
                                  num_warps=BWD_PHASE1_WARPS, **common)
     dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
@@ -826,8 +844,8 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     del Fbuf, Pbuf
     dk = torch.empty_like(k)
     du = torch.empty_like(u)
-    _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, *per_chunk, eps, delta_min,
-                               K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION,
+    _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, Acache, *per_chunk, eps, delta_min,
+                               K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
                                num_warps=BWD_PHASE1_WARPS, **common)
     return dq, dk, dv, du, dS0, dA0
 
