@@ -183,7 +183,8 @@ def smoke(out):
     write_json(os.path.join(out, "chunk_triton_smoke.json"), res)
 
 
-VARIANTS = [dict(), dict(BWD_CACHE_A=1), dict(CHAIN_WARPS=8), dict(CHAIN_WARPS=2), dict(PHASE1_PRECISION="tf32"),
+VARIANTS = [dict(), dict(BWD_CACHE_A=1), dict(BWD_CACHE_A=1, BWD_PHASE1_WARPS=4), dict(CHAIN_WARPS=8),
+            dict(CHAIN_WARPS=2), dict(PHASE1_PRECISION="tf32"),
             dict(FUSE_ALPHA=0)]
 
 
