@@ -185,7 +185,7 @@ def smoke(out):
 
 VARIANTS = [dict(), dict(BWD_CACHE_A=1), dict(BWD_CACHE_A=1, BWD_PHASE1_WARPS=4), dict(CHAIN_WARPS=8),
             dict(CHAIN_WARPS=2), dict(PHASE1_PRECISION="tf32"),
-            dict(FUSE_ALPHA=0)]
+            dict(FUSE_ALPHA=0), dict(CHAIN_SOLVER="newton"), dict(CHAIN_SOLVER="newton", CHAIN_WARPS=8)]
 
 
 def variants(out):

@@ -121,8 +121,9 @@ def test_chunk32_no_nudge_non_multiple_period():
     _check(errs, TOL[torch.float32])
 
 
-@pytest.mark.parametrize("fuse_alpha,cache_a", [(0, 0), (1, 0), (1, 1)])
-def test_chunk64_full_width_heads(monkeypatch, fuse_alpha, cache_a):
+@pytest.mark.parametrize("fuse_alpha,cache_a,solver", [(0, 0, "cholesky"), (1, 0, "cholesky"), (1, 1, "cholesky"),
+                                                     (1, 0, "newton")])
+def test_chunk64_full_width_heads(monkeypatch, fuse_alpha, cache_a, solver):
     # the benchmark's configuration in small: K = V = 64 (no padding), chunk 64 for phase 2 and 16 for
     # phase 1, offset 37 (shortened first chunk); write directions inside the A chain or in their own
     # per-chunk kernel; the backward recomputing the A inside each chunk or reading it from its cache
@@ -130,6 +131,7 @@ def test_chunk64_full_width_heads(monkeypatch, fuse_alpha, cache_a):
 
     monkeypatch.setattr(tri, "FUSE_ALPHA", fuse_alpha)
     monkeypatch.setattr(tri, "BWD_CACHE_A", cache_a)
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
     xs = vla_inputs(1, 150, 1, 64, 64)
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
     errs = _compare(xs, dtype=torch.float32, chunk_size=64, hyper=hyper, offsets=[37], final=True)
@@ -209,3 +211,18 @@ def test_empty_sequence_passes_states_through():
                                  offsets=torch.tensor([0, 0]), chunk_size=16)
     assert o.shape == v.shape
     assert torch.equal(S, S0) and torch.allclose(A, torch.eye(8).expand(2, 1, 8, 8) * 2)
+
+
+def test_newton_chain_on_ragged_batches(monkeypatch):
+    # CHAIN_SOLVER = "newton" (matrix products only): ragged sequences with offsets (chunks cut short at
+    # both ends), against the float64 loop
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    lens = [20, 70, 41]
+    cu = torch.tensor([0, 20, 90, 131], dtype=torch.int64)
+    xs = vla_inputs(1, sum(lens), 1, 32, 16)
+    hyper = dict(HYPER, period=32, nudge_eps=1e-3)
+    errs = _compare(xs, dtype=torch.float32, chunk_size=32, hyper=hyper, offsets=[3, 0, 40], cu_seqlens=cu,
+                    final=True)
+    _check(errs, TOL[torch.float32])

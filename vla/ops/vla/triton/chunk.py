@@ -102,6 +102,14 @@ BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "8"))
 # (4 instead of 10 sub-chunk factorisations per chunk of 64 rows, for NC * H * (C/16 - 1) * K * K * 4
 # bytes during the backward).
 CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
+# The forward A chain's solver: "cholesky" (16-row factorisations, _fwd_A_chain) or "newton" (matrix
+# products only, _fwd_A_chain_newton; the write directions then come from _fwd_alpha), iterating until
+# the residual bound falls below NEWTON_TOL. "newton" is less accurate when M = I + U A U^T is ill
+# conditioned: in the interpreter, fp32, ragged batch of tests/ops/test_chunk_triton.py's newton test
+# with |u| = 8 (the layer keeps |u| = 1/sqrt(K)), the output's relative error was 1.5e-3 against
+# 1.8e-5 with "cholesky" (the final A's: 1.2e-5 against 6.9e-7); with the layer's u both are at 1e-7.
+CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "cholesky")
+NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
 BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "0"))
 # Largest K and V. At K = 128 the backward's dA chain needs 262 KB and its phase-1 kernel 410 KB of
 # shared memory (the H200 has 227 KB per block), and the forward kernels spill 3-5 KB per thread
@@ -296,6 +304,73 @@ def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_
             hit = (b == NB - 1) & ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
             A = A + tl.where(hit, nudge_eps, 0.0) * eyeK
         i += 1
+    if STORE_FINAL:
+        tl.store(A_final + i_nh * K * K + kk, A, mask=kkmask)
+
+
+@triton.jit
+def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
+                        T, H, nudge_eps, inv_lambda0, period, tol,
+                        K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                        HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
+                        NUDGE: tl.constexpr):
+    """The A chain without a factorisation on the serial path (CHAIN_SOLVER = "newton"): per chunk,
+    A1 = A0 - Wt^T M^{-1} Wt (Woodbury on all C rows at once; Wt = U A0, M = I + Wt U^T), with M^{-1}
+    by Newton-Schulz iterations X <- X (2I - M X) from X = 2 I / (2 + |G|_F), G = M - I. M's
+    eigenvalues lie in [1, 1 + |G|_F], so the residual |I - M X| starts at most e0 = |G|_F / (2 + |G|_F)
+    and squares every iteration: the loop runs until e0^(2^n) <= tol, the iterations but the last two
+    in one tf32 pass (Newton-Schulz corrects its own rounding), the last two in tf32x3. Only matrix
+    products: on tensor cores, where the 16-step eliminations of _fwd_A_chain wait on reductions."""
+    i_nh = tl.program_id(0).to(tl.int64)
+    n = i_nh // H
+    h = i_nh % H
+    bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
+    s = tl.load(shift + n)
+    b0 = tl.load(base + n)
+    c0 = tl.load(chunk_off + n)
+    NT = (s + Tn + C - 1) // C
+    r = tl.arange(0, C)
+    eyeC = (r[:, None] == r[None, :]).to(tl.float32)
+    dk = tl.arange(0, BK)
+    kmask = dk < K
+    kk = dk[:, None] * K + dk[None, :]
+    kkmask = kmask[:, None] & kmask[None, :]
+    eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
+    if HAS_A0:
+        A = tl.load(A_init + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
+    else:
+        A = eyeK * inv_lambda0
+    row, valid = _rows(bos, 0, s, Tn, H, h, C)
+    U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
+    j = 0
+    while j < NT:
+        tl.store(A_chunks + ((c0 + j) * H + h) * K * K + kk, A, mask=kkmask)
+        U = U_next.to(tl.float32)
+        row, valid = _rows(bos, j + 1, s, Tn, H, h, C)
+        U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
+        Wt = tl.dot(U, A, input_precision="tf32x3")
+        G = tl.dot(Wt, tl.trans(U), input_precision="tf32x3")
+        gf = tl.sqrt(tl.sum(tl.sum(G * G, axis=1), axis=0))
+        M = G + eyeC
+        X = eyeC * (2.0 / (2.0 + gf))
+        e = gf / (2.0 + gf)
+        n_it = 0
+        while e > tol:
+            e = e * e
+            n_it += 1
+        it = 0
+        while it < n_it - 2:
+            X = tl.dot(X, 2.0 * eyeC - tl.dot(M, X, input_precision="tf32"), input_precision="tf32")
+            it += 1
+        while it < n_it:
+            X = tl.dot(X, 2.0 * eyeC - tl.dot(M, X, input_precision="tf32x3"), input_precision="tf32x3")
+            it += 1
+        P = tl.dot(tl.trans(Wt), tl.dot(X, Wt, input_precision="tf32x3"), input_precision="tf32x3")
+        A = A - 0.5 * (P + tl.trans(P))
+        if NUDGE:
+            hit = ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
+            A = A + tl.where(hit, nudge_eps, 0.0) * eyeK
+        j += 1
     if STORE_FINAL:
         tl.store(A_final + i_nh * K * K + kk, A, mask=kkmask)
 
@@ -767,12 +842,19 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     A_chunks = torch.empty(NC, H, K, K, **f32)
     A_final = torch.empty(N, H, K, K, **f32) if want_final else A_chunks
     alpha = torch.empty_like(k)
-    _fwd_A_chain[(N * H,)](
-        u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base,
-        lay.chunk_off, T, H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=SUB,
-        HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
-        FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, num_warps=CHAIN_WARPS)
-    if not FUSE_ALPHA:
+    newton = CHAIN_SOLVER == "newton"
+    if newton:
+        _fwd_A_chain_newton[(N * H,)](
+            u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
+            T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
+            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, num_warps=CHAIN_WARPS)
+    else:
+        _fwd_A_chain[(N * H,)](
+            u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base,
+            lay.chunk_off, T, H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=SUB,
+            HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
+            FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, num_warps=CHAIN_WARPS)
+    if newton or not FUSE_ALPHA:
         _fwd_alpha[(NC, H)](
             u, k, alpha, A_chunks, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps, delta_min,
             K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen, PREC=PHASE1_PRECISION, num_warps=4)
