@@ -246,14 +246,10 @@ def _cholesky_bwd(dZt, Zt, Rinv, C: tl.constexpr, PREC: tl.constexpr):
 # ----------------------------------------------------------------------------------------------
 
 @triton.jit
-def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
-                 T, H, eps, delta_min, nudge_eps, inv_lambda0, period,
-                 K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                 HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                 NUDGE: tl.constexpr, FUSE_ALPHA: tl.constexpr, PREC: tl.constexpr):
-    """Phase 1's chain: A at every chunk start (sequential over sub-chunks of SUB rows; one program per
-    head) and, with FUSE_ALPHA, the write directions. The next sub-chunk's rows are loaded before the
-    current one is factorised, so the loads stay off the serial path."""
+def _A_chain_start(A_init, cu, shift, base, chunk_off, T, H, inv_lambda0,
+                   K: tl.constexpr, BK: tl.constexpr, HAS_A0: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """What both forward A chains start from: the program's sequence and head, its bounds, the K x K
+    index grid and the A entering the sequence."""
     i_nh = tl.program_id(0).to(tl.int64)
     n = i_nh // H
     h = i_nh % H
@@ -261,8 +257,6 @@ def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_
     s = tl.load(shift + n)
     b0 = tl.load(base + n)
     c0 = tl.load(chunk_off + n)
-    NB: tl.constexpr = C // SUB
-    NS = ((s + Tn + C - 1) // C) * NB  # sub-chunks, the last chunk's padding included
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
@@ -272,6 +266,22 @@ def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_
         A = tl.load(A_init + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
     else:
         A = eyeK * inv_lambda0
+    return i_nh, h, bos, Tn, s, b0, c0, dk, kmask, kk, kkmask, eyeK, A
+
+
+@triton.jit
+def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
+                 T, H, eps, delta_min, nudge_eps, inv_lambda0, period,
+                 K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                 HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
+                 NUDGE: tl.constexpr, FUSE_ALPHA: tl.constexpr, PREC: tl.constexpr):
+    """Phase 1's chain: A at every chunk start (sequential over sub-chunks of SUB rows; one program per
+    head) and, with FUSE_ALPHA, the write directions. The next sub-chunk's rows are loaded before the
+    current one is factorised, so the loads stay off the serial path."""
+    i_nh, h, bos, Tn, s, b0, c0, dk, kmask, kk, kkmask, eyeK, A = _A_chain_start(
+        A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, HAS_A0, IS_VARLEN)
+    NB: tl.constexpr = C // SUB
+    NS = ((s + Tn + C - 1) // C) * NB  # sub-chunks, the last chunk's padding included
     row, valid = _rows(bos, 0, s, Tn, H, h, SUB)
     offs = row[:, None] * K + dk[None, :]
     m2 = valid[:, None] & kmask[None, :]
@@ -321,25 +331,11 @@ def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off
     and squares every iteration: the loop runs until e0^(2^n) <= tol, the iterations but the last two
     in one tf32 pass (Newton-Schulz corrects its own rounding), the last two in tf32x3. Only matrix
     products: on tensor cores, where the 16-step eliminations of _fwd_A_chain wait on reductions."""
-    i_nh = tl.program_id(0).to(tl.int64)
-    n = i_nh // H
-    h = i_nh % H
-    bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
-    s = tl.load(shift + n)
-    b0 = tl.load(base + n)
-    c0 = tl.load(chunk_off + n)
+    i_nh, h, bos, Tn, s, b0, c0, dk, kmask, kk, kkmask, eyeK, A = _A_chain_start(
+        A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, HAS_A0, IS_VARLEN)
     NT = (s + Tn + C - 1) // C
     r = tl.arange(0, C)
     eyeC = (r[:, None] == r[None, :]).to(tl.float32)
-    dk = tl.arange(0, BK)
-    kmask = dk < K
-    kk = dk[:, None] * K + dk[None, :]
-    kkmask = kmask[:, None] & kmask[None, :]
-    eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
-    if HAS_A0:
-        A = tl.load(A_init + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
-    else:
-        A = eyeK * inv_lambda0
     row, valid = _rows(bos, 0, s, Tn, H, h, C)
     U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
     j = 0
