@@ -213,16 +213,20 @@ def test_empty_sequence_passes_states_through():
     assert torch.equal(S, S0) and torch.allclose(A, torch.eye(8).expand(2, 1, 8, 8) * 2)
 
 
-def test_newton_chain_on_ragged_batches(monkeypatch):
-    # CHAIN_SOLVER = "newton" (matrix products only): ragged sequences with offsets (chunks cut short at
-    # both ends), against the float64 loop
+@pytest.mark.parametrize("solver,cache_a", [("newton", 0), ("cholesky", 1)])
+def test_experimental_settings_on_ragged_batches(monkeypatch, solver, cache_a):
+    # the settings off by default (CHAIN_SOLVER = "newton": matrix products only; BWD_CACHE_A): ragged
+    # sequences with offsets (chunks cut short at both ends) and initial states, K != V, nudges at
+    # chunk boundaries, against the float64 loop
     from vla.ops.vla.triton import chunk as tri
 
-    monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
+    monkeypatch.setattr(tri, "BWD_CACHE_A", cache_a)
     lens = [20, 70, 41]
     cu = torch.tensor([0, 20, 90, 131], dtype=torch.int64)
     xs = vla_inputs(1, sum(lens), 1, 32, 16)
+    init = [torch.randn(3, 1, 32, 16, dtype=torch.float64), _spd(3, 1, 32)]  # states passed in
     hyper = dict(HYPER, period=32, nudge_eps=1e-3)
     errs = _compare(xs, dtype=torch.float32, chunk_size=32, hyper=hyper, offsets=[3, 0, 40], cu_seqlens=cu,
-                    final=True)
+                    final=True, init=init)
     _check(errs, TOL[torch.float32])
