@@ -25,7 +25,7 @@ def _speed_lines(results: pathlib.Path) -> List[str]:
     from . import speed
 
     try:
-        path, result = speed.latest_result(results)
+        (path, result), later = speed.suite_runs(results)
     except FileNotFoundError:
         return ["No GPU suite results committed yet."]
     env, cfg = result.get("env", {}), result.get("config", {})
@@ -35,8 +35,8 @@ def _speed_lines(results: pathlib.Path) -> List[str]:
              claims_table(speed.claims(result)), "", speed._ops_table(result), ""]
     for op, why in sorted(result.get("retracted", {}).items()):
         lines += [f"Rows of `{op}` are withdrawn: {why}.", ""]
-    for later, run in speed.later_runs(results):
-        lines += speed.later_run_lines(run, f"**Later run** `benchmarks/results/{later.name}`:")
+    for run_path, run in later:
+        lines += speed.later_run_lines(run, f"**Later run** `benchmarks/results/{run_path.name}`:")
     return lines
 
 

@@ -285,22 +285,28 @@ def load_suite(path) -> dict:
     return result
 
 
-def latest_result(results_dir) -> Tuple[pathlib.Path, dict]:
-    """The newest complete ``suite_*.json`` under ``results_dir`` (by name; a run cut short is marked
-    ``"partial"``), loaded with retractions applied; the newest file if none is complete."""
+def suite_runs(results_dir) -> Tuple[Tuple[pathlib.Path, dict], List[Tuple[pathlib.Path, dict]]]:
+    """Every committed ``suite_*.json`` under ``results_dir``, loaded once with retractions applied:
+    the newest complete run (by name; a run cut short is marked ``"partial"``; the newest file if
+    none is complete), and the runs committed after it (each reported on its own, ratios within that
+    run only)."""
     files = sorted(pathlib.Path(results_dir).glob("suite_*.json"))
     if not files:
         raise FileNotFoundError(f"no suite_*.json under {results_dir}")
     loaded = [(f, load_suite(f)) for f in files]
-    complete = [(f, r) for f, r in loaded if not r.get("partial")]
-    return (complete or loaded)[-1]
+    complete = [i for i, (_, r) in enumerate(loaded) if not r.get("partial")]
+    main = complete[-1] if complete else len(loaded) - 1
+    return loaded[main], loaded[main + 1:]
+
+
+def latest_result(results_dir) -> Tuple[pathlib.Path, dict]:
+    """The run ``suite_runs`` reports first."""
+    return suite_runs(results_dir)[0]
 
 
 def later_runs(results_dir) -> List[Tuple[pathlib.Path, dict]]:
-    """The suite runs committed after the one ``latest_result`` picks (newer by name), e.g. a run of a
-    subset of the ops that was cut short; each is reported on its own, ratios within that run only."""
-    main, _ = latest_result(results_dir)
-    return [(f, load_suite(f)) for f in sorted(pathlib.Path(results_dir).glob("suite_*.json")) if f.name > main.name]
+    """The runs ``suite_runs`` reports after the first."""
+    return suite_runs(results_dir)[1]
 
 
 def same_run_ratios(result: dict) -> List[str]:
@@ -327,10 +333,8 @@ def same_run_ratios(result: dict) -> List[str]:
 def load() -> dict:
     """The committed GPU suite results (render-only section of ``vla reproduce``): the newest complete
     run, with the runs committed after it under ``"later_runs"`` (each reported on its own)."""
-    results = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-    result = dict(latest_result(results)[1])
-    result["later_runs"] = [dict(r, file=f.name) for f, r in later_runs(results)]
-    return result
+    (_, main), later = suite_runs(pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "results")
+    return dict(main, later_runs=[dict(r, file=f.name) for f, r in later])
 
 
 def later_run_lines(run: dict, title: str) -> List[str]:

@@ -164,19 +164,19 @@ def chunk_vla(
         raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
     if backend == "auto":
         # Triton on CUDA for the dtypes and head sizes its kernels take; PyTorch elsewhere.
-        backend = "triton" if (q.is_cuda and TRITON_CHUNK_VERIFIED_ON_GPU and _triton_chunk_available()
+        backend = "triton" if (q.is_cuda and TRITON_CHUNK_VERIFIED_ON_GPU
                                and _triton_takes(q.dtype, info.K, info.V)) else "torch"
     scale = default_scale(scale, info.K)
     init = tuple(initial_state) if initial_state is not None else (None, None)
-    if init[1] is not None:  # A is symmetric by definition; gradients come back symmetrised
-        init = (init[0], 0.5 * (init[1] + init[1].transpose(-1, -2)))
-    if backend == "triton":
+    if backend == "triton":  # (it symmetrises the initial A itself)
         from .triton.chunk import chunk_vla_triton
 
         return chunk_vla_triton(q, k, v, u, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
-                                delta_min=delta_min, eps=eps, initial_state=tuple(init),
+                                delta_min=delta_min, eps=eps, initial_state=init,
                                 output_final_state=output_final_state, offsets=info.offsets,
                                 cu_seqlens=info.cu_seqlens, chunk_size=chunk_size)
+    if init[1] is not None:  # A is symmetric by definition; gradients come back symmetrised
+        init = (init[0], 0.5 * (init[1] + init[1].transpose(-1, -2)))
     cdt = compute_dtype(q.dtype)
     S0, A0 = initial_vla_state(info, init, lambda0, cdt, q.device)
     o, S, A = chunk_vla_torch(q, k, v, u, info, S0, A0, scale=scale, period=period, nudge_eps=nudge_eps,
@@ -190,15 +190,9 @@ TRITON_CHUNK_VERIFIED_ON_GPU = True
 
 
 def _triton_takes(dtype: torch.dtype, K: int, V: int) -> bool:
-    """Whether the Triton chunk kernels take these inputs (dtype and head sizes)."""
-    from .triton.chunk import MAX_HEAD_DIM, SUPPORTED_DTYPES
-
-    return dtype in SUPPORTED_DTYPES and max(K, V) <= MAX_HEAD_DIM
-
-
-def _triton_chunk_available() -> bool:
+    """Whether the Triton chunk kernels can be imported and take these inputs (dtype, head sizes)."""
     try:
-        from .triton.chunk import chunk_vla_triton  # noqa: F401
+        from .triton.chunk import MAX_HEAD_DIM, SUPPORTED_DTYPES
     except Exception:
         return False
-    return True
+    return dtype in SUPPORTED_DTYPES and max(K, V) <= MAX_HEAD_DIM

@@ -196,6 +196,18 @@ def _rownorm_bwd(y, n, dy, eps):
 
 
 @triton.jit
+def _head_ctx(cu, shift, chunk_off, T, H, C: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """For the chain kernels (grid: sequences x heads, one program walking a head's chunks): the
+    program's index, head, sequence bounds, shift, first chunk slot and number of chunks."""
+    i_nh = tl.program_id(0).to(tl.int64)
+    n = i_nh // H
+    bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
+    s = tl.load(shift + n)
+    c0 = tl.load(chunk_off + n)
+    return i_nh, n, i_nh % H, bos, Tn, s, c0, (s + Tn + C - 1) // C
+
+
+@triton.jit
 def _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN: tl.constexpr):
     """For the per-chunk kernels (grid: chunks x heads): the chunk's sequence, index and rows."""
     c = tl.program_id(0).to(tl.int64)
@@ -247,16 +259,12 @@ def _cholesky_bwd(dZt, Zt, Rinv, C: tl.constexpr, PREC: tl.constexpr):
 
 @triton.jit
 def _A_chain_start(A_init, cu, shift, base, chunk_off, T, H, inv_lambda0,
-                   K: tl.constexpr, BK: tl.constexpr, HAS_A0: tl.constexpr, IS_VARLEN: tl.constexpr):
-    """What both forward A chains start from: the program's sequence and head, its bounds, the K x K
-    index grid and the A entering the sequence."""
-    i_nh = tl.program_id(0).to(tl.int64)
-    n = i_nh // H
-    h = i_nh % H
-    bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
-    s = tl.load(shift + n)
+                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, HAS_A0: tl.constexpr,
+                   IS_VARLEN: tl.constexpr):
+    """What both forward A chains start from: the head's context (_head_ctx), the sequence's base
+    position, the K x K index grid and the A entering the sequence."""
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
     b0 = tl.load(base + n)
-    c0 = tl.load(chunk_off + n)
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
@@ -266,7 +274,7 @@ def _A_chain_start(A_init, cu, shift, base, chunk_off, T, H, inv_lambda0,
         A = tl.load(A_init + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
     else:
         A = eyeK * inv_lambda0
-    return i_nh, h, bos, Tn, s, b0, c0, dk, kmask, kk, kkmask, eyeK, A
+    return i_nh, h, bos, Tn, s, b0, c0, NT, dk, kmask, kk, kkmask, eyeK, A
 
 
 @triton.jit
@@ -278,10 +286,10 @@ def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_
     """Phase 1's chain: A at every chunk start (sequential over sub-chunks of SUB rows; one program per
     head) and, with FUSE_ALPHA, the write directions. The next sub-chunk's rows are loaded before the
     current one is factorised, so the loads stay off the serial path."""
-    i_nh, h, bos, Tn, s, b0, c0, dk, kmask, kk, kkmask, eyeK, A = _A_chain_start(
-        A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, HAS_A0, IS_VARLEN)
+    i_nh, h, bos, Tn, s, b0, c0, NT, dk, kmask, kk, kkmask, eyeK, A = _A_chain_start(
+        A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, C, HAS_A0, IS_VARLEN)
     NB: tl.constexpr = C // SUB
-    NS = ((s + Tn + C - 1) // C) * NB  # sub-chunks, the last chunk's padding included
+    NS = NT * NB  # sub-chunks, the last chunk's padding included
     row, valid = _rows(bos, 0, s, Tn, H, h, SUB)
     offs = row[:, None] * K + dk[None, :]
     m2 = valid[:, None] & kmask[None, :]
@@ -331,9 +339,8 @@ def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off
     and squares every iteration: the loop runs until e0^(2^n) <= tol, the iterations but the last two
     in one tf32 pass (Newton-Schulz corrects its own rounding), the last two in tf32x3. Only matrix
     products: on tensor cores, where the 16-step eliminations of _fwd_A_chain wait on reductions."""
-    i_nh, h, bos, Tn, s, b0, c0, dk, kmask, kk, kkmask, eyeK, A = _A_chain_start(
-        A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, HAS_A0, IS_VARLEN)
-    NT = (s + Tn + C - 1) // C
+    i_nh, h, bos, Tn, s, b0, c0, NT, dk, kmask, kk, kkmask, eyeK, A = _A_chain_start(
+        A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, C, HAS_A0, IS_VARLEN)
     r = tl.arange(0, C)
     eyeC = (r[:, None] == r[None, :]).to(tl.float32)
     row, valid = _rows(bos, 0, s, Tn, H, h, C)
@@ -430,18 +437,14 @@ def _fwd_S_chain(q, alpha, w, uu, o, S_init, S_chunks, S_final, cu, shift, chunk
                  K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  HAS_S0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
                  SAVE_CHUNKS: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
-    """Phase 2's chain over chunks for one head and one block of value columns:
+    """Phase 2's chain over chunks for one head (all value columns):
     E = uu - w S0,  O = scale (Q S0 + tril(Q alpha^T) E),  S1 = S0 + alpha^T E."""
-    i_nh = tl.program_id(0).to(tl.int64)
-    i_v = tl.program_id(1)
-    n = i_nh // H
-    h = i_nh % H
-    bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
-    s = tl.load(shift + n)
-    c0 = tl.load(chunk_off + n)
-    NT = (s + Tn + C - 1) // C
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
     r = tl.arange(0, C)
     dk = tl.arange(0, BK)
+    # (i_v is always 0: one program per head. Kept so that this kernel's machine code stays the one
+    # checked on the H200; drop it with the next GPU check.)
+    i_v = tl.program_id(1)
     dv = i_v * BV + tl.arange(0, BV)
     kmask = dk < K
     vmask = dv < V
@@ -524,15 +527,11 @@ def _bwd_dS_chain(alpha, w, Gc, dS_chunks, dS_final, dS_init, cu, shift, chunk_o
                   HAS_DSF: tl.constexpr, STORE_DS0: tl.constexpr, IS_VARLEN: tl.constexpr,
                   PREC: tl.constexpr, DOT: tl.constexpr):
     """dS at every chunk end, in reverse: dS0 = dS1 - w^T (alpha dS1) + Gc."""
-    i_nh = tl.program_id(0).to(tl.int64)
-    i_v = tl.program_id(1)
-    n = i_nh // H
-    h = i_nh % H
-    bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
-    s = tl.load(shift + n)
-    c0 = tl.load(chunk_off + n)
-    NT = (s + Tn + C - 1) // C
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
     dk = tl.arange(0, BK)
+    # (i_v is always 0: one program per head. Kept so that this kernel's machine code stays the one
+    # checked on the H200; drop it with the next GPU check.)
+    i_v = tl.program_id(1)
     dv = i_v * BV + tl.arange(0, BV)
     kmask = dk < K
     vmask = dv < V
@@ -672,13 +671,7 @@ def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, cu, shift, chunk_off
                   HAS_DAF: tl.constexpr, STORE_DA0: tl.constexpr, IS_VARLEN: tl.constexpr,
                   PREC: tl.constexpr):
     """dA at every chunk end, in reverse: dA0 = P^T dA1 P + F (a nudge passes dA through)."""
-    i_nh = tl.program_id(0).to(tl.int64)
-    n = i_nh // H
-    h = i_nh % H
-    bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
-    s = tl.load(shift + n)
-    c0 = tl.load(chunk_off + n)
-    NT = (s + Tn + C - 1) // C
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
@@ -814,11 +807,6 @@ class _Layout:
         self.C = C
 
 
-def _value_block(V):
-    BV = _pow2(V)
-    return BV, BV, 1  # value columns per program (all of them), per chain program, chain programs per head
-
-
 def _phase1_sub(C):
     return min(C, PHASE1_CHUNK)
 
@@ -831,7 +819,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     SUB = _phase1_sub(C)
     dev = q.device
     BK = _pow2(K)
-    BV, BVs, NV = _value_block(V)
+    BV = _pow2(V)
     f32 = dict(dtype=torch.float32, device=dev)
     # phase 1: A at every chunk start (the chain walks each chunk in sub-chunks of SUB rows), then
     # the write directions
@@ -864,9 +852,9 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     o = torch.empty_like(v)
     S_chunks = torch.empty(NC, H, K, V, **f32) if save else A_chunks
     S_final = torch.empty(N, H, K, V, **f32) if want_final else A_chunks
-    _fwd_S_chain[(N * H, NV)](
+    _fwd_S_chain[(N * H,)](
         q, alpha, w, uu, o, S0 if S0 is not None else A_chunks, S_chunks, S_final, lay.cu, lay.shift,
-        lay.chunk_off, T, H, scale, K=K, BK=BK, V=V, BV=BVs, C=C, HAS_S0=S0 is not None,
+        lay.chunk_off, T, H, scale, K=K, BK=BK, V=V, BV=BV, C=C, HAS_S0=S0 is not None,
         STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=4)
     final = (S_final, A_final) if want_final else None
     return o, final, alpha, A_chunks, (S_chunks if save else None)
@@ -880,7 +868,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     SUB = _phase1_sub(C)
     dev = q.device
     BK = _pow2(K)
-    BV, BVs, NV = _value_block(V)
+    BV = _pow2(V)
     f32 = dict(dtype=torch.float32, device=dev)
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
     common = dict(IS_VARLEN=lay.is_varlen)
@@ -893,9 +881,9 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
                           K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=4, **common)
     dS_chunks = torch.empty(NC, H, K, V, **f32)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
-    _bwd_dS_chain[(N * H, NV)](
+    _bwd_dS_chain[(N * H,)](
         alpha, w, Gc, dS_chunks, dS_final if dS_final is not None else Gc, dS0 if has_S0 else Gc,
-        lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, V=V, BV=BVs, C=C,
+        lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, V=V, BV=BV, C=C,
         HAS_DSF=dS_final is not None, STORE_DS0=has_S0, PREC=P2, DOT=DOT, num_warps=4, **common)
     del Gc, w
     dq = torch.empty_like(q)
