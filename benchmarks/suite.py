@@ -314,6 +314,11 @@ def main():
     config = {"B": args.B, "H": args.H, "K": args.K, "V": args.V, "dtype": args.dtype, "T": Ts, "ops": ops,
               "modes": modes, "decode_L": [] if args.no_decode else Ls, "naive_max_T": args.naive_max_T,
               "max_ms": args.max_ms}
+    if "chunk_triton" in ops:  # the Triton chunk back end's build settings (environment variables VLA_*)
+        from vla.ops.vla.triton import chunk as tri
+        config["chunk_triton_settings"] = {k: getattr(tri, k) for k in (
+            "CHAIN_SOLVER", "MOBIUS_TAU", "PHASE1_PRECISION", "PHASE1_CHUNK", "BWD_PHASE1_PRECISION",
+            "DA_CHAIN_PRECISION", "FUSE_ALPHA", "CHAIN_WARPS", "BWD_CACHE_A")}
     res = {"env": env, "config": config, "results": [], "decode": []}
     def partial(rows):  # keep what is measured if the run is cut short
         write_json(args.out, {**res, "results": rows, "partial": True})
