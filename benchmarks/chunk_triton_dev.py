@@ -236,7 +236,8 @@ def million(out):
         o, fin = run_triton(*xs, final=True)
     torch.cuda.synchronize()
     t1 = time.time()
-    res = {"T": T, "B": 1, "H": 16, "dtype": "bf16", "triton_fwd_s": t1 - t0,
+    res = {"T": T, "B": 1, "H": 16, "dtype": "bf16", "triton_fwd_s": t1 - t0, "chain_solver": tri.CHAIN_SOLVER,
+           "mobius_tau": tri.MOBIUS_TAU,
            "finite_o": bool(torch.isfinite(o).all()), "finite_S": bool(torch.isfinite(fin[0]).all()),
            "finite_A": bool(torch.isfinite(fin[1]).all())}
     # reference: the fp32 PyTorch chunk back end on the first 64k tokens (the op is causal, so the
@@ -248,6 +249,15 @@ def million(out):
     res.update({"vs": "torch chunk fp32, first 65536 tokens", "o_first_64k": rel(o[:, :P], o_r),
                 "o_abs_max": float(o.float().abs().max()), "S_abs_max": float(fin[0].abs().max()),
                 "A_abs_max": float(fin[1].abs().max())})
+    print(res, flush=True)
+    write_json(os.path.join(out, "chunk_triton_million.json"), res)
+    # then the whole 1M tokens against the fp32 PyTorch chunk back end: outputs and final states
+    t0 = time.time()
+    with torch.no_grad():
+        o_r, fin_r = run_torch_chunk(*[x.float() for x in xs], final=True)
+    torch.cuda.synchronize()
+    res.update({"torch_chunk_fwd_s": time.time() - t0, "o_all_1M": rel(o, o_r), "S_final_1M": rel(fin[0], fin_r[0]),
+                "A_final_1M": rel(fin[1], fin_r[1]), "o_last_64k": rel(o[:, -P:], o_r[:, -P:])})
     print(res, flush=True)
     write_json(os.path.join(out, "chunk_triton_million.json"), res)
 

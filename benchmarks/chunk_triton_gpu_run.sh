@@ -3,7 +3,7 @@
 # mobius A chain (VLA_CHAIN_SOLVER=mobius) if its small float64 check passes (every output and gradient
 # within the interpreter tests' bounds: fp32 1e-5, bf16 4e-2, fp16 1e-2), else the shipped default. Then,
 # with that build: the check at T = 16k (bf16, against the fp32 PyTorch chunk form, and determinism),
-# the suite (chunk Triton, flash-linear-attention's chunk_delta_rule, causal SDPA, the sequential loop:
+# T = 1M (B = 1, H = 16: finite, and against the fp32 PyTorch chunk form), the suite (chunk Triton, flash-linear-attention's chunk_delta_rule, causal SDPA, the sequential loop:
 # same run, same inputs), the build variants side by side and the per-kernel profile.
 # Usage (repository root, fla importable): bash benchmarks/chunk_triton_gpu_run.sh OUT
 set -u
@@ -27,7 +27,8 @@ else
   echo "chain solver mobius: failed the smoke check; the shipped default is used below" | tee -a "$OUT/chosen.txt"
 fi
 timeout 90 python3 $D --out "$OUT" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
-(cd benchmarks && timeout 270 python3 suite.py --ops chunk_triton,fla_delta,sdpa,naive --T 4096,8192,16384,32768,65536 \
+timeout 75 python3 $D --out "$OUT" --million 2>&1 | grep -E "^\{|Error" | cut -c1-600
+(cd benchmarks && timeout 240 python3 suite.py --ops chunk_triton,fla_delta,sdpa,naive --T 4096,8192,16384,32768,65536 \
    --no-decode --out "$OUT/suite_h200_chunk.json" 2>&1 | grep -v Warn | tail -3 | cut -c1-300)
-timeout 100 python3 $D --out "$OUT" --variants 2>&1 | grep -E "^\{|Error" | cut -c1-420
-timeout 45 python3 $D --out "$OUT" --profile 2>&1 | grep -E "_chain|_bwd|_fwd|Error" | grep -v "{$" | cut -c1-200
+timeout 85 python3 $D --out "$OUT" --variants 2>&1 | grep -E "^\{|Error" | cut -c1-420
+timeout 40 python3 $D --out "$OUT" --profile 2>&1 | grep -E "_chain|_bwd|_fwd|Error" | grep -v "{$" | cut -c1-200
