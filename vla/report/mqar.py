@@ -2,7 +2,7 @@
 
 Renders a result returned by ``vla.experiments.mqar.run`` or the committed GPU results
 (``benchmarks/results/mqar_full_*.json``, written by ``benchmarks/mqar_gpu.py`` in the same form);
-:func:`load` reads the newest committed file and :func:`results_table` is the README's table.
+:func:`load` reads the newest committed file (the last by name) and :func:`results_table` is the README's table.
 
 Verdict thresholds (stated in the section too):
 * near-perfect below d_h: VLA's lowest test accuracy over n_pairs < d_h is >= 0.95 (holds),
@@ -33,14 +33,16 @@ def _root() -> pathlib.Path:
 
 
 def _newest() -> str:
-    files = sorted(glob.glob(str(_root() / RESULTS_GLOB)), key=lambda f: pathlib.Path(f).stat().st_mtime)
+    # by name, as the suite's files are: a fresh clone gives every file the checkout's time, so file
+    # times cannot order the runs; a later run's file is named to sort after the earlier ones
+    files = sorted(glob.glob(str(_root() / RESULTS_GLOB)))
     if not files:
         raise FileNotFoundError(f"no committed MQAR results ({RESULTS_GLOB})")
     return str(pathlib.Path(files[-1]).relative_to(_root()))
 
 
 def load(path: Optional[str] = None) -> dict:
-    """The committed GPU sweep: ``path``, or the newest ``benchmarks/results/mqar_full_*.json``."""
+    """The committed GPU sweep: ``path``, or the newest ``benchmarks/results/mqar_full_*.json`` (the last by name)."""
     return read_json(path if path is not None else _root() / _newest())
 
 

@@ -44,12 +44,31 @@ def _mqar_lines() -> List[str]:
     from . import mqar
 
     try:
-        result = mqar.load()
+        name = mqar._newest()
     except FileNotFoundError:
         return ["No MQAR GPU results committed yet."]
-    return ["**MQAR** (d_h = 32; test accuracy / exact match at each model's best learning rate; from the "
-            "newest `benchmarks/results/mqar_full_*.json`, which says which runs finished):", "",
-            claims_table(mqar.claims(result)), "", mqar.results_table(result), ""]
+    result = mqar.load(str(ROOT / name))
+    cfg, meta = result["config"], result.get("meta", {})
+    done = [r for r in result["runs"] if r["status"] == "done"]
+    finished = [mqar.LABELS[m] for m in mqar.LABELS if any(r["mixer"] == m for r in done)]
+    total = len(result["runs"]) + len(mqar._missing_runs(result))
+    conv = (f"a short causal convolution (kernel {cfg['short_conv']}) before each mixer, a deviation from the "
+            "paper's setup; " if cfg.get("short_conv") else "")
+    lines = [f"**MQAR** (d_h = {result['head_dim']}; {cfg['n_layers']} layers, d_model {cfg['d_model']}; {conv}"
+             f"{cfg['steps']} steps × batch {cfg['batch_size']}; test accuracy / exact match at each model's best "
+             f"learning rate of {', '.join(f'{x:g}' for x in sorted(cfg['lrs']))}, picked on validation; from "
+             f"`{name}`, the newest `benchmarks/results/mqar_full_*.json`):", "",
+             claims_table(mqar.claims(result)), "", mqar.results_table(result), ""]
+    if len(done) < total:
+        lines += [f"Incomplete sweep: {len(done)} of {total} runs finished"
+                  + (f" in {fmt(meta['elapsed_s'], 3)} s" if meta.get("elapsed_s") else "")
+                  + f", of {', '.join(finished) or 'no model'} only; the others did not fit in the time budget.", ""]
+    edge = [e for e in result["best"] if e.get("lr_at_edge")]
+    if edge:
+        lines += [f"{len(edge)} of the best learning rates lie at the edge of the range tried ("
+                  + ", ".join(f"{mqar.LABELS[e['mixer']]} n={e['n_pairs']}: {e['lr']:g}" for e in edge)
+                  + "): a wider sweep might do better there.", ""]
+    return lines
 
 
 def _cpu_chunk_lines(results: pathlib.Path) -> List[str]:
