@@ -62,3 +62,16 @@ def test_baseline_dispatch_rejects_fused_mode():
         delta_rule(q, k, v, torch.ones(1, 8, 1, dtype=torch.float64), mode="fused_recurrent")
     with pytest.raises(ValueError, match="backend must be"):
         chunk_delta_rule(q, k, v, torch.ones(1, 8, 1, dtype=torch.float64), backend="triton")
+
+
+def test_delta_rule_fla_backend_refusals():
+    # flash-linear-attention's kernel takes bf16 / fp16 CUDA tensors only: backend="fla" says so by name
+    # (fp32, or a CPU tensor), and backend="auto" falls back to the PyTorch chunk form there
+    q, k, v, _ = vla_inputs(1, 20, 2, 8, 8)
+    beta = torch.rand(1, 20, 2, dtype=torch.float64)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = [t.to(dtype) for t in (q, k, v, beta)]
+        with pytest.raises(ValueError, match="backend='fla' needs bf16 or fp16 CUDA tensors"):
+            chunk_delta_rule(*x, backend="fla")
+        o, _ = chunk_delta_rule(*x, backend="auto")
+        assert o.dtype == dtype and torch.isfinite(o.float()).all()

@@ -38,7 +38,8 @@ def chunk_delta_rule(
 ):
     """Chunkwise DeltaNet; same arguments and results as ``naive_recurrent_delta_rule``.
 
-    ``backend``: "torch", "fla" (flash-linear-attention's kernel, CUDA only), or "auto".
+    ``backend``: "torch", "fla" (flash-linear-attention's kernel: CUDA, bf16 / fp16 only), or "auto" (fla where
+    it applies, else torch).
     """
     if isinstance(initial_state, torch.Tensor):
         initial_state = (initial_state,)
@@ -48,9 +49,12 @@ def chunk_delta_rule(
         raise ValueError(f"backend must be 'auto', 'torch' or 'fla', got {backend!r}")
     scale = default_scale(scale, info.K)
     S0 = initial_state[0] if initial_state is not None else None
-    fla = _fla_chunk_delta_rule() if backend in ("auto", "fla") and q.is_cuda else None
-    if backend == "fla" and fla is None:
-        raise ValueError("backend='fla' needs CUDA tensors and the flash-linear-attention package (fla)")
+    # flash-linear-attention's kernel refuses fp32 inputs (fla-core 0.6.0): "auto" takes it for bf16 / fp16 only
+    low = q.dtype in (torch.bfloat16, torch.float16)
+    fla = _fla_chunk_delta_rule() if (backend == "fla" or (backend == "auto" and low)) and q.is_cuda else None
+    if backend == "fla" and (fla is None or not low):
+        raise ValueError("backend='fla' needs bf16 or fp16 CUDA tensors and the flash-linear-attention package (fla), "
+                         f"got q of dtype {q.dtype} on {q.device}")
     if fla is not None:
         o, S = fla(q, k, v, beta, scale=scale, initial_state=S0, output_final_state=output_final_state,
                    cu_seqlens=cu_seqlens)
