@@ -92,8 +92,7 @@ def grads_of(fn, xs, do, dS=None, dA=None):
 
 def check(out):
     res = {"device": torch.cuda.get_device_name(), "phase1_precision": tri.PHASE1_PRECISION, "cases": [],
-           "chain_solver": tri.CHAIN_SOLVER, "mobius_tau": tri.MOBIUS_TAU,
-           "bwd_phase1_precision": tri.BWD_PHASE1_PRECISION}
+           "chain_solver": tri.CHAIN_SOLVER, "bwd_phase1_precision": tri.BWD_PHASE1_PRECISION}
     names = ["dq", "dk", "dv", "du"]
     # (fp32 inputs are checked by the interpreter tests; here bf16, the dtype the kernels are built for)
     for T, dtype in tqdm([(16384, torch.bfloat16)], desc="check"):
@@ -146,7 +145,7 @@ def check(out):
 def smoke(out):
     from vla.ops.vla.chunk import chunk_vla
     res = {"device": torch.cuda.get_device_name(), "cases": [], "chain_solver": tri.CHAIN_SOLVER,
-           "mobius_tau": tri.MOBIUS_TAU, "bwd_phase1_precision": tri.BWD_PHASE1_PRECISION}
+           "bwd_phase1_precision": tri.BWD_PHASE1_PRECISION}
     names = ["dq", "dk", "dv", "du", "dS0", "dA0"]
     for dtype, K, V, C in ((torch.float32, 64, 32, 64), (torch.bfloat16, 32, 64, 32), (torch.float16, 64, 64, 16)):
         g = torch.Generator(device="cuda").manual_seed(K + V + C)
@@ -186,10 +185,8 @@ def smoke(out):
     write_json(os.path.join(out, "chunk_triton_smoke.json"), res)
 
 
-VARIANTS = [dict(CHAIN_SOLVER="cholesky"), dict(CHAIN_SOLVER="mobius", MOBIUS_TAU=16.0),
-            dict(CHAIN_SOLVER="mobius", MOBIUS_TAU=64.0), dict(CHAIN_SOLVER="mobius", MOBIUS_TAU=float("inf")),
-            dict(CHAIN_SOLVER="mobius", CHAIN_WARPS=8), dict(CHAIN_SOLVER="mobius", BWD_CACHE_A=1),
-            dict(CHAIN_SOLVER="newton")]
+VARIANTS = [dict(), dict(BWD_CACHE_A=1), dict(CHAIN_WARPS=8), dict(CHAIN_SOLVER="newton"),
+            dict(CHAIN_SOLVER="newton", BWD_CACHE_A=1)]
 
 
 def variants(out):
@@ -237,7 +234,6 @@ def million(out):
     torch.cuda.synchronize()
     t1 = time.time()
     res = {"T": T, "B": 1, "H": 16, "dtype": "bf16", "triton_fwd_s": t1 - t0, "chain_solver": tri.CHAIN_SOLVER,
-           "mobius_tau": tri.MOBIUS_TAU,
            "finite_o": bool(torch.isfinite(o).all()), "finite_S": bool(torch.isfinite(fin[0]).all()),
            "finite_A": bool(torch.isfinite(fin[1]).all())}
     # reference: the fp32 PyTorch chunk back end on the first 64k tokens (the op is causal, so the
@@ -348,7 +344,7 @@ def profile(out):
         if t > 0:
             kern[e.key] = t / 5 / 1e3  # ms per fwd+bwd
     regs = {}
-    for fn_name in ("_fwd_A_chain", "_fwd_A_chain_mobius", "_fwd_alpha", "_fwd_wy", "_fwd_S_chain", "_bwd_prep_dS", "_bwd_dS_chain", "_bwd_phase2",
+    for fn_name in ("_fwd_A_chain", "_fwd_alpha", "_fwd_wy", "_fwd_S_chain", "_bwd_prep_dS", "_bwd_dS_chain", "_bwd_phase2",
                     "_bwd_phase1_compose", "_bwd_dA_chain", "_bwd_phase1_grads"):
         fn = getattr(tri, fn_name)
         for dev, cache in fn.device_caches.items():
@@ -370,7 +366,7 @@ def profile(out):
         tri.PHASE1_CHUNK = old
     res = {"T": T, "B": B, "H": H, "ms_per_fwd_bwd_by_kernel": kern, "registers": regs, "phase1_chunk": chain,
            "phase1_chunk_default": tri.PHASE1_CHUNK, "phase1_precision": tri.PHASE1_PRECISION,
-           "fuse_alpha": tri.FUSE_ALPHA, "chain_solver": tri.CHAIN_SOLVER, "mobius_tau": tri.MOBIUS_TAU,
+           "fuse_alpha": tri.FUSE_ALPHA, "chain_solver": tri.CHAIN_SOLVER,
            "dA_chain_precision": tri.DA_CHAIN_PRECISION}
     print(json.dumps(res, indent=1), flush=True)
     write_json(os.path.join(out, "chunk_triton_profile.json"), res)

@@ -1,31 +1,24 @@
 #!/usr/bin/env bash
-# One device call (issue 6), about 9 minutes on an H200. The build under test is chosen first: the
-# mobius A chain (VLA_CHAIN_SOLVER=mobius) if its small float64 check passes (every output and gradient
-# within the interpreter tests' bounds: fp32 1e-5, bf16 4e-2, fp16 1e-2), else the shipped default. Then,
-# with that build: the check at T = 16k (bf16, against the fp32 PyTorch chunk form, and determinism),
-# T = 1M (B = 1, H = 16: finite, and against the fp32 PyTorch chunk form), the suite (chunk Triton, flash-linear-attention's chunk_delta_rule, causal SDPA, the sequential loop:
-# same run, same inputs), the build variants side by side and the per-kernel profile.
+# One device call (issue 6), about 7 minutes on an H200, all with the shipped build (VLA_* settings from
+# the environment): the small float64 check (ragged cu_seqlens with offsets, K != V, states, fp32 / bf16 /
+# fp16, every output and gradient; pass: within the interpreter tests' bounds fp32 1e-5, bf16 4e-2,
+# fp16 1e-2), the check at T = 16k (bf16, against the fp32 PyTorch chunk form, and determinism), T = 1M
+# (B = 1, H = 16: finite, and against the fp32 PyTorch chunk form), the suite (chunk Triton,
+# flash-linear-attention's chunk_delta_rule, causal SDPA, the sequential loop: same run, same inputs),
+# the build variants side by side and the per-kernel profile.
 # Usage (repository root, fla importable): bash benchmarks/chunk_triton_gpu_run.sh OUT
 set -u
 OUT=$1
 D=benchmarks/chunk_triton_dev.py
-export VLA_CHAIN_SOLVER=mobius
 timeout 100 python3 $D --out "$OUT" --smoke 2>&1 | grep -v Warn | grep -E "^\{|Error|error" | tail -4 | cut -c1-420
-if python3 - "$OUT/chunk_triton_smoke.json" <<'PY'
+python3 - "$OUT/chunk_triton_smoke.json" <<'PY'
 import json, sys
 bound = {"torch.float32": 1e-5, "torch.bfloat16": 4e-2, "torch.float16": 1e-2}
 cases = json.load(open(sys.argv[1]))["cases"]
 bad = [(c["dtype"], k, v) for c in cases for k, v in c.items()
        if k in ("o", "S", "A", "dq", "dk", "dv", "du", "dS0", "dA0") and not v < bound[c["dtype"]]]
-print("smoke:", "passed" if not bad and len(cases) == 3 else f"failed {bad}")
-sys.exit(1 if bad or len(cases) != 3 else 0)
+print("smoke:", "passed" if not bad and len(cases) == 3 else f"FAILED {bad}")
 PY
-then echo "chain solver mobius: passed the smoke check, used below" | tee -a "$OUT/chosen.txt"
-else
-  mv "$OUT/chunk_triton_smoke.json" "$OUT/chunk_triton_smoke_mobius_failed.json" 2>/dev/null
-  unset VLA_CHAIN_SOLVER
-  echo "chain solver mobius: failed the smoke check; the shipped default is used below" | tee -a "$OUT/chosen.txt"
-fi
 timeout 90 python3 $D --out "$OUT" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
 timeout 75 python3 $D --out "$OUT" --million 2>&1 | grep -E "^\{|Error" | cut -c1-600
 (cd benchmarks && timeout 240 python3 suite.py --ops chunk_triton,fla_delta,sdpa,naive --T 4096,8192,16384,32768,65536 \

@@ -24,12 +24,10 @@ implementation's only in an antisymmetric part that no symmetric perturbation ca
 
 import pytest
 import torch
-import triton
-import triton.language as tl
 
 from tests.helpers import rel_err, vla_inputs
 from vla.ops.vla.naive import naive_recurrent_vla
-from vla.ops.vla.triton.chunk import _solve_right, chunk_vla_triton
+from vla.ops.vla.triton.chunk import chunk_vla_triton
 
 TOL = {torch.float32: 1e-5, torch.bfloat16: 4e-2, torch.float16: 5e-3}
 
@@ -124,7 +122,7 @@ def test_chunk32_no_nudge_non_multiple_period():
 
 
 @pytest.mark.parametrize("fuse_alpha,cache_a,solver", [(0, 0, "cholesky"), (1, 0, "cholesky"), (1, 1, "cholesky"),
-                                                     (1, 0, "newton"), (1, 0, "mobius")])
+                                                     (1, 0, "newton")])
 def test_chunk64_full_width_heads(monkeypatch, fuse_alpha, cache_a, solver):
     # the benchmark's configuration in small: K = V = 64 (no padding), chunk 64 for phase 2 and 16 for
     # phase 1, offset 37 (shortened first chunk); write directions inside the A chain or in their own
@@ -215,18 +213,15 @@ def test_empty_sequence_passes_states_through():
     assert torch.equal(S, S0) and torch.allclose(A, torch.eye(8).expand(2, 1, 8, 8) * 2)
 
 
-@pytest.mark.parametrize("solver,cache_a,tau", [("newton", 0, 16.0), ("cholesky", 1, 16.0), ("mobius", 0, 0.0),
-                                               ("mobius", 0, 16.0), ("mobius", 0, float("inf"))])
-def test_experimental_settings_on_ragged_batches(monkeypatch, solver, cache_a, tau):
+@pytest.mark.parametrize("solver,cache_a", [("newton", 0), ("cholesky", 1)])
+def test_experimental_settings_on_ragged_batches(monkeypatch, solver, cache_a):
     # the settings off by default (CHAIN_SOLVER = "newton": matrix products only; BWD_CACHE_A): ragged
     # sequences with offsets (chunks cut short at both ends) and initial states, K != V, nudges at
     # chunk boundaries, against the float64 loop
     from vla.ops.vla.triton import chunk as tri
 
-    # CHAIN_SOLVER = "mobius" with MOBIUS_TAU = 0 re-normalises after every chunk, with tau = inf never
     monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
     monkeypatch.setattr(tri, "BWD_CACHE_A", cache_a)
-    monkeypatch.setattr(tri, "MOBIUS_TAU", tau)
     lens = [20, 70, 41]
     cu = torch.tensor([0, 20, 90, 131], dtype=torch.int64)
     xs = vla_inputs(1, sum(lens), 1, 32, 16)
@@ -235,29 +230,3 @@ def test_experimental_settings_on_ragged_batches(monkeypatch, solver, cache_a, t
     errs = _compare(xs, dtype=torch.float32, chunk_size=32, hyper=hyper, offsets=[3, 0, 40], cu_seqlens=cu,
                     final=True, init=init)
     _check(errs, TOL[torch.float32])
-
-
-@triton.jit
-def _solve_kernel(Qp, Pp, Xp, BK: tl.constexpr):
-    r = tl.arange(0, BK)
-    idx = r[:, None] * BK + r[None, :]
-    tl.store(Xp + idx, _solve_right(tl.load(Qp + idx), tl.load(Pp + idx), BK))
-
-
-def test_mobius_solve_pivots():
-    # the mobius chain's solve X = Q P^{-1} (Gauss-Jordan on columns with partial pivoting), alone, on
-    # matrices that need the pivoting: P = D + 4 * Pi with a random permutation Pi and a small dense D
-    # (P[0, 0] and most diagonal entries are small, so unpivoted elimination would divide by them),
-    # and on 20 x 20 matrices padded to 32 with the identity
-    g = torch.Generator().manual_seed(5)
-    for n, BK in ((16, 16), (20, 32)):
-        P = torch.eye(BK, dtype=torch.float64)
-        P[:n, :n] = 0.1 * torch.randn(n, n, generator=g, dtype=torch.float64) + 4 * torch.eye(n, dtype=torch.float64)[
-            torch.randperm(n, generator=g)]
-        P[0, 0] = 0.0
-        Q = torch.zeros(BK, BK, dtype=torch.float64)
-        Q[:n, :n] = torch.randn(n, n, generator=g, dtype=torch.float64)
-        X = torch.empty(BK, BK, dtype=torch.float32)
-        _solve_kernel[(1,)](Q.float(), P.float(), X, BK=BK)
-        ref = Q @ torch.linalg.inv(P)
-        assert rel_err(X.double(), ref) < 1e-5, rel_err(X.double(), ref)

@@ -52,14 +52,13 @@ to run. Token row indices are int64 (T = 1M and beyond).
 Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4*, listed in
 chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
-T = 16k: relative L2 errors 6e-3 to 8e-3, the size of bf16 rounding; fp32 inputs: 4e-7 to 2e-6; fp16:
-5e-4 to 3e-3), on ragged cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32
-and 64; outputs and gradients are bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays
-finite. What was not run there: the backward's phase-1 kernels in tf32x3 with bf16 or fp16 inputs at
-T = 16k (the present default; the same build passed with fp32 inputs, and the tf32 build that was
-timed at 16k was too inexact in du, see BWD_PHASE1_PRECISION). Where the time goes is measured in
-benchmarks/results/chunk_triton_v4_profile.json: the serial A chain (9 of 13 ms forward at T = 16k)
-and the per-chunk phase-1 backward kernels, all bound by the latency of the 16-step eliminations.
+T = 16k, the shipped build: relative L2 errors 5.8e-3 to 8.1e-3, the size of bf16 rounding; fp32 inputs:
+4e-7 to 2e-6; fp16: 5e-4 to 5e-3), on ragged cu_seqlens with offsets, K != V, initial and final states,
+chunks of 16, 32 and 64; outputs and gradients are bit-identical over repeated runs; T = 1M (B = 1,
+H = 16) stays finite and within 6.0e-3 of the fp32 PyTorch chunk form over all 1M tokens. Where the time
+goes is measured in benchmarks/results/chunk_triton_v4c_profile.json: at T = 16k, 9 of 12 ms of the
+forward are the serial A chain, and the backward's per-chunk phase-1 kernels take 33 ms, all bound by
+the latency of the 16-step eliminations (and, in the backward, by spills at 255 registers).
 """
 
 from __future__ import annotations
@@ -108,15 +107,10 @@ CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
 # conditioned: in the interpreter, fp32, ragged batch of tests/ops/test_chunk_triton.py's newton test
 # with |u| = 8 (the layer keeps |u| = 1/sqrt(K)), the output's relative error was 1.5e-3 against
 # 1.8e-5 with "cholesky" (the final A's: 1.2e-5 against 6.9e-7); with the layer's u both are at 1e-7.
-# "mobius": the chain carries A = Q P^{-1} in homogeneous coordinates, where a chunk's Woodbury step
-# and the nudge are both linear maps of (P, Q), so the serial path is one K x K x K product per chunk
-# (_fwd_A_chain_mobius); the A at every chunk start is then solved for in parallel (_fwd_A_solve).
+# On the H200 (bf16, B = 4, H = 16, T = 16k, the layer's |u| = 1/sqrt(K)): forward 9.8 ms against 12.0 ms,
+# forward+backward 49.2 against 51.9 ms, the same errors against the float64 loop at T = 512
+# (benchmarks/results/chunk_triton_v4c_variants.json). Not the default: its accuracy depends on u.
 CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "cholesky")
-# The mobius chain re-normalises (P, Q) to (I, A) by one solve when tr(sum of U^T U since the last
-# re-normalisation) * ||A at the re-normalisation||_inf exceeds MOBIUS_TAU: that product bounds how far
-# P = I + sum(G Q) has moved from I, hence the condition number of the per-chunk solves (about
-# 1 + MOBIUS_TAU), i.e. the accuracy given up for a shorter serial path.
-MOBIUS_TAU = float(os.environ.get("VLA_MOBIUS_TAU", "16"))
 NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
 BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "0"))
 # Largest K and V. At K = 128 the backward's dA chain needs 262 KB and its phase-1 kernel 410 KB of
@@ -187,34 +181,6 @@ def _unit_lower_inverse(Lm, C: tl.constexpr):
         xrow = tl.sum(tl.where(r[:, None] == j, X, 0.0), axis=0)   # row j of the solution (final now)
         X = X - lcol[:, None] * xrow[None, :]
     return X
-
-
-@triton.jit
-def _solve_right(Qm, Pm, BK: tl.constexpr):
-    """X = Qm Pm^{-1} (X Pm = Qm) for BK x BK matrices, by Gauss-Jordan elimination on the columns of
-    [Pm; Qm] with partial pivoting: at step j the free column holding row j's largest entry is swapped
-    into place j, scaled to a unit pivot and subtracted from every other column. Pm ends as I, Qm as X."""
-    r = tl.arange(0, BK)
-    for j in range(BK):
-        prow = tl.sum(tl.where(r[:, None] == j, Pm, 0.0), axis=0)  # row j of Pm (over the columns)
-        p = tl.argmax(tl.where(r >= j, tl.abs(prow), -1.0), axis=0)
-        piv = tl.sum(tl.where(r == p, prow, 0.0), axis=0)
-        pcol = tl.sum(tl.where(r[None, :] == p, Pm, 0.0), axis=1) / piv
-        qcol = tl.sum(tl.where(r[None, :] == p, Qm, 0.0), axis=1) / piv
-        pj = tl.sum(tl.where(r[None, :] == j, Pm, 0.0), axis=1)  # column j, to move to place p
-        qj = tl.sum(tl.where(r[None, :] == j, Qm, 0.0), axis=1)
-        f = tl.where(r == p, tl.sum(tl.where(r == j, prow, 0.0), axis=0), prow)  # row j after the swap,
-        f = tl.where(r == j, 0.0, f)                                             # the pivot column left out
-        Pm = tl.where(r[None, :] == p, pj[:, None], Pm)
-        Qm = tl.where(r[None, :] == p, qj[:, None], Qm)
-        Pm = tl.where(r[None, :] == j, pcol[:, None], Pm - pcol[:, None] * f[None, :])
-        Qm = tl.where(r[None, :] == j, qcol[:, None], Qm - qcol[:, None] * f[None, :])
-    return Qm
-
-
-@triton.jit
-def _inf_norm(A):
-    return tl.max(tl.sum(tl.abs(A), axis=1), axis=0)
 
 
 @triton.jit
@@ -412,72 +378,6 @@ def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off
         j += 1
     if STORE_FINAL:
         tl.store(A_final + i_nh * K * K + kk, A, mask=kkmask)
-
-
-@triton.jit
-def _fwd_A_chain_mobius(u, A_init, A_chunks, Pbuf, A_final, cu, shift, base, chunk_off,
-                        T, H, nudge_eps, inv_lambda0, period, tau,
-                        K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
-                        HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                        NUDGE: tl.constexpr, RESET: tl.constexpr):
-    """The A chain in homogeneous coordinates (CHAIN_SOLVER = "mobius"): A = Q P^{-1}. A chunk maps A
-    to (A^{-1} + G)^{-1} with G = U^T U, i.e. (P, Q) -> (P + G Q, Q), and the nudge maps A to A + eps I,
-    i.e. (P, Q) -> (P, Q + eps P): the serial path is one K x K x K product per chunk (G does not depend
-    on the chain and is formed from rows loaded a chunk ahead). (P, Q) of every chunk start are stored
-    (Q in A_chunks, P in Pbuf); _fwd_A_solve solves for A there, in parallel. When the bound
-    tr(sum G) * ||A_r||_inf on P - I since the last re-normalisation (A_r: the A then) exceeds tau,
-    (P, Q) is re-normalised to (I, A) by one solve, which keeps the per-chunk solves well conditioned
-    (RESET = 0, for tau = inf: never; the solve's registers then stay out of the loop)."""
-    i_nh, h, bos, Tn, s, b0, c0, NT, dk, kmask, kk, kkmask, eyeK, A = _A_chain_start(
-        A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, C, HAS_A0, IS_VARLEN)
-    eyeB = (dk[:, None] == dk[None, :]).to(tl.float32)  # padding rows and columns too: P stays invertible
-    P = eyeB
-    Q = A
-    anorm = _inf_norm(A)
-    acc = anorm * 0.0
-    row, valid = _rows(bos, 0, s, Tn, H, h, C)
-    U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
-    j = 0
-    while j < NT:
-        slot = ((c0 + j) * H + h) * K * K + kk
-        tl.store(A_chunks + slot, Q, mask=kkmask)
-        tl.store(Pbuf + slot, P, mask=kkmask)
-        U = U_next.to(tl.float32)
-        row, valid = _rows(bos, j + 1, s, Tn, H, h, C)
-        U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
-        G = tl.dot(tl.trans(U), U, input_precision="tf32x3")
-        acc += tl.sum(tl.sum(U * U, axis=1), axis=0)
-        P = P + tl.dot(G, Q, input_precision="tf32x3")
-        if NUDGE:
-            hit = ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
-            Q = Q + tl.where(hit, nudge_eps, 0.0) * P
-        if RESET and acc * anorm > tau:
-            A = _solve_right(Q, P, BK)
-            A = 0.5 * (A + tl.trans(A))
-            P = eyeB
-            Q = A
-            anorm = _inf_norm(A)
-            acc = anorm * 0.0
-        j += 1
-    if STORE_FINAL:
-        A = _solve_right(Q, P, BK)
-        tl.store(A_final + i_nh * K * K + kk, 0.5 * (A + tl.trans(A)), mask=kkmask)
-
-
-@triton.jit
-def _fwd_A_solve(A_chunks, Pbuf, H, K: tl.constexpr, BK: tl.constexpr):
-    """Per chunk, in parallel (CHAIN_SOLVER = "mobius"): the A entering the chunk, A = Q P^{-1} from the
-    mobius chain's (P, Q) (Q in A_chunks), symmetrised and stored back into A_chunks."""
-    slot = (tl.program_id(0).to(tl.int64) * H + tl.program_id(1)) * K * K
-    dk = tl.arange(0, BK)
-    kmask = dk < K
-    kk = dk[:, None] * K + dk[None, :]
-    kkmask = kmask[:, None] & kmask[None, :]
-    eyeB = (dk[:, None] == dk[None, :]).to(tl.float32)  # identity in the padding: P stays invertible
-    Qm = tl.load(A_chunks + slot + kk, mask=kkmask, other=0.0)
-    Pm = tl.load(Pbuf + slot + kk, mask=kkmask, other=0.0)
-    A = _solve_right(Qm, tl.where(kkmask, Pm, eyeB), BK)
-    tl.store(A_chunks + slot + kk, 0.5 * (A + tl.trans(A)), mask=kkmask)
 
 
 @triton.jit
@@ -929,15 +829,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     A_final = torch.empty(N, H, K, K, **f32) if want_final else A_chunks
     alpha = torch.empty_like(k)
     newton = CHAIN_SOLVER == "newton"
-    mobius = CHAIN_SOLVER == "mobius"
-    Pbuf = torch.empty(NC, H, K, K, **f32) if mobius else A_chunks
-    if mobius:
-        _fwd_A_chain_mobius[(N * H,)](
-            u, A0 if A0 is not None else A_chunks, A_chunks, Pbuf, A_final, lay.cu, lay.shift, lay.base,
-            lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, MOBIUS_TAU, K=K, BK=BK, C=C,
-            HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
-            RESET=MOBIUS_TAU != float("inf"), num_warps=CHAIN_WARPS)
-    elif newton:
+    if newton:
         _fwd_A_chain_newton[(N * H,)](
             u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
             T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
@@ -948,10 +840,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
             lay.chunk_off, T, H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=SUB,
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
             FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, num_warps=CHAIN_WARPS)
-    if mobius:
-        _fwd_A_solve[(NC, H)](A_chunks, Pbuf, H, K=K, BK=BK, num_warps=4)
-    del Pbuf
-    if newton or mobius or not FUSE_ALPHA:
+    if newton or not FUSE_ALPHA:
         _fwd_alpha[(NC, H)](
             u, k, alpha, A_chunks, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps, delta_min,
             K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen, PREC=PHASE1_PRECISION, num_warps=4)
