@@ -164,3 +164,49 @@ def test_merge_pools_runs_and_refuses_other_settings():
     assert merged["missing"] == [] and {r["source"] for r in merged["runs"]} == {"a.json", "b.json"}
     with pytest.raises(ValueError, match="steps"):
         R.merge([a, {**b, "config": {**b["config"], "steps": 10}}], ["a.json", "b.json"])
+
+
+def _sweep_file(path, mixers, runs, grouped=True):
+    """A committed-sweep JSON with one n_pairs (8) and one rate (1e-3), the given runs."""
+    from vla.experiments.mqar import Config
+    import dataclasses
+
+    cfg = dataclasses.asdict(Config(n_pairs=(8,), mixers=tuple(mixers), lrs=(1e-3,), no_conv_n_pairs=(), grouped=grouped))
+    path.write_text(json.dumps({"config": cfg, "head_dim": 32, "runs": runs, "meta": {"elapsed_s": 1.0}}))
+
+
+def _skipped(mixer):
+    return {"mixer": mixer, "n_pairs": 8, "lr": 1e-3, "short_conv": 4, "status": "skipped", "why": "budget"}
+
+
+def test_latest_sweep_is_the_newest_series_of_calls(tmp_path):
+    # an older series (mqar_full_h200.json) stays out; the calls b, c of the newest sweep are merged
+    for name in ("mqar_full_h200.json", "mqar_full_h200_2026-11-29b.json", "mqar_full_h200_2026-11-29c.json"):
+        _sweep_file(tmp_path / name, ["vla"], [])
+    assert [f.name for f in R.latest_sweep(tmp_path)] == ["mqar_full_h200_2026-11-29b.json",
+                                                          "mqar_full_h200_2026-11-29c.json"]
+    _sweep_file(tmp_path / "mqar_full_h200_2026-12-01.json", ["vla"], [])
+    assert [f.name for f in R.latest_sweep(tmp_path)] == ["mqar_full_h200_2026-12-01.json"]
+
+
+def test_merge_lists_unfinished_runs_once_and_why(tmp_path):
+    # call b: VLA done, the baselines skipped; call c (grouped, DeltaNet first): DeltaNet done, then cut
+    # while linear attention trained, so its run is absent and softmax never started
+    _sweep_file(tmp_path / "mqar_full_x_1b.json", ["vla", "deltanet", "linear_attn", "softmax"],
+                [_run("vla", 8, 1e-3, 1.0, 1.0)] + [_skipped(m) for m in ("deltanet", "linear_attn", "softmax")])
+    _sweep_file(tmp_path / "mqar_full_x_1c.json", ["deltanet", "linear_attn", "softmax"],
+                [_run("deltanet", 8, 1e-3, 0.5, 0.5)])
+    merged = R.load_latest(tmp_path)
+    assert sorted(r["mixer"] for r in merged["runs"]) == ["deltanet", "vla"]
+    assert sorted(r["mixer"] for r in merged["missing"]) == ["linear_attn", "softmax"]   # once each
+    assert merged["meta"]["runs_skipped"] == 2
+    b, c = R.unfinished_lines(merged)
+    assert "skipped linear attention (1 run) and softmax attention (1 run)" in b and "DeltaNet" not in b
+    assert "while it trained linear attention (1 run)" in c and "softmax attention (1 run) never started" in c
+
+
+def test_well_above_with_one_baseline_measured():
+    rows = R.claims(_result({"vla": {8: 0.99, 32: 0.99}, "deltanet": {8: 0.99, 32: 0.98}}))
+    assert rows[2].verdict == "does not hold" and "linear attention: not measured" in rows[2].ours
+    rows = R.claims(_result({"vla": {8: 0.99, 32: 0.99}, "deltanet": {8: 0.5, 32: 0.4}}))
+    assert rows[2].verdict == "holds partly"     # at most partly until linear attention is measured

@@ -2,7 +2,8 @@
 
 Renders a result returned by ``vla.experiments.mqar.run`` or the committed GPU results
 (``benchmarks/results/mqar_full_*.json``, written by ``benchmarks/mqar_gpu.py`` in the same form);
-:func:`load` reads the newest committed file (the last by name) and :func:`results_table` is the README's table.
+:func:`load_latest` merges the newest committed sweep (:func:`latest_sweep`: the last file by name and
+the earlier calls of the same sweep) and :func:`results_table` is the README's table.
 
 Verdict thresholds (stated in the section too):
 * near-perfect below d_h: VLA's lowest test accuracy over n_pairs < d_h is >= 0.95 (holds),
@@ -11,12 +12,15 @@ Verdict thresholds (stated in the section too):
   number differs but in VLA's favour); lower by more (does not hold);
 * well above DeltaNet and linear attention: VLA's accuracy minus each baseline's, averaged over the
   n_pairs measured, >= 0.10 for both (holds); >= 0.10 for one (holds partly); else does not hold.
+  With only one of the two baselines measured, it is judged on that one alone (>= 0.10: holds partly,
+  else does not hold) and the other is named as not measured.
 """
 
 from __future__ import annotations
 
 import glob
 import pathlib
+import re
 from typing import Dict, List, Optional
 
 from .common import ClaimRow, Section, figure_md, fmt, md_table
@@ -24,8 +28,9 @@ from .io import read_json, save_figure
 
 LABELS = {"vla": "VLA", "deltanet": "DeltaNet", "linear_attn": "linear attention", "softmax": "softmax attention"}
 RESULTS_GLOB = "benchmarks/results/mqar_full_*.json"
-# committed sweeps shown beside a run smaller than the paper's (each pattern: one setting, merged)
-COMMITTED = (RESULTS_GLOB, "benchmarks/results/mqar_cpu_d64*.json")
+# committed CPU sweeps shown beside a run smaller than the paper's (each pattern: one setting, merged),
+# after the newest GPU sweep (latest_sweep)
+COMMITTED = ("benchmarks/results/mqar_cpu_d64*.json",)
 
 
 def _root() -> pathlib.Path:
@@ -46,6 +51,29 @@ def load(path: Optional[str] = None) -> dict:
     return read_json(path if path is not None else _root() / _newest())
 
 
+def _series(path: pathlib.Path) -> str:
+    # "mqar_full_h200_2026-11-29b" and "..._2026-11-29c" are calls of one sweep; "mqar_full_h200" is another
+    return re.sub(r"(?<=\d)[a-z]$", "", path.stem)
+
+
+def latest_sweep(results_dir=None) -> List[pathlib.Path]:
+    """The files of the newest committed GPU sweep: the last ``mqar_full_*.json`` by name and the earlier
+    files of its series (the same name up to a letter after the date: a sweep continued in later calls).
+    Older series stay out: ``mqar_full_h200.json`` trained independent runs at an earlier commit and
+    finished one learning rate of linear and softmax attention, which is no learning-rate sweep."""
+    results_dir = pathlib.Path(results_dir) if results_dir is not None else _root() / "benchmarks" / "results"
+    files = sorted(results_dir.glob("mqar_full_*.json"))
+    if not files:
+        raise FileNotFoundError(f"no committed MQAR results (mqar_full_*.json under {results_dir})")
+    return [f for f in files if _series(f) == _series(files[-1])]
+
+
+def load_latest(results_dir=None) -> dict:
+    """:func:`merge` of :func:`latest_sweep`'s files (one file: that sweep, in merged form)."""
+    files = latest_sweep(results_dir)
+    return merge([read_json(f) for f in files], [f.name for f in files])
+
+
 SAME_SETTING = ("d_model", "n_heads", "n_layers", "d_ff", "steps", "batch_size", "weight_decay", "grad_clip",
                 "warmup_frac", "vocab_size", "short_conv", "seed", "val_examples", "test_examples")
 
@@ -64,27 +92,42 @@ def merge(results: List[dict], names: List[str]) -> dict:
             if r["config"].get(key) != base.get(key):
                 raise ValueError(f"cannot merge {name}: its {key} ({r['config'].get(key)!r}) differs from "
                                  f"{names[0]}'s ({base.get(key)!r})")
-    runs, seen, missing = [], set(), []
+    runs, seen = [], set()
     for r, name in zip(results, names):
         for run in r["runs"]:
-            key = (run["mixer"], run["n_pairs"], run["lr"], run.get("short_conv", base.get("short_conv", 0)))
+            key = _run_key(run)
             if key in seen or run["status"] != "done":
                 continue
             seen.add(key)
             runs.append({**run, "source": name})
-        missing += _missing_runs(r) + [x for x in r["runs"] if x["status"] != "done"]
-    missing = [m for m in missing if (m["mixer"], m["n_pairs"], m["lr"], m.get("short_conv", 0)) not in seen]
+    # per source, the runs it left unfinished that no other source finished: skipped (did not fit its time
+    # budget) or not recorded (absent: the call ended first); "missing" lists each such run once
+    by_source, unfinished = [], {}
+    for r, name in zip(results, names):
+        skipped = [x for x in r["runs"] if x["status"] != "done" and _run_key(x) not in seen]
+        absent = _missing_runs(r)
+        # grouped: groups train one after another in job order, so the first absent run's group was training
+        cut = [absent[0]["mixer"], absent[0]["short_conv"]] if absent and r["config"].get("grouped") else None
+        absent = [x for x in absent if _run_key(x) not in seen]
+        by_source.append({"source": name, "cut_group": cut, "skipped": skipped, "not_recorded": absent})
+        for x in skipped + absent:
+            unfinished.setdefault(_run_key(x), x)
+    unfinished = list(unfinished.values())
     cfg = {**base,
            "n_pairs": sorted({n for r in results for n in r["config"]["n_pairs"]}),
            "mixers": [m for m in MIXERS if any(m in r["config"]["mixers"] for r in results)],
            "lrs": list(dict.fromkeys(lr for r in results for lr in r["config"]["lrs"])),
-           "label": (base.get("label") or "") + f" [merged from {', '.join(names)}]"}
+           "label": (base.get("label") or "") + (f" [merged from {', '.join(names)}]" if len(names) > 1 else "")}
     metas = [r.get("meta", {}) for r in results]
-    return {"config": cfg, "head_dim": results[0]["head_dim"], "runs": runs, "missing": missing,
-            "best": pick_best(runs, base.get("short_conv", 0)), "sources": list(names),
+    return {"config": cfg, "head_dim": results[0]["head_dim"], "runs": runs, "missing": unfinished,
+            "best": pick_best(runs, base.get("short_conv", 0)), "sources": list(names), "unfinished": by_source,
             "meta": {"device_name": metas[0].get("device_name"), "chunk_backend": all(m.get("chunk_backend") for m in metas),
                      "elapsed_s": sum(m.get("elapsed_s", 0) for m in metas), "runs_done": len(runs),
-                     "runs_skipped": len(missing)}}
+                     "runs_skipped": len(unfinished)}}
+
+
+def _run_key(run: dict) -> tuple:
+    return run["mixer"], run["n_pairs"], run["lr"], run.get("short_conv", 0)
 
 
 def load_merged(pattern: str) -> dict:
@@ -103,8 +146,9 @@ def _best(result: dict) -> Dict[str, Dict[int, dict]]:
     return table
 
 
-def results_table(result: dict) -> str:
-    """Markdown: per mixer and n_pairs, test accuracy / exact match at the best learning rate."""
+def results_table(result: dict, with_lr: bool = False) -> str:
+    """Markdown: per mixer and n_pairs, test accuracy / exact match at the best learning rate (and
+    that rate, with ``with_lr``)."""
     best = _best(result)
     ns = sorted({int(n) for m in best.values() for n in m})
     rows = []
@@ -112,9 +156,10 @@ def results_table(result: dict) -> str:
         cells = []
         for n in ns:
             e = best[mixer].get(n)
-            cells.append("—" if e is None else f"{100 * e['accuracy']:.1f} / {100 * e['exact_match']:.1f}")
+            cells.append("—" if e is None else f"{100 * e['accuracy']:.1f} / {100 * e['exact_match']:.1f}"
+                         + (f" ({e['lr']:g})" if with_lr else ""))
         rows.append([LABELS[mixer]] + cells)
-    head = ["model (acc % / exact %)"] + [f"n={n}" for n in ns]
+    head = ["model (acc % / exact %" + (" (best lr)" if with_lr else "") + ")"] + [f"n={n}" for n in ns]
     return md_table(head, rows)
 
 
@@ -142,6 +187,8 @@ def _figure(result: dict, path: pathlib.Path):
 
 
 PAPER_STEPS, PAPER_BATCH = 3000, 64
+WELL_ABOVE_RULE = ("well above = VLA's accuracy minus each baseline's, averaged over n_pairs, ≥ 10 points for "
+                   "both (for one only: holds partly; with one baseline measured, judged on that one alone).")
 
 
 def paper_sized(result: dict) -> bool:
@@ -187,24 +234,65 @@ def _claims(result: dict) -> List[ClaimRow]:
     else:
         rows.append(ClaimRow("MQAR: VLA at n_pairs = d_h", "62 %", f"no finished VLA run at n_pairs = {d_h}",
                              "not measured"))
-    margins = {}
+    margins, common_n = {}, {}
     for base in ("deltanet", "linear_attn"):
         common = sorted(set(vla) & set(best.get(base, {})))
         if common:
+            common_n[base] = common
             margins[base] = sum(vla[n]["accuracy"] - best[base][n]["accuracy"] for n in common) / len(common)
-    if len(margins) == 2:
-        if all(m >= 0.10 for m in margins.values()):
+    if margins:
+        # with one baseline measured, judged on it alone: at most "holds partly" until the other is measured
+        if len(margins) == 2 and all(m >= 0.10 for m in margins.values()):
             v = "holds"
         elif any(m >= 0.10 for m in margins.values()):
             v = "holds partly"
         else:
             v = "does not hold"
-        ours = "; ".join(f"VLA − {LABELS[b]}: {100 * m:+.1f} points on average" for b, m in margins.items())
+        ours = "; ".join(f"VLA − {LABELS[b]}: {100 * m:+.2f} points on average over {len(common_n[b])} n_pairs"
+                         for b, m in margins.items())
+        ours += "".join(f"; {LABELS[b]}: not measured (no finished run), so judged on {LABELS[next(iter(margins))]} alone"
+                        for b in ("deltanet", "linear_attn") if b not in margins)
         rows.append(ClaimRow("MQAR: VLA well above DeltaNet and linear attention", "well above", ours, v))
     else:
         rows.append(ClaimRow("MQAR: VLA well above DeltaNet and linear attention", "well above",
-                             "no finished runs of VLA and both baselines at a common n_pairs", "not measured"))
+                             "no finished runs of VLA and either baseline at a common n_pairs", "not measured"))
     return rows
+
+
+def _describe(runs: List[dict], conv: int) -> str:
+    """E.g. "linear attention (21 runs) and the 6 runs without the convolution (n_pairs 8, 32)"."""
+    main = [r for r in runs if r.get("short_conv", conv) == conv]
+    count = lambda k: f"{k} run" + ("s" if k != 1 else "")  # noqa: E731
+    parts = [f"{LABELS[m]} ({count(sum(r['mixer'] == m for r in main))})" for m in dict.fromkeys(r["mixer"] for r in main)]
+    no_conv = [r for r in runs if r.get("short_conv", conv) != conv]
+    if no_conv:
+        parts.append(f"the {count(len(no_conv))} without the convolution (n_pairs "
+                     + ", ".join(str(n) for n in sorted({r["n_pairs"] for r in no_conv})) + ")")
+    return join_and(parts)
+
+
+def join_and(parts: List[str]) -> str:
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
+
+
+def unfinished_lines(result: dict) -> List[str]:
+    """For a merged result: per source, why the runs that no source finished have no numbers."""
+    conv = result["config"].get("short_conv", 0)
+    lines = []
+    for u in result.get("unfinished", []):
+        name, absent = f"`{u['source']}`", u["not_recorded"]
+        if u["skipped"]:
+            lines.append(f"{name} skipped {_describe(u['skipped'], conv)}: they did not fit its time budget.")
+        if absent and u["cut_group"]:
+            cut = [r for r in absent if [r["mixer"], r["short_conv"]] == u["cut_group"]]
+            rest = [r for r in absent if [r["mixer"], r["short_conv"]] != u["cut_group"]]
+            text = (f"{name}: the call reached its time limit while it trained {_describe(cut, conv)} as one group "
+                    "(a group's runs are recorded only when all of them have finished)" if cut else
+                    f"{name}: the call reached its time limit")
+            lines.append(text + (f"; {_describe(rest, conv)} never started." if rest else "."))
+        elif absent:
+            lines.append(f"{name}: the call reached its time limit before {_describe(absent, conv)} were recorded.")
+    return lines
 
 
 def _run_name(r: dict) -> str:
@@ -290,8 +378,7 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
         "the same convolution.",
         "",
         "Verdicts: near-perfect = lowest accuracy below d_h ≥ 95 % (≥ 80 %: holds partly); "
-        "62 % = ours within 10 points (higher by more: holds partly); well above = VLA's accuracy minus "
-        "each baseline's, averaged over n_pairs, ≥ 10 points for both (for one only: holds partly).",
+        "62 % = ours within 10 points (higher by more: holds partly); " + WELL_ABOVE_RULE,
     ]
     ablation = [r for r in result["runs"] if r["status"] == "done" and r.get("short_conv", 0) != cfg.get("short_conv", 0)]
     if ablation:
@@ -311,21 +398,28 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
     if skipped or missing:
         lines += ["", f"**Incomplete sweep: {meta.get('runs_done', '?')} of "
                       f"{meta.get('runs_done', 0) + len(skipped) + len(missing)} runs finished.**"]
-    if missing:
-        what = ("Asked for by a source but not finished there" if "missing" in result else
-                "Started but never finished (the call reached its time limit while they trained, so "
-                "nothing of them was recorded)")
-        lines += ["", f"{what}: {len(missing)} runs (" + ", ".join(_run_name(r) for r in missing) + ")."]
+    if "unfinished" in result:  # merged: why, per source
+        lines += ["", " ".join(unfinished_lines(result))] if missing else []
+    elif missing:
+        lines += ["", "Started but never finished (the call reached its time limit while they trained, so "
+                      f"nothing of them was recorded): {len(missing)} runs ("
+                  + ", ".join(_run_name(r) for r in missing) + ")."]
     if skipped:
         lines += ["", f"Not started, because their estimated duration no longer fitted the time budget: "
                       f"{len(skipped)} runs (" + ", ".join(_run_name(r) for r in skipped[:16])
                   + (" …" if len(skipped) > 16 else "") + ")."]
     if not paper_sized(result):
+        committed_sweeps = []
+        try:
+            committed_sweeps.append((", ".join(f"benchmarks/results/{f.name}" for f in latest_sweep()), load_latest()))
+        except FileNotFoundError:
+            pass
         for pattern in COMMITTED:
             try:
-                committed = load_merged(pattern)
+                committed_sweeps.append((pattern, load_merged(pattern)))
             except FileNotFoundError:
                 continue
+        for pattern, committed in committed_sweeps:
             c = committed["config"]
             lines += ["", f"Committed results `{pattern}` ({c['steps']} steps × batch {c['batch_size']}, d_model "
                           f"{c['d_model']}, {c['n_heads']} heads of {committed['head_dim']}; {committed['meta']['runs_done']} "
@@ -338,8 +432,8 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
                    figures=[fig_path], claims=claims(result))
 
 
-if __name__ == "__main__":  # the README's table: python -m vla.report.mqar [results.json]
+if __name__ == "__main__":  # the README's table: python -m vla.report.mqar [results.json or pattern]
     import sys
 
     arg = sys.argv[1] if len(sys.argv) > 1 else None
-    print(results_table(load_merged(arg) if arg and "*" in arg else load(arg)))
+    print(results_table(load_merged(arg) if arg and "*" in arg else load(arg) if arg else load_latest()))

@@ -4,7 +4,7 @@
     python -m vla.report.readme --check  # exit 1 if README.md is out of date
 
 Sources: ``benchmarks/results/suite_*.json`` (GPU speed, with ``retracted.json`` applied),
-``benchmarks/results/mqar_full_*.json`` (MQAR sweep on the GPU) and ``benchmarks/results/cpu_chunk.json``.
+``benchmarks/results/mqar_full_*.json`` (the newest MQAR sweep on the GPU, its calls merged) and ``benchmarks/results/cpu_chunk.json``.
 """
 
 from __future__ import annotations
@@ -40,34 +40,57 @@ def _speed_lines(results: pathlib.Path) -> List[str]:
     return lines
 
 
-def _mqar_lines() -> List[str]:
+def _mqar_lines(results: pathlib.Path) -> List[str]:
     from . import mqar
 
     try:
-        name = mqar._newest()
+        files = mqar.latest_sweep(results)
     except FileNotFoundError:
         return ["No MQAR GPU results committed yet."]
-    result = mqar.load(str(ROOT / name))
-    cfg, meta = result["config"], result.get("meta", {})
-    done = [r for r in result["runs"] if r["status"] == "done"]
-    finished = [mqar.LABELS[m] for m in mqar.LABELS if any(r["mixer"] == m for r in done)]
-    total = len(result["runs"]) + len(mqar._missing_runs(result))
+    result = mqar.load_latest(results)
+    cfg, meta, best, L = result["config"], result["meta"], mqar._best(result), mqar.LABELS
+    names = " and ".join(f"`benchmarks/results/{f.name}`" for f in files)
+    src = (f"from {names}, merged: calls of one sweep with the same training settings, each run from the call "
+           "that finished it" if len(files) > 1 else f"from {names}")
     conv = (f"a short causal convolution (kernel {cfg['short_conv']}) before each mixer, a deviation from the "
             "paper's setup; " if cfg.get("short_conv") else "")
     lines = [f"**MQAR** (d_h = {result['head_dim']}; {cfg['n_layers']} layers, d_model {cfg['d_model']}; {conv}"
              f"{cfg['steps']} steps × batch {cfg['batch_size']}; test accuracy / exact match at each model's best "
-             f"learning rate of {', '.join(f'{x:g}' for x in sorted(cfg['lrs']))}, picked on validation; from "
-             f"`{name}`, the newest `benchmarks/results/mqar_full_*.json`):", "",
-             claims_table(mqar.claims(result)), "", mqar.results_table(result), ""]
-    if len(done) < total:
-        lines += [f"Incomplete sweep: {len(done)} of {total} runs finished"
-                  + (f" in {fmt(meta['elapsed_s'], 3)} s" if meta.get("elapsed_s") else "")
-                  + f", of {', '.join(finished) or 'no model'} only; the others did not fit in the time budget.", ""]
+             f"learning rate of {', '.join(f'{x:g}' for x in sorted(cfg['lrs']))}, picked on validation; {src}):", "",
+             claims_table(mqar.claims(result)), "",
+             "Verdict rules: near-perfect = lowest accuracy below d_h ≥ 95 % (≥ 80 %: holds partly); 62 % = ours "
+             "within 10 points (higher by more: holds partly, the number differs in VLA's favour); "
+             + mqar.WELL_ABOVE_RULE, "", mqar.results_table(result, with_lr=True), ""]
+    vla = best.get("vla", {})
+    for base in ("deltanet", "linear_attn", "softmax"):
+        common = sorted(set(vla) & set(best.get(base, {})))
+        if common:
+            diff = lambda n, k: 100 * (vla[n][k] - best[base][n][k])  # noqa: E731
+            lines += [f"VLA − {L[base]} at each one's best learning rate, accuracy / exact match in points: "
+                      + ", ".join(f"n={n} {diff(n, 'accuracy'):+.2f} / {diff(n, 'exact_match'):+.1f}" for n in common)
+                      + f". Lowest accuracy over these n_pairs: VLA {100 * min(vla[n]['accuracy'] for n in common):.1f} %, "
+                      f"{L[base]} {100 * min(best[base][n]['accuracy'] for n in common):.1f} %.", ""]
+    if "deltanet" in best and cfg.get("backend") == "auto":
+        lines += ["DeltaNet's delta rule ran in float32 through `backend='auto'`, i.e. this package's PyTorch chunk "
+                  "form (flash-linear-attention's kernel takes bf16 / fp16 only).", ""]
+    unmeasured = [L[m] for m in cfg["mixers"] if m not in best]
+    no_conv = [r for r in result["missing"] if r.get("short_conv", 0) != cfg.get("short_conv", 0)]
+    if unmeasured or no_conv:
+        lines += ["**Not measured in this sweep**: " + "; ".join(
+            ([mqar.join_and(unmeasured) + " (no finished run: no number to compare VLA with)"] if unmeasured else [])
+            + ([f"the {len(no_conv)} runs without the convolution (the paper's setup)"] if no_conv else [])) + ".", ""]
+    if result["missing"]:
+        lines += [f"Incomplete sweep: {meta['runs_done']} of {meta['runs_done'] + len(result['missing'])} runs "
+                  f"finished ({fmt(meta['elapsed_s'], 3)} s over {len(files)} call"
+                  f"{'s' if len(files) > 1 else ''}). " + " ".join(mqar.unfinished_lines(result)), ""]
     edge = [e for e in result["best"] if e.get("lr_at_edge")]
     if edge:
+        tied = sum(e["val_accuracy"] >= 1.0 for e in edge)
         lines += [f"{len(edge)} of the best learning rates lie at the edge of the range tried ("
-                  + ", ".join(f"{mqar.LABELS[e['mixer']]} n={e['n_pairs']}: {e['lr']:g}" for e in edge)
-                  + "): a wider sweep might do better there.", ""]
+                  + ", ".join(f"{L[e['mixer']]} n={e['n_pairs']}: {e['lr']:g}" for e in edge)
+                  + "): a wider sweep might do better there"
+                  + (f"; at {tied} of them the validation accuracy is already 100 %, so the pick there was decided by the "
+                     "validation loss, and a wider sweep could not raise the validation accuracy there." if tied else "."), ""]
     return lines
 
 
@@ -92,7 +115,7 @@ def _cpu_chunk_lines(results: pathlib.Path) -> List[str]:
 
 def block(root: pathlib.Path = ROOT) -> str:
     results = root / "benchmarks" / "results"
-    lines = [BEGIN, ""] + _speed_lines(results) + _mqar_lines() + _cpu_chunk_lines(results) + [END]
+    lines = [BEGIN, ""] + _speed_lines(results) + _mqar_lines(results) + _cpu_chunk_lines(results) + [END]
     return "\n".join(lines)
 
 
