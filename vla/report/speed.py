@@ -285,16 +285,21 @@ def load_suite(path) -> dict:
     return result
 
 
+# the ops of a whole run of benchmarks/suite.py (its ALL_OPS): the claims table needs them together
+SUITE_OPS = ("naive", "fused", "chunk_torch", "chunk_triton", "fla_delta", "sdpa")
+
+
 def suite_runs(results_dir) -> Tuple[Tuple[pathlib.Path, dict], List[Tuple[pathlib.Path, dict]]]:
     """Every committed ``suite_*.json`` under ``results_dir``, loaded once with retractions applied:
-    the newest complete run (by name; a run cut short is marked ``"partial"``; the newest file if
-    none is complete), and the runs committed after it (each reported on its own, ratios within that
-    run only)."""
+    the newest complete run of the whole suite (by name; a run cut short is marked ``"partial"``, a
+    run of fewer ops than ``SUITE_OPS`` lists them in its config; the newest file if none is both), and
+    the runs committed after it (each reported on its own, ratios within that run only)."""
     files = sorted(pathlib.Path(results_dir).glob("suite_*.json"))
     if not files:
         raise FileNotFoundError(f"no suite_*.json under {results_dir}")
     loaded = [(f, load_suite(f)) for f in files]
-    complete = [i for i, (_, r) in enumerate(loaded) if not r.get("partial")]
+    complete = [i for i, (_, r) in enumerate(loaded) if not r.get("partial")
+                and set(r.get("config", {}).get("ops", SUITE_OPS)) >= set(SUITE_OPS)]
     main = complete[-1] if complete else len(loaded) - 1
     return loaded[main], loaded[main + 1:]
 
@@ -327,6 +332,13 @@ def same_run_ratios(result: dict) -> List[str]:
             if common:
                 out.append(f"{OP_LABELS[op]} / DeltaNet chunk kernel, {mode} time: "
                            + ", ".join(f"{ms[T] / dn[T]:.1f}x at T={T}" for T in common) + ".")
+            ref = t.get(("sdpa", mode), {})
+            common = sorted(set(ms) & set(ref))
+            if common:
+                x = crossover(ms, ref)
+                out.append(f"{OP_LABELS[op]} vs causal SDPA, {mode}: "
+                           + (f"faster from T={x} on" if x else "slower at every measured T")
+                           + f" (measured T={common[0]}..{common[-1]}).")
     return out
 
 
