@@ -14,6 +14,10 @@ what finished.
 results as one run at a time), which is how the paper-sized sweep fits a GPU session:
 
     PYTHONUNBUFFERED=1 python benchmarks/mqar_gpu.py --grouped --budget-s 540 --out $OUT/mqar_full.json
+
+``--skip-done GLOB`` continues a sweep begun in earlier calls: only the runs not finished there are
+trained. Name the new file after them (``..._2026-11-29d.json`` after ``..._2026-11-29c.json``) so that
+the README merges the calls.
 """
 
 from __future__ import annotations
@@ -77,6 +81,9 @@ def main() -> None:
     ap.add_argument("--grouped", action="store_true",
                     help="train each mixer's runs as one batched model (vla.train.grouped; same results, "
                          "far fewer launches): no probe, no planning, the paper's steps")
+    ap.add_argument("--skip-done", default="",
+                    help="glob of earlier results of this sweep (e.g. 'benchmarks/results/mqar_full_h200_2026-11-29*.json'): "
+                         "their finished runs are left out, so the call trains only what is missing")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -88,11 +95,21 @@ def main() -> None:
     t_start = time.time()
     device = args.device
     overrides = json.loads(args.override)
+    if args.skip_done:
+        import glob
+
+        from vla.report.io import read_json
+        files = sorted(glob.glob(args.skip_done))
+        overrides["skip_done"] = mqar.done_keys([read_json(f) for f in files])
+        print(f"--skip-done: {len(overrides['skip_done'])} finished runs in {files} are left out", flush=True)
+    shown = {k: v for k, v in overrides.items() if k != "skip_done"}
     if args.grouped:
         gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
         cfg = mqar.config_for("full", **overrides, grouped=True, backend=args.backend, time_budget_s=args.budget_s,
                               label=f"full preset on {gpu}, each mixer's runs trained as one grouped model"
-                                    + (f", settings overridden: {json.dumps(overrides)}" if overrides else ""))
+                                    + (f", settings overridden: {json.dumps(shown)}" if shown else "")
+                                    + (f", continuing a sweep: {len(overrides['skip_done'])} runs finished in "
+                                       f"earlier calls left out" if overrides.get("skip_done") else ""))
         extra = {"budget_s": args.budget_s, "gpu": gpu, "grouped": True,
                  "command": "benchmarks/mqar_gpu.py --grouped " + " ".join(
                      f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "grouped"))}
@@ -140,7 +157,7 @@ def main() -> None:
     cfg = mqar.config_for("full", **overrides, workers=args.workers, threads_per_worker=1,
                           time_budget_s=args.budget_s, backend=args.backend,
                           label=f"full preset on {torch.cuda.get_device_name(0) if device.startswith('cuda') else 'a CPU'}"
-                                + (f", settings overridden: {json.dumps(overrides)}" if overrides else "") + ": " + note)
+                                + (f", settings overridden: {json.dumps(shown)}" if shown else "") + ": " + note)
     extra = {"probe": probes, "probe_s": probe_s, "plan_note": note, "budget_s": args.budget_s,
              "workers": args.workers,
              "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu", "command": "benchmarks/mqar_gpu.py " +

@@ -210,3 +210,16 @@ def test_well_above_with_one_baseline_measured():
     assert rows[2].verdict == "does not hold" and "linear attention: not measured" in rows[2].ours
     rows = R.claims(_result({"vla": {8: 0.99, 32: 0.99}, "deltanet": {8: 0.5, 32: 0.4}}))
     assert rows[2].verdict == "holds partly"     # at most partly until linear attention is measured
+
+
+def test_a_later_call_trains_only_what_earlier_calls_left(tmp_path):
+    # skip_done (benchmarks/mqar_gpu.py --skip-done): the runs finished in earlier calls are left out of
+    # the jobs, kept out of the report's list of unfinished runs, and the calls merge to the whole sweep
+    first = M.run(tiny(mixers=("softmax",)), progress=False)
+    cfg = tiny(skip_done=M.done_keys([first]))
+    assert [(j["mixer"], j["lr"]) for j in M.jobs_of(cfg)] == [("vla", 3e-3), ("vla", 1e-2)]
+    second = json.loads(json.dumps(M.run(cfg, progress=False)))   # as read back from its JSON file
+    assert R._missing_runs(second) == []
+    merged = R.merge([first, second], ["a.json", "b.json"])
+    assert merged["meta"]["runs_done"] == 4 and merged["missing"] == []
+    assert {(e["mixer"], e["n_pairs"]) for e in merged["best"]} == {("softmax", 2), ("vla", 2)}

@@ -68,12 +68,15 @@ class Config:
     grouped: bool = False         # train each mixer's runs (per convolution setting) as one batched
                                   # model (vla.train.grouped: the same results, far fewer GPU launches)
     label: str = ""               # free text carried into the result (e.g. what a preset left out)
+    skip_done: Tuple[Tuple, ...] = ()  # runs (mixer, n_pairs, lr, short_conv) finished by an earlier call
+                                       # of the same sweep (done_keys): left out of this one
 
     def __post_init__(self):
         self.n_pairs = tuple(int(n) for n in self.n_pairs)
         self.mixers = tuple(self.mixers)
         self.lrs = tuple(float(x) for x in self.lrs)
         self.no_conv_n_pairs = tuple(int(n) for n in self.no_conv_n_pairs)
+        self.skip_done = tuple((str(m), int(n), float(lr), int(c)) for m, n, lr, c in self.skip_done)
         for m in self.mixers:
             if m not in MIXERS:
                 raise ValueError(f"mixers must be drawn from {MIXERS}, got {m!r}")
@@ -120,7 +123,14 @@ def jobs_of(cfg: Config) -> List[dict]:
     if cfg.short_conv:
         jobs += [dict(mixer=m, n_pairs=n, lr=cfg.lrs[0], short_conv=0) for n in cfg.no_conv_n_pairs
                  for m in cfg.mixers]
-    return jobs
+    skip = set(cfg.skip_done)
+    return [j for j in jobs if _key(j) not in skip]
+
+
+def done_keys(results: List[dict]) -> Tuple[Tuple, ...]:
+    """The runs finished in earlier results of a sweep, as ``Config.skip_done`` takes them (a later call
+    then trains only what is still missing; vla.report.mqar merges the calls)."""
+    return tuple(sorted({_key(r) for res in results for r in res["runs"] if r["status"] == "done"}))
 
 
 def train_config(cfg: Config, mixer: str, n_pairs: int, lr: float, device: str, short_conv: Optional[int] = None):
@@ -209,7 +219,7 @@ def pick_best(runs: List[dict], main_conv: int) -> List[dict]:
 
 
 def _key(job: dict) -> tuple:
-    return job["mixer"], job["n_pairs"], job["lr"], job["short_conv"]
+    return str(job["mixer"]), int(job["n_pairs"]), float(job["lr"]), int(job["short_conv"])
 
 
 def _estimate(durations: Dict[str, List[tuple]], job: dict, cfg: Config, first_guess: Optional[dict]) -> float:
