@@ -92,7 +92,8 @@ def grads_of(fn, xs, do, dS=None, dA=None):
 
 def check(out):
     res = {"device": torch.cuda.get_device_name(), "phase1_precision": tri.PHASE1_PRECISION, "cases": [],
-           "chain_solver": tri.CHAIN_SOLVER, "bwd_phase1_precision": tri.BWD_PHASE1_PRECISION}
+           "chain_solver": tri.CHAIN_SOLVER, "bwd_phase1_precision": tri.BWD_PHASE1_PRECISION,
+           "bwd_cache_a": tri.BWD_CACHE_A}
     names = ["dq", "dk", "dv", "du"]
     # (fp32 inputs are checked by the interpreter tests; here bf16, the dtype the kernels are built for)
     for T, dtype in tqdm([(16384, torch.bfloat16)], desc="check"):
