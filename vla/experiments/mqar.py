@@ -124,13 +124,13 @@ def jobs_of(cfg: Config) -> List[dict]:
         jobs += [dict(mixer=m, n_pairs=n, lr=cfg.lrs[0], short_conv=0) for n in cfg.no_conv_n_pairs
                  for m in cfg.mixers]
     skip = set(cfg.skip_done)
-    return [j for j in jobs if _key(j) not in skip]
+    return [j for j in jobs if run_key(j) not in skip]
 
 
 def done_keys(results: List[dict]) -> Tuple[Tuple, ...]:
     """The runs finished in earlier results of a sweep, as ``Config.skip_done`` takes them (a later call
     then trains only what is still missing; vla.report.mqar merges the calls)."""
-    return tuple(sorted({_key(r) for res in results for r in res["runs"] if r["status"] == "done"}))
+    return tuple(sorted({run_key(r) for res in results for r in res["runs"] if r["status"] == "done"}))
 
 
 def train_config(cfg: Config, mixer: str, n_pairs: int, lr: float, device: str, short_conv: Optional[int] = None):
@@ -218,8 +218,9 @@ def pick_best(runs: List[dict], main_conv: int) -> List[dict]:
     return sorted(best, key=lambda e: (order.get(e["mixer"], 99), e["n_pairs"]))
 
 
-def _key(job: dict) -> tuple:
-    return str(job["mixer"]), int(job["n_pairs"]), float(job["lr"]), int(job["short_conv"])
+def run_key(job: dict) -> tuple:
+    """What names a run of the sweep: (mixer, n_pairs, lr, short_conv)."""
+    return str(job["mixer"]), int(job["n_pairs"]), float(job["lr"]), int(job.get("short_conv", 0))
 
 
 def _estimate(durations: Dict[str, List[tuple]], job: dict, cfg: Config, first_guess: Optional[dict]) -> float:
@@ -250,8 +251,8 @@ def run(config: Config, device: str = "cpu", progress: bool = True, first_guess:
     bar = tqdm(total=len(jobs), desc="mqar sweep", disable=not progress, dynamic_ncols=True)
 
     def result():
-        key = {_key(j): i for i, j in enumerate(jobs)}
-        ordered = sorted(runs, key=lambda r: key[_key(r)])
+        key = {run_key(j): i for i, j in enumerate(jobs)}
+        ordered = sorted(runs, key=lambda r: key[run_key(r)])
         return _result(config, device, ordered, t0)
 
     def finish(r):

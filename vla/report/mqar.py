@@ -27,7 +27,6 @@ from .common import ClaimRow, Section, figure_md, fmt, md_table
 from .io import read_json, save_figure
 
 LABELS = {"vla": "VLA", "deltanet": "DeltaNet", "linear_attn": "linear attention", "softmax": "softmax attention"}
-RESULTS_GLOB = "benchmarks/results/mqar_full_*.json"
 # committed CPU sweeps shown beside a run smaller than the paper's (each pattern: one setting, merged),
 # after the newest GPU sweep (latest_sweep)
 COMMITTED = ("benchmarks/results/mqar_cpu_d64*.json",)
@@ -37,18 +36,9 @@ def _root() -> pathlib.Path:
     return pathlib.Path(__file__).resolve().parents[2]
 
 
-def _newest() -> str:
-    # by name, as the suite's files are: a fresh clone gives every file the checkout's time, so file
-    # times cannot order the runs; a later run's file is named to sort after the earlier ones
-    files = sorted(glob.glob(str(_root() / RESULTS_GLOB)))
-    if not files:
-        raise FileNotFoundError(f"no committed MQAR results ({RESULTS_GLOB})")
-    return str(pathlib.Path(files[-1]).relative_to(_root()))
-
-
 def load(path: Optional[str] = None) -> dict:
-    """The committed GPU sweep: ``path``, or the newest ``benchmarks/results/mqar_full_*.json`` (the last by name)."""
-    return read_json(path if path is not None else _root() / _newest())
+    """One committed GPU sweep file ``path``, or the newest sweep, its calls merged (:func:`load_latest`)."""
+    return read_json(path) if path is not None else load_latest()
 
 
 def _series(path: pathlib.Path) -> str:
@@ -57,7 +47,8 @@ def _series(path: pathlib.Path) -> str:
 
 
 def latest_sweep(results_dir=None) -> List[pathlib.Path]:
-    """The files of the newest committed GPU sweep: the last ``mqar_full_*.json`` by name and the earlier
+    """The files of the newest committed GPU sweep: the last ``mqar_full_*.json`` by name (not by file time,
+    which a fresh clone makes the same for every file) and the earlier
     files of its series (the same name up to a letter after the date: a sweep continued in later calls).
     Older series stay out: ``mqar_full_h200.json`` trained independent runs at an earlier commit and
     finished one learning rate of linear and softmax attention, which is no learning-rate sweep."""
@@ -82,7 +73,7 @@ def merge(results: List[dict], names: List[str]) -> dict:
     """One result from several runs of the same setting (e.g. a sweep continued with more learning
     rates in a second call): runs are pooled, each tagged with its source, and the learning rate is
     picked again over all of them. Settings that change the training itself must agree."""
-    from ..experiments.mqar import MIXERS, pick_best
+    from ..experiments.mqar import MIXERS, pick_best, run_key
 
     if not results:
         raise ValueError("merge needs at least one result")
@@ -95,7 +86,7 @@ def merge(results: List[dict], names: List[str]) -> dict:
     runs, seen = [], set()
     for r, name in zip(results, names):
         for run in r["runs"]:
-            key = _run_key(run)
+            key = run_key(run)
             if key in seen or run["status"] != "done":
                 continue
             seen.add(key)
@@ -104,14 +95,14 @@ def merge(results: List[dict], names: List[str]) -> dict:
     # budget) or not recorded (absent: the call ended first); "missing" lists each such run once
     by_source, unfinished = [], {}
     for r, name in zip(results, names):
-        skipped = [x for x in r["runs"] if x["status"] != "done" and _run_key(x) not in seen]
+        skipped = [x for x in r["runs"] if x["status"] != "done" and run_key(x) not in seen]
         absent = _missing_runs(r)
         # grouped: groups train one after another in job order, so the first absent run's group was training
         cut = [absent[0]["mixer"], absent[0]["short_conv"]] if absent and r["config"].get("grouped") else None
-        absent = [x for x in absent if _run_key(x) not in seen]
+        absent = [x for x in absent if run_key(x) not in seen]
         by_source.append({"source": name, "cut_group": cut, "skipped": skipped, "not_recorded": absent})
         for x in skipped + absent:
-            unfinished.setdefault(_run_key(x), x)
+            unfinished.setdefault(run_key(x), x)
     unfinished = list(unfinished.values())
     cfg = {**base,
            "n_pairs": sorted({n for r in results for n in r["config"]["n_pairs"]}),
@@ -124,10 +115,6 @@ def merge(results: List[dict], names: List[str]) -> dict:
             "meta": {"device_name": metas[0].get("device_name"), "chunk_backend": all(m.get("chunk_backend") for m in metas),
                      "elapsed_s": sum(m.get("elapsed_s", 0) for m in metas), "runs_done": len(runs),
                      "runs_skipped": len(unfinished)}}
-
-
-def _run_key(run: dict) -> tuple:
-    return run["mixer"], run["n_pairs"], run["lr"], run.get("short_conv", 0)
 
 
 def load_merged(pattern: str) -> dict:
@@ -187,8 +174,10 @@ def _figure(result: dict, path: pathlib.Path):
 
 
 PAPER_STEPS, PAPER_BATCH = 3000, 64
-WELL_ABOVE_RULE = ("well above = VLA's accuracy minus each baseline's, averaged over n_pairs, ≥ 10 points for "
-                   "both (for one only: holds partly; with one baseline measured, judged on that one alone).")
+VERDICT_RULES = ("near-perfect = lowest accuracy below d_h ≥ 95 % (≥ 80 %: holds partly); 62 % = ours within 10 "
+                 "points (higher by more: holds partly, the number differs in VLA's favour); well above = VLA's "
+                 "accuracy minus each baseline's, averaged over n_pairs, ≥ 10 points for both (for one only: holds "
+                 "partly; with one baseline measured, judged on that one alone).")
 
 
 def paper_sized(result: dict) -> bool:
@@ -302,12 +291,12 @@ def _run_name(r: dict) -> str:
 
 def _missing_runs(result: dict) -> List[dict]:
     """The runs the configuration asked for that appear nowhere in the result (cut off mid-run)."""
-    from ..experiments.mqar import Config, jobs_of
+    from ..experiments.mqar import Config, jobs_of, run_key
 
     fields = set(Config.__dataclass_fields__)
     cfg = Config(**{k: v for k, v in result["config"].items() if k in fields})
-    seen = {(r["mixer"], r["n_pairs"], r["lr"], r.get("short_conv", cfg.short_conv)) for r in result["runs"]}
-    return [j for j in jobs_of(cfg) if (j["mixer"], j["n_pairs"], j["lr"], j["short_conv"]) not in seen]
+    seen = {run_key(r) for r in result["runs"]}
+    return [j for j in jobs_of(cfg) if run_key(j) not in seen]
 
 
 def _parallel_note(result: dict, gpu: dict) -> str:
@@ -377,8 +366,7 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
         "rates 1e-3, 3e-3 and 1e-2; with it the same model reached 100 % within 300 steps. Every model gets "
         "the same convolution.",
         "",
-        "Verdicts: near-perfect = lowest accuracy below d_h ≥ 95 % (≥ 80 %: holds partly); "
-        "62 % = ours within 10 points (higher by more: holds partly); " + WELL_ABOVE_RULE,
+        "Verdicts: " + VERDICT_RULES,
     ]
     ablation = [r for r in result["runs"] if r["status"] == "done" and r.get("short_conv", 0) != cfg.get("short_conv", 0)]
     if ablation:
@@ -411,7 +399,8 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
     if not paper_sized(result):
         committed_sweeps = []
         try:
-            committed_sweeps.append((", ".join(f"benchmarks/results/{f.name}" for f in latest_sweep()), load_latest()))
+            newest = load_latest()
+            committed_sweeps.append((", ".join(f"benchmarks/results/{n}" for n in newest["sources"]), newest))
         except FileNotFoundError:
             pass
         for pattern in COMMITTED:
@@ -436,4 +425,4 @@ if __name__ == "__main__":  # the README's table: python -m vla.report.mqar [res
     import sys
 
     arg = sys.argv[1] if len(sys.argv) > 1 else None
-    print(results_table(load_merged(arg) if arg and "*" in arg else load(arg) if arg else load_latest()))
+    print(results_table(load_merged(arg) if arg and "*" in arg else load(arg)))

@@ -44,12 +44,12 @@ def _mqar_lines(results: pathlib.Path) -> List[str]:
     from . import mqar
 
     try:
-        files = mqar.latest_sweep(results)
+        result = mqar.load_latest(results)
     except FileNotFoundError:
         return ["No MQAR GPU results committed yet."]
-    result = mqar.load_latest(results)
     cfg, meta, best, L = result["config"], result["meta"], mqar._best(result), mqar.LABELS
-    names = " and ".join(f"`benchmarks/results/{f.name}`" for f in files)
+    files = result["sources"]
+    names = " and ".join(f"`benchmarks/results/{f}`" for f in files)
     src = (f"from {names}, merged: calls of one sweep with the same training settings, each run from the call "
            "that finished it" if len(files) > 1 else f"from {names}")
     conv = (f"a short causal convolution (kernel {cfg['short_conv']}) before each mixer, a deviation from the "
@@ -58,9 +58,7 @@ def _mqar_lines(results: pathlib.Path) -> List[str]:
              f"{cfg['steps']} steps × batch {cfg['batch_size']}; test accuracy / exact match at each model's best "
              f"learning rate of {', '.join(f'{x:g}' for x in sorted(cfg['lrs']))}, picked on validation; {src}):", "",
              claims_table(mqar.claims(result)), "",
-             "Verdict rules: near-perfect = lowest accuracy below d_h ≥ 95 % (≥ 80 %: holds partly); 62 % = ours "
-             "within 10 points (higher by more: holds partly, the number differs in VLA's favour); "
-             + mqar.WELL_ABOVE_RULE, "", mqar.results_table(result, with_lr=True), ""]
+             "Verdict rules: " + mqar.VERDICT_RULES, "", mqar.results_table(result, with_lr=True), ""]
     vla = best.get("vla", {})
     for base in ("deltanet", "linear_attn", "softmax"):
         common = sorted(set(vla) & set(best.get(base, {})))
