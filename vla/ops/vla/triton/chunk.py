@@ -625,6 +625,21 @@ def _phase1_sub_local(A, U, Kh, nk, dAl, C: tl.constexpr, eps, delta_min, PREC: 
 
 
 @triton.jit
+def _phase1_sub_bwd(u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexpr, SUB: tl.constexpr, eps,
+                    delta_min, PREC: tl.constexpr):
+    """What both backward phase-1 kernels start a sub-chunk with: its rows (offsets and mask), u, the unit
+    keys and their norms, and _phase1_sub_local's factors from the A entering it."""
+    row, valid = _rows(bos, i, s, Tn, H, h, SUB)
+    offs = row[:, None] * K + dk[None, :]
+    m2 = valid[:, None] & kmask[None, :]
+    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
+    Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
+    dAl = tl.load(dal + offs, mask=m2, other=0.0)
+    Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_local(A, U, Kh, nk, dAl, SUB, eps, delta_min, PREC)
+    return offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0
+
+
+@triton.jit
 def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, cu, shift, chunk_seq, chunk_idx, T, H, eps,
                         delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
                         IS_VARLEN: tl.constexpr, PREC: tl.constexpr, CACHE_A: tl.constexpr):
@@ -644,13 +659,8 @@ def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, cu, shift, chun
     G = tl.zeros([BK, BK], dtype=tl.float32)
     b = 0
     while b < C // SUB:  # a runtime loop: one copy of the body (unrolled, it overflowed shared memory)
-        row, valid = _rows(bos, j * (C // SUB) + b, s, Tn, H, h, SUB)
-        offs = row[:, None] * K + dk[None, :]
-        m2 = valid[:, None] & kmask[None, :]
-        U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
-        Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
-        dAl = tl.load(dal + offs, mask=m2, other=0.0)
-        Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_local(A, U, Kh, nk, dAl, SUB, eps, delta_min, PREC)
+        offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_bwd(
+            u, k, dal, A, bos, j * (C // SUB) + b, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min, PREC)
         Gz, dM = _cholesky_bwd(dZt0, Zt, Rinv, SUB, PREC)
         X = tl.dot(tl.trans(da), Kh, input_precision=PREC) + tl.dot(tl.trans(U), Gz, input_precision=PREC)
         F = (0.5 * (X + tl.trans(X))
@@ -733,13 +743,8 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, c
                 Wt2, Rinv2, Zt2 = _phase1_chunk(A, U2.to(tl.float32), SUB, delta_min, PREC)
                 A = A - tl.dot(tl.trans(Zt2), Zt2, input_precision=PREC)
                 b2 += 1
-        row, valid = _rows(bos, j * NB + bb, s, Tn, H, h, SUB)
-        offs = row[:, None] * K + dk[None, :]
-        m2 = valid[:, None] & kmask[None, :]
-        U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
-        Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
-        dAl = tl.load(dal + offs, mask=m2, other=0.0)
-        Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_local(A, U, Kh, nk, dAl, SUB, eps, delta_min, PREC)
+        offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_bwd(
+            u, k, dal, A, bos, j * NB + bb, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min, PREC)
         # dk: phase 2's part plus a = K_hat A - tril(K_hat Zt^T) Zt
         dKh = (tl.load(dkh + offs, mask=m2, other=0.0) + tl.dot(da, A, input_precision=PREC)
                - tl.dot(dKZ, Zt, input_precision=PREC))
