@@ -20,7 +20,9 @@ from tqdm import tqdm
 
 from _bench import env_info, is_oom, peak_memory, sync, time_gpu, time_loop, vla_inputs, write_json
 
-ALL_OPS = ["naive", "fused", "chunk_torch", "chunk_triton", "fla_delta", "sdpa"]
+from vla.report.speed import SUITE_OPS
+
+ALL_OPS = list(SUITE_OPS)
 FWD_ONLY = {"naive", "fused"}
 
 

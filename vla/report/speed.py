@@ -285,7 +285,7 @@ def load_suite(path) -> dict:
     return result
 
 
-# the ops of a whole run of benchmarks/suite.py (its ALL_OPS): the claims table needs them together
+# the ops of a whole run of benchmarks/suite.py (its ALL_OPS come from here): the claims table needs them together
 SUITE_OPS = ("naive", "fused", "chunk_torch", "chunk_triton", "fla_delta", "sdpa")
 
 
