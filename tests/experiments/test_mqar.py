@@ -223,3 +223,22 @@ def test_a_later_call_trains_only_what_earlier_calls_left(tmp_path):
     merged = R.merge([first, second], ["a.json", "b.json"])
     assert merged["meta"]["runs_done"] == 4 and merged["missing"] == []
     assert {(e["mixer"], e["n_pairs"]) for e in merged["best"]} == {("softmax", 2), ("vla", 2)}
+
+
+def test_runs_without_the_convolution_get_their_own_verdict_and_table():
+    # main setting (kernel 4): VLA and DeltaNet equal; without it (one lr): VLA far above both baselines
+    runs = [_run(m, n, 1e-3, 0.99, 0.99) for m in ("vla", "deltanet", "linear_attn") for n in (8, 32)]
+    runs += [_run("vla", n, 1e-3, 0.95, 0.95, conv=0) for n in (8, 32)]
+    runs += [_run(m, n, 1e-3, 0.2, 0.15 + 0.01 * n, conv=0) for m in ("deltanet", "linear_attn") for n in (8, 32)]
+    result = {"head_dim": 32, "config": {"short_conv": 4, "steps": 3000, "batch_size": 64}, "runs": runs,
+              "best": M.pick_best(runs, main_conv=4)}
+    rows = R.claims(result)
+    assert [r.verdict for r in rows] == ["holds", "holds partly", "does not hold", "holds"]
+    assert "without the short convolution" in rows[3].claim and "learning rate 0.001 only" in rows[3].ours
+    # VLA 0.95 against 0.23 and 0.47: 60 points on average, for both baselines
+    assert "VLA − DeltaNet: +60.00 points" in rows[3].ours and "VLA − linear attention: +60.00 points" in rows[3].ours
+    table = R.no_conv_table(result)
+    assert table.count("\n") == 2 + 6 - 1 and "| DeltaNet | 32 | 0.001 | 47.0 / 0.0 | 99.0 / 0.0 |" in table
+    # a sweep without such runs: three rows and no table
+    main_only = {**result, "runs": runs[:6]}
+    assert len(R.claims(main_only)) == 3 and R.no_conv_table(main_only) is None

@@ -49,7 +49,7 @@ def _mqar_lines(results: pathlib.Path) -> List[str]:
         return ["No MQAR GPU results committed yet."]
     cfg, meta, best, L = result["config"], result["meta"], mqar._best(result), mqar.LABELS
     files = result["sources"]
-    names = " and ".join(f"`benchmarks/results/{f}`" for f in files)
+    names = mqar.join_and([f"`benchmarks/results/{f}`" for f in files])
     src = (f"from {names}, merged: calls of one sweep with the same training settings, each run from the call "
            "that finished it" if len(files) > 1 else f"from {names}")
     conv = (f"a short causal convolution (kernel {cfg['short_conv']}) before each mixer, a deviation from the "
@@ -68,6 +68,10 @@ def _mqar_lines(results: pathlib.Path) -> List[str]:
                       + ", ".join(f"n={n} {diff(n, 'accuracy'):+.2f} / {diff(n, 'exact_match'):+.1f}" for n in common)
                       + f". Lowest accuracy over these n_pairs: VLA {100 * min(vla[n]['accuracy'] for n in common):.1f} %, "
                       f"{L[base]} {100 * min(best[base][n]['accuracy'] for n in common):.1f} %.", ""]
+    table = mqar.no_conv_table(result)
+    if table:
+        lines += ["Without the short convolution (the paper's setup; the `no_conv_n_pairs` runs, one learning rate "
+                  "each, not a sweep), against the same run with it:", "", table, ""]
     if "deltanet" in best and cfg.get("backend") == "auto":
         lines += ["DeltaNet's delta rule ran in float32 through `backend='auto'`, i.e. this package's PyTorch chunk "
                   "form (flash-linear-attention's kernel takes bf16 / fp16 only).", ""]
