@@ -231,8 +231,9 @@ def _claims(result: dict) -> List[ClaimRow]:
         rows.append(_well_above(
             "MQAR without the short convolution (the paper's setup): VLA well above DeltaNet and linear attention",
             {m: {n: e["accuracy"] for n, e in d.items()} for m, d in ablation.items()},
-            note=f" (n_pairs {sorted({n for d in ablation.values() for n in d})}; learning rate "
-                 f"{', '.join(f'{x:g}' for x in lrs)} only)"))
+            note=f" (n_pairs {sorted({n for d in ablation.values() for n in d})}; "
+                 + (f"learning rate {lrs[0]:g} only)" if len(lrs) == 1 else
+                    f"best of learning rates {', '.join(f'{x:g}' for x in lrs)} on validation)")))
     return rows
 
 

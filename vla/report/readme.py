@@ -70,8 +70,10 @@ def _mqar_lines(results: pathlib.Path) -> List[str]:
                       f"{L[base]} {100 * min(best[base][n]['accuracy'] for n in common):.1f} %.", ""]
     table = mqar.no_conv_table(result)
     if table:
-        lines += ["Without the short convolution (the paper's setup; the `no_conv_n_pairs` runs, one learning rate "
-                  "each, not a sweep), against the same run with it:", "", table, ""]
+        lrs = sorted({r["lr"] for r in mqar._ablation_runs(result)})
+        lines += ["Without the short convolution (the paper's setup; the `no_conv_n_pairs` runs at learning rate"
+                  + (f" {lrs[0]:g} only" if len(lrs) == 1 else f"s {', '.join(f'{x:g}' for x in lrs)}")
+                  + "), against the same run with it:", "", table, ""]
     if "deltanet" in best and cfg.get("backend") == "auto":
         lines += ["DeltaNet's delta rule ran in float32 through `backend='auto'`, i.e. this package's PyTorch chunk "
                   "form (flash-linear-attention's kernel takes bf16 / fp16 only).", ""]
