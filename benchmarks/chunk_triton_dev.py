@@ -14,6 +14,10 @@
 --smoke      small shapes (ragged cu_seqlens with offsets, K != V, initial and final states, fp32, fp16 and
              bf16), forward and every gradient against the float64 naive loop; meant to run under
              compute-sanitizer, which names the kernel behind an illegal memory access
+--precision-groups  which groups of the backward phase-1 products take one tf32 pass (errors at T = 16k
+             against the fp32 PyTorch chunk form, time at 16k)
+--profile-fwd  the forward at T = 4096 per kernel, Cholesky and Newton chains, and the host-side layout
+--diagnose   the smoke's cases taken apart by dtype, chunk size and build setting (DIAGNOSE)
 --variants   build settings side by side (VARIANTS: the backward's A cache, the A chain's warps, phase-1
              precision, write directions fused or not): output and gradient errors against the
              float64 loop (T = 512) and forward / forward+backward time at T = 16k
@@ -143,51 +147,88 @@ def check(out):
     write_json(os.path.join(out, "chunk_triton_check.json"), res)
 
 
-def smoke(out):
+def smoke_case(dtype, K, V, C):
+    """One small case: ragged cu_seqlens with offsets, initial states, every output and gradient of the
+    Triton back end against the float64 loop (relative L2 errors)."""
     from vla.ops.vla.chunk import chunk_vla
-    res = {"device": torch.cuda.get_device_name(), "cases": [], "chain_solver": tri.CHAIN_SOLVER,
-           "bwd_phase1_precision": tri.BWD_PHASE1_PRECISION}
     names = ["dq", "dk", "dv", "du", "dS0", "dA0"]
-    for dtype, K, V, C in ((torch.float32, 64, 32, 64), (torch.bfloat16, 32, 64, 32), (torch.float16, 64, 64, 16)):
-        g = torch.Generator(device="cuda").manual_seed(K + V + C)
-        lens = [37, 200, 129]
-        cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), device="cuda")
-        T, H = sum(lens), 2
-        q = torch.randn(1, T, H, K, device="cuda", generator=g) * K ** -0.5
-        k = torch.randn(1, T, H, K, device="cuda", generator=g)
-        v = torch.randn(1, T, H, V, device="cuda", generator=g)
-        u = torch.randn(1, T, H, K, device="cuda", generator=g)
-        u = u / u.norm(dim=-1, keepdim=True) / K ** 0.5
-        S0 = torch.randn(3, H, K, V, device="cuda", generator=g)
-        X = torch.randn(3, H, K, K, device="cuda", generator=g)
-        A0 = X @ X.mT / K + torch.eye(K, device="cuda")
-        xs = [x.to(dtype) for x in (q, k, v, u)] + [S0, A0]
-        do = torch.randn(1, T, H, V, device="cuda", generator=g)
-        dS = torch.randn(3, H, K, V, device="cuda", generator=g)
-        dA = torch.randn(3, H, K, K, device="cuda", generator=g) * 1e-2
-        offs = [5, 64, 100]
+    g = torch.Generator(device="cuda").manual_seed(K + V + C)
+    lens = [37, 200, 129]
+    cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), device="cuda")
+    T, H = sum(lens), 2
+    q = torch.randn(1, T, H, K, device="cuda", generator=g) * K ** -0.5
+    k = torch.randn(1, T, H, K, device="cuda", generator=g)
+    v = torch.randn(1, T, H, V, device="cuda", generator=g)
+    u = torch.randn(1, T, H, K, device="cuda", generator=g)
+    u = u / u.norm(dim=-1, keepdim=True) / K ** 0.5
+    S0 = torch.randn(3, H, K, V, device="cuda", generator=g)
+    X = torch.randn(3, H, K, K, device="cuda", generator=g)
+    A0 = X @ X.mT / K + torch.eye(K, device="cuda")
+    xs = [x.to(dtype) for x in (q, k, v, u)] + [S0, A0]
+    do = torch.randn(1, T, H, V, device="cuda", generator=g)
+    dS = torch.randn(3, H, K, V, device="cuda", generator=g)
+    dA = torch.randn(3, H, K, K, device="cuda", generator=g) * 1e-2
+    offs = [5, 64, 100]
 
-        def run(backend, q, k, v, u, S0_, A0_):
-            if backend == "naive":
-                return naive_mod.naive_recurrent_vla(q, k, v, u, initial_state=(S0_, A0_), output_final_state=True,
-                                                     offset=offs, cu_seqlens=cu, **HYPER)
-            return chunk_vla(q, k, v, u, initial_state=(S0_, A0_), output_final_state=True, offset=offs,
-                             cu_seqlens=cu, chunk_size=C, backend="triton", **HYPER)
-        o, fin, gr = grads_of(lambda *a: run("triton", *a), xs, do, dS, dA)
-        torch.cuda.synchronize()
-        o_r, fin_r, gr_r = grads_of(lambda *a: run("naive", *a), [x.double() for x in xs], do.double(),
-                                    dS.double(), dA.double())
-        gr_r[5] = 0.5 * (gr_r[5] + gr_r[5].mT)
-        case = {"dtype": str(dtype), "K": K, "V": V, "C": C, "lens": lens, "offsets": offs,
-                "o": rel(o, o_r), "S": rel(fin[0], fin_r[0]), "A": rel(fin[1], fin_r[1])}
-        case.update({n: rel(a, b) for n, a, b in zip(names, gr, gr_r)})
+    def run(backend, q, k, v, u, S0_, A0_):
+        if backend == "naive":
+            return naive_mod.naive_recurrent_vla(q, k, v, u, initial_state=(S0_, A0_), output_final_state=True,
+                                                 offset=offs, cu_seqlens=cu, **HYPER)
+        return chunk_vla(q, k, v, u, initial_state=(S0_, A0_), output_final_state=True, offset=offs,
+                         cu_seqlens=cu, chunk_size=C, backend="triton", **HYPER)
+    o, fin, gr = grads_of(lambda *a: run("triton", *a), xs, do, dS, dA)
+    torch.cuda.synchronize()
+    o_r, fin_r, gr_r = grads_of(lambda *a: run("naive", *a), [x.double() for x in xs], do.double(),
+                                dS.double(), dA.double())
+    gr_r[5] = 0.5 * (gr_r[5] + gr_r[5].mT)
+    case = {"dtype": str(dtype), "K": K, "V": V, "C": C, "lens": lens, "offsets": offs,
+            "o": rel(o, o_r), "S": rel(fin[0], fin_r[0]), "A": rel(fin[1], fin_r[1])}
+    case.update({n: rel(a, b) for n, a, b in zip(names, gr, gr_r)})
+    return case
+
+
+def smoke(out):
+    res = {"device": torch.cuda.get_device_name(), "cases": [], "chain_solver": tri.CHAIN_SOLVER,
+           "bwd_phase1_precision": tri.BWD_PHASE1_PRECISION, "bwd_single_static": tri.BWD_SINGLE_STATIC,
+           "bwd_cache_a": tri.BWD_CACHE_A}
+    for dtype, K, V, C in ((torch.float32, 64, 32, 64), (torch.bfloat16, 32, 64, 32), (torch.float16, 64, 64, 16)):
+        case = smoke_case(dtype, K, V, C)
         res["cases"].append(case)
         print(case, flush=True)
     write_json(os.path.join(out, "chunk_triton_smoke.json"), res)
 
 
-VARIANTS = [dict(), dict(BWD_CACHE_A=1), dict(CHAIN_WARPS=8), dict(CHAIN_SOLVER="newton"),
-            dict(CHAIN_SOLVER="newton", BWD_CACHE_A=1)]
+F16, B16, F32 = torch.float16, torch.bfloat16, torch.float32
+DIAGNOSE = [  # (dtype, K, V, C, settings): the smoke's failing fp16 case (du, dA0 at 2.0) taken apart
+    (F16, 64, 64, 16, {}), (F16, 64, 64, 16, {"BWD_SINGLE_STATIC": 0}),
+    (B16, 64, 64, 16, {"BWD_SINGLE_STATIC": 0}), (F32, 64, 64, 16, {"BWD_SINGLE_STATIC": 0}),
+    (F16, 64, 64, 32, {}), (F16, 64, 64, 64, {}), (B16, 32, 64, 16, {"BWD_SINGLE_STATIC": 0}),
+    (F16, 64, 64, 16, {"BWD_SINGLE_STATIC": 0, "BWD_PHASE1_PRECISION": "tf32"}),
+    (F16, 64, 64, 16, {"BWD_SINGLE_STATIC": 0, "DA_CHAIN_PRECISION": "tf32"}),
+    (F32, 64, 32, 16, {}), (B16, 32, 64, 16, {}),
+]
+
+
+def diagnose(out):
+    res = {"device": torch.cuda.get_device_name(), "cases": []}
+    for dtype, K, V, C, settings in tqdm(DIAGNOSE, desc="diagnose"):
+        saved = {k: getattr(tri, k) for k in settings}
+        for key, val in settings.items():
+            setattr(tri, key, val)
+        try:
+            case = {"settings": settings, **smoke_case(dtype, K, V, C)}
+        except Exception as e:
+            case = {"settings": settings, "dtype": str(dtype), "K": K, "V": V, "C": C, "error": repr(e)[:300]}
+        for key, val in saved.items():
+            setattr(tri, key, val)
+        res["cases"].append(case)
+        print({k: (f"{v:.2e}" if isinstance(v, float) else v) for k, v in case.items() if k not in ("lens", "offsets")},
+              flush=True)
+        write_json(os.path.join(out, "chunk_triton_diagnose.json"), res)
+
+
+VARIANTS = [dict(), dict(BWD_CACHE_A=0), dict(CHAIN_WARPS=8), dict(CHAIN_SOLVER="newton"),
+            dict(CHAIN_SOLVER="newton", BWD_CACHE_A=0)]
 
 
 def variants(out):
@@ -373,11 +414,90 @@ def profile(out):
     write_json(os.path.join(out, "chunk_triton_profile.json"), res)
 
 
+PRECISION_GROUPS = ["", "wdir", "chol", "main", "wdir,chol", "wdir,main", "chol,main", "wdir,chol,main"]
+
+
+def precision_groups(out):
+    """Which groups of the backward phase-1 kernels' own products one tf32 pass is enough for
+    (BWD_FAST_GROUPS; tf32x3 elsewhere): for each choice, the output and gradient errors at T = 16k
+    (B=2, H=4, bf16, final-state gradients as in --check) against the fp32 PyTorch chunk form, computed
+    once, and forward+backward time and peak memory at T = 16k (B=4, H=16); with and without the
+    backward's A cache for the shipped choice."""
+    res = {"device": torch.cuda.get_device_name(), "T": 16384, "bwd_phase1_precision": tri.BWD_PHASE1_PRECISION,
+           "cases": []}
+    T = 16384
+    xs = inputs(2, T, 4, dtype=torch.bfloat16, seed=T)
+    do = torch.randn(2, T, 4, D, device="cuda")
+    dS = torch.randn(2, 4, D, D, device="cuda")
+    dA = torch.randn(2, 4, D, D, device="cuda") * 1e-2
+    o_r, fin_r, g_r = grads_of(lambda *a: run_torch_chunk(*a, final=True), [x.float() for x in xs], do, dS, dA)
+    big = inputs(B, T, H, seed=21)
+    saved = (tri.BWD_FAST_GROUPS, tri.BWD_CACHE_A)
+    cases = [(g, 1) for g in PRECISION_GROUPS] + [("", 0)]
+    for groups, cache in tqdm(cases, desc="precision groups"):
+        tri.BWD_FAST_GROUPS, tri.BWD_CACHE_A = groups, cache
+        case = {"fast_groups": groups, "bwd_cache_a": cache}
+        try:
+            t0 = time.time()
+            o, fin, g = grads_of(lambda *a: run_triton(*a, final=True), xs, do, dS, dA)
+            torch.cuda.synchronize()
+            case["first_call_s"] = time.time() - t0
+            case.update({"o": rel(o, o_r), "A": rel(fin[1], fin_r[1])},
+                        **{n: rel(a, b) for n, a, b in zip(["dq", "dk", "dv", "du"], g, g_r)})
+            case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
+        except Exception as e:  # an illegal memory access poisons the context: stop here
+            case["error"] = repr(e)[:300]
+            res["cases"].append(case)
+            print(case, flush=True)
+            break
+        res["cases"].append(case)
+        print(case, flush=True)
+        write_json(os.path.join(out, "chunk_triton_precision_groups.json"), res)
+    tri.BWD_FAST_GROUPS, tri.BWD_CACHE_A = saved
+    write_json(os.path.join(out, "chunk_triton_precision_groups.json"), res)
+
+
+def profile_fwd(out):
+    """The forward at T = 4096 (B=4, H=16, bf16), where the sequential loop is timed: time per kernel
+    (torch.profiler), the whole call (CUDA events) and the host-side layout, to see what the 500x goal
+    is up against."""
+    from torch.profiler import ProfilerActivity, profile as tprof
+    T = 4096
+    xs = inputs(B, T, H, seed=T)
+    res = {"T": T, "B": B, "H": H, "chain_solver": tri.CHAIN_SOLVER}
+    for solver in ("cholesky", "newton"):
+        old, tri.CHAIN_SOLVER = tri.CHAIN_SOLVER, solver
+        with torch.no_grad():
+            for _ in range(3):
+                run_triton(*xs)
+            torch.cuda.synchronize()
+            with tprof(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(10):
+                    run_triton(*xs)
+                torch.cuda.synchronize()
+        kern = {}
+        for e in prof.key_averages():
+            t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+            if t > 0:
+                kern[e.key] = t / 10 / 1e3
+        res[f"{solver}_ms_by_kernel"] = kern
+        res[f"{solver}_fwd_ms"] = bench(f_vla, xs, False)[0]
+        tri.CHAIN_SOLVER = old
+    t0 = time.perf_counter()
+    for _ in range(20):
+        tri._Layout(B, T, torch.zeros(B, dtype=torch.int64), None, 64, 1e-3, "cuda")  # (uncached)
+    torch.cuda.synchronize()
+    res["layout_host_ms"] = (time.perf_counter() - t0) / 20 * 1e3
+    print(json.dumps(res, indent=1), flush=True)
+    write_json(os.path.join(out, "chunk_triton_profile_fwd4k.json"), res)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
-    for s in ("smoke", "variants", "check", "million", "time", "baselines", "profile", "tf32"):
-        ap.add_argument(f"--{s}", action="store_true")
+    for s in ("smoke", "variants", "check", "million", "time", "baselines", "profile", "tf32", "precision_groups",
+              "profile_fwd", "diagnose"):
+        ap.add_argument(f"--{s.replace('_', '-')}", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     if a.tf32:
@@ -385,7 +505,9 @@ def main():
     import traceback
     for flag, fn in (("smoke", lambda: smoke(a.out)), ("variants", lambda: variants(a.out)), ("check", lambda: check(a.out)), ("million", lambda: million(a.out)),
                      ("profile", lambda: profile(a.out)), ("time", lambda: timing(a.out, "vla")),
-                     ("baselines", lambda: timing(a.out, "baselines"))):
+                     ("baselines", lambda: timing(a.out, "baselines")),
+                     ("precision_groups", lambda: precision_groups(a.out)), ("profile_fwd", lambda: profile_fwd(a.out)),
+                     ("diagnose", lambda: diagnose(a.out))):
         if getattr(a, flag):
             try:
                 fn()

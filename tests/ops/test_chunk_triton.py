@@ -138,6 +138,24 @@ def test_chunk64_full_width_heads(monkeypatch, fuse_alpha, cache_a, solver):
     _check(errs, TOL[torch.float32])
 
 
+@pytest.mark.parametrize("single_static", [1, 0])
+def test_chunk16_full_width_heads(monkeypatch, single_static):
+    # chunk 16 with K = V = 64: one phase-1 sub-chunk per chunk, so the backward's phase-1 kernels run their
+    # step once. On the H200 the build with one-trip loops around that step (BWD_SINGLE_STATIC = 0) gave
+    # du and dA0 relative errors of 1.2 to 2.0 for fp32, bf16 and fp16 inputs alike (tf32x3 products; one
+    # tf32 pass or K = 32 did not show it; chunk_triton_v5b_diagnose.json), while the interpreter gives
+    # 1e-6 for both builds, so this test cannot catch that miscompile on a CPU: the GPU check is
+    # benchmarks/chunk_triton_dev.py --smoke, whose fp16 case is this shape (chunk_triton_v5c_smoke*.json).
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "BWD_SINGLE_STATIC", single_static)
+    xs = vla_inputs(1, 70, 1, 64, 64)
+    hyper = dict(HYPER, period=32, nudge_eps=1e-3)
+    init = [torch.randn(1, 1, 64, 64, dtype=torch.float64), _spd(1, 1, 64)]
+    errs = _compare(xs, dtype=torch.float32, chunk_size=16, hyper=hyper, offsets=[5], final=True, init=init)
+    _check(errs, TOL[torch.float32])
+
+
 def test_state_passing_two_pieces_equal_whole():
     B, T, H, K, V = 1, 40, 2, 16, 8
     q, k, v, u = (x.float() for x in vla_inputs(B, T, H, K, V))
@@ -213,15 +231,18 @@ def test_empty_sequence_passes_states_through():
     assert torch.equal(S, S0) and torch.allclose(A, torch.eye(8).expand(2, 1, 8, 8) * 2)
 
 
-@pytest.mark.parametrize("solver,cache_a", [("newton", 0), ("cholesky", 1)])
-def test_experimental_settings_on_ragged_batches(monkeypatch, solver, cache_a):
-    # the settings off by default (CHAIN_SOLVER = "newton": matrix products only; BWD_CACHE_A): ragged
-    # sequences with offsets (chunks cut short at both ends) and initial states, K != V, nudges at
-    # chunk boundaries, against the float64 loop
+@pytest.mark.parametrize("solver,cache_a,fast", [("newton", 0, ""), ("cholesky", 0, ""),
+                                                  ("cholesky", 1, "wdir,chol,main")])
+def test_experimental_settings_on_ragged_batches(monkeypatch, solver, cache_a, fast):
+    # settings other than the defaults (CHAIN_SOLVER = "newton": matrix products only; BWD_CACHE_A; groups of the
+    # backward's products in one tf32 pass, which the interpreter computes in fp32 all the same, so this
+    # checks that every product still gets its operands): ragged sequences with offsets (chunks cut short
+    # at both ends) and initial states, K != V, nudges at chunk boundaries, against the float64 loop
     from vla.ops.vla.triton import chunk as tri
 
     monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
     monkeypatch.setattr(tri, "BWD_CACHE_A", cache_a)
+    monkeypatch.setattr(tri, "BWD_FAST_GROUPS", fast)
     lens = [20, 70, 41]
     cu = torch.tensor([0, 20, 90, 131], dtype=torch.int64)
     xs = vla_inputs(1, sum(lens), 1, 32, 16)
@@ -230,3 +251,13 @@ def test_experimental_settings_on_ragged_batches(monkeypatch, solver, cache_a):
     errs = _compare(xs, dtype=torch.float32, chunk_size=32, hyper=hyper, offsets=[3, 0, 40], cu_seqlens=cu,
                     final=True, init=init)
     _check(errs, TOL[torch.float32])
+
+
+def test_unknown_backward_precision_group_is_named(monkeypatch):
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "BWD_FAST_GROUPS", "main,fastest")
+    q, k, v, u = (x.float().requires_grad_() for x in vla_inputs(1, 20, 1, 16, 16))
+    o, _ = chunk_vla_triton(q, k, v, u, scale=0.25, offsets=torch.tensor([0]), chunk_size=16, **HYPER)
+    with pytest.raises(ValueError, match="VLA_BWD_FAST_GROUPS.*fastest"):
+        o.sum().backward()

@@ -72,6 +72,17 @@ def _check_finite(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} contains non-finite values (NaN or Inf)")
 
 
+def _check_finite_all(tensors: dict) -> None:
+    """_check_finite for several tensors with one device synchronisation (their sums in one vector)."""
+    xs = {n: x for n, x in tensors.items() if x.numel()}
+    if not _CHECK_FINITE or not xs:
+        return
+    if bool(torch.isfinite(torch.stack([x.detach().sum(dtype=torch.float32) for x in xs.values()])).all()):
+        return
+    for name, x in xs.items():
+        _check_finite(name, x)
+
+
 def _check_float_tensor(name: str, x, ndim: int) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -148,8 +159,7 @@ def check_inputs(
             raise ValueError(f"{name} has dtype {x.dtype} but q has {q.dtype}: all inputs must share one dtype")
         if x.device != q.device:
             raise ValueError(f"{name} is on {x.device} but q is on {q.device}: all inputs must share one device")
-    for name, x in tensors.items():
-        _check_finite(name, x)
+    _check_finite_all(tensors)
 
     if scale is not None:
         check_hyper("scale", scale)

@@ -49,16 +49,17 @@ A and S at every chunk start (fp32, [chunks, H, K, K] and [chunks, H, K, V]); no
 elements. No atomics: every reduction is done inside one program, so results are bit-identical run
 to run. Token row indices are int64 (T = 1M and beyond).
 
-Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4*, listed in
-chunk_triton_NOTES.md):
+Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4*, chunk_triton_v5*,
+listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
-T = 16k, the shipped build: relative L2 errors 5.8e-3 to 8.1e-3, the size of bf16 rounding; fp32 inputs:
-4e-7 to 2e-6; fp16: 5e-4 to 5e-3), on ragged cu_seqlens with offsets, K != V, initial and final states,
-chunks of 16, 32 and 64; outputs and gradients are bit-identical over repeated runs; T = 1M (B = 1,
-H = 16) stays finite and within 6.0e-3 of the fp32 PyTorch chunk form over all 1M tokens. Where the time
-goes is measured in benchmarks/results/chunk_triton_v4c_profile.json: at T = 16k, 9 of 12 ms of the
-forward are the serial A chain, and the backward's per-chunk phase-1 kernels take 33 ms, all bound by
-the latency of the 16-step eliminations (and, in the backward, by spills at 255 registers).
+T = 16k: relative L2 errors 5.8e-3 to 8.1e-3, the size of bf16 rounding; fp32 inputs: 4e-7 to 2e-6;
+fp16: 5e-4 to 8e-4), on ragged cu_seqlens with offsets, K != V, initial and final states, chunks of 16,
+32 and 64 (chunks of 16 with K = 64 only since BWD_SINGLE_STATIC); outputs and gradients are
+bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3 of the fp32
+PyTorch chunk form over all 1M tokens. Where the time goes (chunk_triton_v4c_profile.json,
+chunk_triton_v5b_profile_fwd4k.json): at T = 16k, 9 of 12 ms of the forward are the serial A chain (at
+T = 4096, 2.3 of 3.0 ms), and the backward's per-chunk phase-1 kernels take most of the rest, bound by the
+latency of the 16-step eliminations and by tf32x3 products at 255 registers with spills.
 """
 
 from __future__ import annotations
@@ -95,11 +96,31 @@ PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32x3")
 # accumulated from every later token. Default "tf32x3" (about fp32) for every input dtype.
 BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "tf32x3")
 BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "8"))
-# Experimental settings for the next GPU measurements (off or unchanged by default; not yet run on a
-# GPU): warps of the serial forward A chain, and a cache of the A entering every phase-1 sub-chunk,
-# written by _bwd_phase1_compose so that _bwd_phase1_grads loads it instead of recomputing it
+# Groups of the backward phase-1 kernels' own products that take one tf32 pass instead of
+# BWD_PHASE1_PRECISION (comma-separated; none by default). The products that recompute the forward's
+# factors (A, R^{-1}, Zt, the write directions) always keep BWD_PHASE1_PRECISION. "wdir": the write
+# directions' backward (dKZ, dZt0, dk's part); "chol": through the 16-row factorisation (_cholesky_bwd);
+# "main": the rest (the dA chain's coefficients in _bwd_phase1_compose; dZt, du and the dA carried
+# through the sub-chunks in _bwd_phase1_grads). Measured on the H200 (bf16, T = 16k, with the A cache;
+# chunk_triton_v5_precision_groups.json): "main" in tf32 leaves du at 9.3e-2 (forward+backward 37.1
+# against 45.6 ms); "wdir" and "chol" keep du at 8.1e-3 but save only 1.8 ms together (43.8 ms), so
+# the default stays all tf32x3.
+BWD_GROUPS = ("wdir", "chol", "main")
+# With one phase-1 sub-chunk per chunk (chunk_size 16), run the backward phase-1 kernels' step once,
+# without a loop around it (1, the default), rather than in a runtime loop of one trip (0). On the H200
+# (triton 3.6) the one-trip loops gave du and dA0 relative errors of 1.2 to 2.0 against the float64 loop
+# for K = 64 with fp32, bf16 and fp16 inputs alike; K = 32, chunks of 32 or 64, or one tf32 pass instead
+# of tf32x3 did not (chunk_triton_v5b_diagnose.json). Without the loop: fp32 2e-6, bf16 6e-3, fp16 8e-4
+# (chunk_triton_v5c_smoke*.json). The interpreter computes both builds right, so a CPU cannot see this.
+BWD_SINGLE_STATIC = int(os.environ.get("VLA_BWD_SINGLE_STATIC", "1"))
+BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
+# Warps of the serial forward A chain; and the backward's cache of the A entering every phase-1
+# sub-chunk, written by _bwd_phase1_compose so that _bwd_phase1_grads loads it instead of recomputing it
 # (4 instead of 10 sub-chunk factorisations per chunk of 64 rows, for NC * H * (C/16 - 1) * K * K * 4
-# bytes during the backward).
+# bytes during the backward). On by default: on the H200 (bf16, B = 4, H = 16, T = 16k) forward+backward
+# 45.6 against 50.9 ms, peak memory 3.22 against 2.42 GB (DeltaNet's chunk_delta_rule: 1.93 GB), the same
+# errors against the fp32 PyTorch chunk form (du 8.1e-3) and bit-identical repeats
+# (benchmarks/results/chunk_triton_v5_precision_groups.json, chunk_triton_v5_check_cache_a.json).
 CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
 # The forward A chain's solver: "cholesky" (16-row factorisations, _fwd_A_chain) or "newton" (matrix
 # products only, _fwd_A_chain_newton; the write directions then come from _fwd_alpha), iterating until
@@ -112,7 +133,7 @@ CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
 # (benchmarks/results/chunk_triton_v4c_variants.json). Not the default: its accuracy depends on u.
 CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "cholesky")
 NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
-BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "0"))
+BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 # Largest K and V. At K = 128 the backward's dA chain needs 262 KB and its phase-1 kernel 410 KB of
 # shared memory (the H200 has 227 KB per block), and the forward kernels spill 3-5 KB per thread
 # (ptxas, sm_90a), so 128-wide heads are refused rather than left to fail at launch.
@@ -444,10 +465,7 @@ def _fwd_S_chain(q, alpha, w, uu, o, S_init, S_chunks, S_final, cu, shift, chunk
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
     r = tl.arange(0, C)
     dk = tl.arange(0, BK)
-    # (i_v is always 0: one program per head. Kept so that this kernel's machine code stays the one
-    # checked on the H200; drop it with the next GPU check.)
-    i_v = tl.program_id(1)
-    dv = i_v * BV + tl.arange(0, BV)
+    dv = tl.arange(0, BV)
     kmask = dk < K
     vmask = dv < V
     kv = dk[:, None] * V + dv[None, :]
@@ -531,10 +549,7 @@ def _bwd_dS_chain(alpha, w, Gc, dS_chunks, dS_final, dS_init, cu, shift, chunk_o
     """dS at every chunk end, in reverse: dS0 = dS1 - w^T (alpha dS1) + Gc."""
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
     dk = tl.arange(0, BK)
-    # (i_v is always 0: one program per head. Kept so that this kernel's machine code stays the one
-    # checked on the H200; drop it with the next GPU check.)
-    i_v = tl.program_id(1)
-    dv = i_v * BV + tl.arange(0, BV)
+    dv = tl.arange(0, BV)
     kmask = dk < K
     vmask = dv < V
     kv = dk[:, None] * V + dv[None, :]
@@ -611,22 +626,23 @@ def _bwd_phase2(q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv_out, dkh, 
 
 
 @triton.jit
-def _phase1_sub_local(A, U, Kh, nk, dAl, C: tl.constexpr, eps, delta_min, PREC: tl.constexpr):
+def _phase1_sub_local(A, U, Kh, nk, dAl, C: tl.constexpr, eps, delta_min, PREC: tl.constexpr, PW: tl.constexpr):
     """Phase 1 of one sub-chunk given its A and d alpha_hat: the recomputed factors, the gradient
-    of a, and the part dZt0 of dZt that does not depend on the gradient of the A after it."""
+    of a, and the part dZt0 of dZt that does not depend on the gradient of the A after it. PREC: the
+    recomputation's products (as the forward's); PW: the products of the write directions' backward."""
     r = tl.arange(0, C)
     incl = r[:, None] >= r[None, :]
     Wt, Rinv, Zt = _phase1_chunk(A, U, C, delta_min, PREC)
     KZ, al, na = _write_dirs(A, Kh, Zt, C, eps, PREC)
     da = _rownorm_bwd(al, na, dAl, eps)
-    dKZ = tl.where(incl, tl.dot(da, tl.trans(Zt), input_precision=PREC), 0.0)
-    dZt0 = -tl.dot(tl.trans(KZ), da, input_precision=PREC) - tl.dot(tl.trans(dKZ), Kh, input_precision=PREC)
+    dKZ = tl.where(incl, tl.dot(da, tl.trans(Zt), input_precision=PW), 0.0)
+    dZt0 = -tl.dot(tl.trans(KZ), da, input_precision=PW) - tl.dot(tl.trans(dKZ), Kh, input_precision=PW)
     return Wt, Rinv, Zt, da, dKZ, dZt0
 
 
 @triton.jit
 def _phase1_sub_bwd(u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexpr, SUB: tl.constexpr, eps,
-                    delta_min, PREC: tl.constexpr):
+                    delta_min, PREC: tl.constexpr, PW: tl.constexpr):
     """What both backward phase-1 kernels start a sub-chunk with: its rows (offsets and mask), u, the unit
     keys and their norms, and _phase1_sub_local's factors from the A entering it."""
     row, valid = _rows(bos, i, s, Tn, H, h, SUB)
@@ -635,14 +651,34 @@ def _phase1_sub_bwd(u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexp
     U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
     Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
     dAl = tl.load(dal + offs, mask=m2, other=0.0)
-    Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_local(A, U, Kh, nk, dAl, SUB, eps, delta_min, PREC)
+    Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_local(A, U, Kh, nk, dAl, SUB, eps, delta_min, PREC, PW)
     return offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0
+
+
+@triton.jit
+def _compose_sub(u, k, dal, A, Q, G, eyeK, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexpr, SUB: tl.constexpr,
+                 eps, delta_min, PREC: tl.constexpr, P_WDIR: tl.constexpr, P_CHOL: tl.constexpr,
+                 P_MAIN: tl.constexpr):
+    """_bwd_phase1_compose's step over sub-chunk i: the A after it, and Q, G composed with its P, F."""
+    offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_bwd(
+        u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min, PREC, P_WDIR)
+    Gz, dM = _cholesky_bwd(dZt0, Zt, Rinv, SUB, P_CHOL)
+    X = tl.dot(tl.trans(da), Kh, input_precision=P_MAIN) + tl.dot(tl.trans(U), Gz, input_precision=P_MAIN)
+    F = (0.5 * (X + tl.trans(X))
+         + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=P_MAIN), input_precision=P_MAIN))
+    P = eyeK - tl.dot(tl.trans(Zt), tl.dot(Rinv, U, input_precision=P_MAIN), input_precision=P_MAIN)
+    G = G + tl.dot(tl.trans(Q), tl.dot(F, Q, input_precision=P_MAIN), input_precision=P_MAIN)
+    Q = tl.dot(P, Q, input_precision=P_MAIN)
+    A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
+    return A, Q, G
 
 
 @triton.jit
 def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, cu, shift, chunk_seq, chunk_idx, T, H, eps,
                         delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                        IS_VARLEN: tl.constexpr, PREC: tl.constexpr, CACHE_A: tl.constexpr):
+                        IS_VARLEN: tl.constexpr, PREC: tl.constexpr, CACHE_A: tl.constexpr,
+                        P_WDIR: tl.constexpr, P_CHOL: tl.constexpr, P_MAIN: tl.constexpr,
+                        SINGLE_STATIC: tl.constexpr):
     """Per chunk: the dA chain's coefficients, dA0 = Q^T dA1 Q + G. Per sub-chunk b (A_{b+1} =
     (A_b^{-1} + U_b^T U_b)^{-1}): dA_b = P_b^T dA_{b+1} P_b + F_b with P_b = I - Zt_b^T R_b^{-1} U_b and
     F_b the part free of dA_{b+1}; composed over the sub-chunks in forward order:
@@ -657,22 +693,18 @@ def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, cu, shift, chun
     A = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     Q = eyeK
     G = tl.zeros([BK, BK], dtype=tl.float32)
-    b = 0
-    while b < C // SUB:  # a runtime loop: one copy of the body (unrolled, it overflowed shared memory)
-        offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_bwd(
-            u, k, dal, A, bos, j * (C // SUB) + b, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min, PREC)
-        Gz, dM = _cholesky_bwd(dZt0, Zt, Rinv, SUB, PREC)
-        X = tl.dot(tl.trans(da), Kh, input_precision=PREC) + tl.dot(tl.trans(U), Gz, input_precision=PREC)
-        F = (0.5 * (X + tl.trans(X))
-             + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=PREC), input_precision=PREC))
-        P = eyeK - tl.dot(tl.trans(Zt), tl.dot(Rinv, U, input_precision=PREC), input_precision=PREC)
-        G = G + tl.dot(tl.trans(Q), tl.dot(F, Q, input_precision=PREC), input_precision=PREC)
-        Q = tl.dot(P, Q, input_precision=PREC)
-        A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
-        if CACHE_A:  # the A entering sub-chunk b + 1 (none after the last)
-            slot = ((c * H + h) * (C // SUB - 1) + tl.minimum(b, C // SUB - 2)) * K * K
-            tl.store(Acache + slot + kk, A, mask=kkmask & (b + 1 < C // SUB))
-        b += 1
+    if SINGLE_STATIC and C // SUB == 1:  # one sub-chunk: no loop (see BWD_SINGLE_STATIC)
+        A, Q, G = _compose_sub(u, k, dal, A, Q, G, eyeK, bos, j, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min,
+                               PREC, P_WDIR, P_CHOL, P_MAIN)
+    else:
+        b = 0
+        while b < C // SUB:  # a runtime loop: one copy of the body (unrolled, it overflowed shared memory)
+            A, Q, G = _compose_sub(u, k, dal, A, Q, G, eyeK, bos, j * (C // SUB) + b, s, Tn, H, h, dk, kmask, K,
+                                   SUB, eps, delta_min, PREC, P_WDIR, P_CHOL, P_MAIN)
+            if CACHE_A:  # the A entering sub-chunk b + 1 (none after the last)
+                slot = ((c * H + h) * (C // SUB - 1) + tl.minimum(b, C // SUB - 2)) * K * K
+                tl.store(Acache + slot + kk, A, mask=kkmask & (b + 1 < C // SUB))
+            b += 1
     tl.store(Fbuf + (c * H + h) * K * K + kk, G, mask=kkmask)
     tl.store(Pbuf + (c * H + h) * K * K + kk, Q, mask=kkmask)
 
@@ -711,10 +743,35 @@ def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, cu, shift, chunk_off
 
 
 @triton.jit
+def _grads_sub(u, k, dal, dkh, du, dk_out, A, dA, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexpr,
+               SUB: tl.constexpr, eps, delta_min, PREC: tl.constexpr, P_WDIR: tl.constexpr, P_CHOL: tl.constexpr,
+               P_MAIN: tl.constexpr):
+    """_bwd_phase1_grads's step over sub-chunk i (A: the A entering it, dA: the gradient of the A after
+    it): stores dk and du of its rows, returns the gradient of the A entering it."""
+    offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_bwd(
+        u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min, PREC, P_WDIR)
+    # dk: phase 2's part plus a = K_hat A - tril(K_hat Zt^T) Zt
+    dKh = (tl.load(dkh + offs, mask=m2, other=0.0) + tl.dot(da, A, input_precision=P_WDIR)
+           - tl.dot(dKZ, Zt, input_precision=P_WDIR))
+    tl.store(dk_out + offs, _rownorm_bwd(Kh, nk, dKh, eps).to(dk_out.dtype.element_ty), mask=m2)
+    # du through A_after = A - Zt^T Zt, Zt = R^{-1} Wt, M = R R^T = I + Wt U^T, Wt = U A
+    dZt = dZt0 - 2.0 * tl.dot(Zt, dA, input_precision=P_MAIN)
+    G, dM = _cholesky_bwd(dZt, Zt, Rinv, SUB, P_CHOL)
+    dU = tl.dot(G, A, input_precision=P_MAIN) + 2.0 * tl.dot(dM, Wt, input_precision=P_MAIN)
+    tl.store(du + offs, dU.to(du.dtype.element_ty), mask=m2)
+    # dA entering this sub-chunk
+    X = tl.dot(tl.trans(da), Kh, input_precision=P_MAIN) + tl.dot(tl.trans(U), G, input_precision=P_MAIN)
+    return (dA + 0.5 * (X + tl.trans(X))
+            + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=P_MAIN), input_precision=P_MAIN))
+
+
+@triton.jit
 def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, cu, shift, chunk_seq, chunk_idx,
                       T, H, eps, delta_min,
                       K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                      IS_VARLEN: tl.constexpr, PREC: tl.constexpr, CACHE_A: tl.constexpr):
+                      IS_VARLEN: tl.constexpr, PREC: tl.constexpr, CACHE_A: tl.constexpr,
+                      P_WDIR: tl.constexpr, P_CHOL: tl.constexpr, P_MAIN: tl.constexpr,
+                      SINGLE_STATIC: tl.constexpr):
     """Per chunk, given dA at its end: du and dk, sub-chunk by sub-chunk in reverse, carrying dA
     through the sub-chunks (the A entering each sub-chunk is recomputed from the chunk's)."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -726,39 +783,30 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, c
     A_c = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     dA = tl.load(dA_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     NB: tl.constexpr = C // SUB
-    bb = NB - 1
-    while bb >= 0:  # runtime loops (one copy of each body: unrolled, they overflowed shared memory)
-        # A entering sub-chunk bb: from the cache, or recomputed from the chunk's
-        if CACHE_A:
-            slot = ((c * H + h) * (NB - 1) + tl.maximum(bb - 1, 0)) * K * K
-            A = tl.load(Acache + slot + kk, mask=kkmask & (bb > 0), other=0.0)
-            A = tl.where(bb > 0, A, A_c)
-        else:
-            A = A_c
-            b2 = 0
-            while b2 < bb:
-                row2, valid2 = _rows(bos, j * NB + b2, s, Tn, H, h, SUB)
-                U2 = tl.load(u + row2[:, None] * K + dk[None, :], mask=valid2[:, None] & kmask[None, :],
-                             other=0.0)
-                Wt2, Rinv2, Zt2 = _phase1_chunk(A, U2.to(tl.float32), SUB, delta_min, PREC)
-                A = A - tl.dot(tl.trans(Zt2), Zt2, input_precision=PREC)
-                b2 += 1
-        offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_bwd(
-            u, k, dal, A, bos, j * NB + bb, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min, PREC)
-        # dk: phase 2's part plus a = K_hat A - tril(K_hat Zt^T) Zt
-        dKh = (tl.load(dkh + offs, mask=m2, other=0.0) + tl.dot(da, A, input_precision=PREC)
-               - tl.dot(dKZ, Zt, input_precision=PREC))
-        tl.store(dk_out + offs, _rownorm_bwd(Kh, nk, dKh, eps).to(dk_out.dtype.element_ty), mask=m2)
-        # du through A_after = A - Zt^T Zt, Zt = R^{-1} Wt, M = R R^T = I + Wt U^T, Wt = U A
-        dZt = dZt0 - 2.0 * tl.dot(Zt, dA, input_precision=PREC)
-        G, dM = _cholesky_bwd(dZt, Zt, Rinv, SUB, PREC)
-        dU = tl.dot(G, A, input_precision=PREC) + 2.0 * tl.dot(dM, Wt, input_precision=PREC)
-        tl.store(du + offs, dU.to(du.dtype.element_ty), mask=m2)
-        # dA entering this sub-chunk
-        X = tl.dot(tl.trans(da), Kh, input_precision=PREC) + tl.dot(tl.trans(U), G, input_precision=PREC)
-        dA = (dA + 0.5 * (X + tl.trans(X))
-              + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=PREC), input_precision=PREC))
-        bb -= 1
+    if SINGLE_STATIC and NB == 1:  # one sub-chunk: no loop (see BWD_SINGLE_STATIC)
+        dA = _grads_sub(u, k, dal, dkh, du, dk_out, A_c, dA, bos, j, s, Tn, H, h, dk, kmask, K, SUB, eps,
+                        delta_min, PREC, P_WDIR, P_CHOL, P_MAIN)
+    else:
+        bb = NB - 1
+        while bb >= 0:  # runtime loops (one copy of each body: unrolled, they overflowed shared memory)
+            # A entering sub-chunk bb: from the cache, or recomputed from the chunk's
+            if CACHE_A:
+                slot = ((c * H + h) * (NB - 1) + tl.maximum(bb - 1, 0)) * K * K
+                A = tl.load(Acache + slot + kk, mask=kkmask & (bb > 0), other=0.0)
+                A = tl.where(bb > 0, A, A_c)
+            else:
+                A = A_c
+                b2 = 0
+                while b2 < bb:
+                    row2, valid2 = _rows(bos, j * NB + b2, s, Tn, H, h, SUB)
+                    U2 = tl.load(u + row2[:, None] * K + dk[None, :], mask=valid2[:, None] & kmask[None, :],
+                                 other=0.0)
+                    Wt2, Rinv2, Zt2 = _phase1_chunk(A, U2.to(tl.float32), SUB, delta_min, PREC)
+                    A = A - tl.dot(tl.trans(Zt2), Zt2, input_precision=PREC)
+                    b2 += 1
+            dA = _grads_sub(u, k, dal, dkh, du, dk_out, A, dA, bos, j * NB + bb, s, Tn, H, h, dk, kmask, K, SUB, eps,
+                            delta_min, PREC, P_WDIR, P_CHOL, P_MAIN)
+            bb -= 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -785,7 +833,8 @@ def _pow2(x: int) -> int:
 
 
 class _Layout:
-    """Per-sequence chunk bookkeeping shared by the kernels (built once per call, on the host)."""
+    """Per-sequence chunk bookkeeping shared by the kernels, built on the host and sent to the device in
+    one copy (use _layout, which keeps the layouts of batches without cu_seqlens)."""
 
     def __init__(self, B, T, offsets, cu_seqlens, C, nudge_eps, device):
         offsets = offsets.to("cpu", torch.int64)
@@ -795,23 +844,53 @@ class _Layout:
             self.cu = cu_seqlens.to(device=device, dtype=torch.int64).contiguous()
         else:
             lens = torch.full((B,), T, dtype=torch.int64)
-            self.cu = torch.zeros(1, dtype=torch.int64, device=device)  # unused
-        self.N = lens.numel()
+            self.cu = None
+        self.N = N = lens.numel()
         shift = offsets % C
         nchunks = (shift + lens + C - 1) // C
-        chunk_off = torch.zeros(self.N, dtype=torch.int64)
+        chunk_off = torch.zeros(N, dtype=torch.int64)
         chunk_off[1:] = torch.cumsum(nchunks, 0)[:-1]
-        self.total_chunks = int(nchunks.sum())
-        seq = torch.repeat_interleave(torch.arange(self.N, dtype=torch.int32), nchunks)
-        idx = torch.arange(self.total_chunks, dtype=torch.int64) - chunk_off.repeat_interleave(nchunks)
-        self.chunk_seq = seq.to(device)
-        self.chunk_idx = idx.to(torch.int32).to(device)
-        self.shift = shift.to(torch.int32).to(device)
-        self.base = (offsets - shift).to(device)
-        self.chunk_off = chunk_off.to(device)
+        self.total_chunks = NC = int(nchunks.sum())
+        seq = torch.repeat_interleave(torch.arange(N, dtype=torch.int64), nchunks)
+        idx = torch.arange(NC, dtype=torch.int64) - chunk_off.repeat_interleave(nchunks)
+        # two host-to-device copies rather than five (a copy from pageable memory waits for the device)
+        dev32 = torch.cat([seq, idx, shift]).to(torch.int32).to(device)
+        dev64 = torch.cat([offsets - shift, chunk_off, torch.zeros(1, dtype=torch.int64)]).to(device)
+        self.chunk_seq, self.chunk_idx, self.shift = dev32[:NC], dev32[NC:2 * NC], dev32[2 * NC:]
+        self.base, self.chunk_off = dev64[:N], dev64[N:2 * N]
+        if self.cu is None:
+            self.cu = dev64[2 * N:]  # unused
         self.is_varlen = cu_seqlens is not None
         self.nudge = nudge_eps > 0
         self.C = C
+
+
+_LAYOUTS: dict = {}
+
+
+def _layout(B, T, offsets, cu_seqlens, C, nudge_eps, device):
+    """_Layout, kept for batches without cu_seqlens (keyed by their shape, offsets and chunk size): a
+    training loop then builds it once rather than at every call."""
+    if cu_seqlens is not None:
+        return _Layout(B, T, offsets, cu_seqlens, C, nudge_eps, device)
+    key = (B, T, tuple(offsets.tolist()), C, nudge_eps > 0, str(torch.device(device)))
+    lay = _LAYOUTS.get(key)
+    if lay is None:
+        if len(_LAYOUTS) >= 64:
+            _LAYOUTS.clear()
+        lay = _LAYOUTS[key] = _Layout(B, T, offsets, None, C, nudge_eps, device)
+    return lay
+
+
+def _bwd_group_precisions():
+    """The precision of each group of the backward phase-1 kernels' own products (BWD_FAST_GROUPS)."""
+    fast = {g.strip() for g in BWD_FAST_GROUPS.split(",") if g.strip()}
+    unknown = fast - set(BWD_GROUPS)
+    if unknown:
+        raise ValueError(f"VLA_BWD_FAST_GROUPS: unknown groups {sorted(unknown)} (known: {', '.join(BWD_GROUPS)})")
+    out = {f"P_{g.upper()}": ("tf32" if g in fast else BWD_PHASE1_PRECISION) for g in BWD_GROUPS}
+    out["SINGLE_STATIC"] = bool(BWD_SINGLE_STATIC)
+    return out
 
 
 def _phase1_sub(C):
@@ -907,7 +986,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
     _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, Acache, *per_chunk, eps, delta_min,
                                  K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
-                                 num_warps=BWD_PHASE1_WARPS, **common)
+                                 num_warps=BWD_PHASE1_WARPS, **_bwd_group_precisions(), **common)
     dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
     _bwd_dA_chain[(N * H,)](
@@ -919,7 +998,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     du = torch.empty_like(u)
     _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, Acache, *per_chunk, eps, delta_min,
                                K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
-                               num_warps=BWD_PHASE1_WARPS, **common)
+                               num_warps=BWD_PHASE1_WARPS, **_bwd_group_precisions(), **common)
     return dq, dk, dv, du, dS0, dA0
 
 
@@ -929,7 +1008,7 @@ class ChunkVLAFunction(torch.autograd.Function):
                 output_final_state, offsets, cu_seqlens, C):
         ctx.set_materialize_grads(False)
         B, T = q.shape[:2]
-        lay = _Layout(B, T, offsets, cu_seqlens, C, nudge_eps, q.device)
+        lay = _layout(B, T, offsets, cu_seqlens, C, nudge_eps, q.device)
         o, final, alpha, A_chunks, S_chunks = _forward(
             q, k, v, u, S0, A0, lay, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
             delta_min=delta_min, eps=eps, want_final=output_final_state, save=True)
@@ -1011,7 +1090,7 @@ def chunk_vla_triton(
         x is not None and x.requires_grad for x in (q, k, v, u, S0, A0))
     if not needs_grad:  # inference: nothing saved for a backward
         B, T = q.shape[:2]
-        lay = _Layout(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
+        lay = _layout(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
         o, final, *_ = _forward(q, k, v, u, S0, A0, lay, scale=float(scale), lambda0=float(lambda0),
                                 period=int(period), nudge_eps=float(nudge_eps), delta_min=float(delta_min),
                                 eps=float(eps), want_final=output_final_state, save=False)
