@@ -242,3 +242,12 @@ def test_runs_without_the_convolution_get_their_own_verdict_and_table():
     # a sweep without such runs: three rows and no table
     main_only = {**result, "runs": runs[:6]}
     assert len(R.claims(main_only)) == 3 and R.no_conv_table(main_only) is None
+
+
+def test_report_command_prints_the_table_and_writes_the_figure(tmp_path, capsys):
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(_result({"vla": {8: 1.0, 32: 0.99}, "deltanet": {8: 0.9, 32: 0.5}})))
+    R.main([str(path), "--figure", str(tmp_path / "fig.png")])
+    out = capsys.readouterr().out
+    assert "| VLA | 100.0 / 100.0 | 99.0 / 99.0 |" in out and "| DeltaNet | 90.0 / 90.0 | 50.0 / 50.0 |" in out
+    assert (tmp_path / "fig.png").stat().st_size > 0

@@ -463,8 +463,22 @@ def render(result: dict, out_dir: pathlib.Path) -> Section:
                    figures=[fig_path], claims=claims(result))
 
 
-if __name__ == "__main__":  # the README's table: python -m vla.report.mqar [results.json or pattern]
-    import sys
+def main(argv: Optional[List[str]] = None) -> None:
+    """``python -m vla.report.mqar [RESULTS] [--figure PNG]``: the results table of a committed sweep
+    (a JSON file, a glob pattern of files to merge, or by default the newest sweep, its calls merged),
+    and with ``--figure`` its capacity figure (accuracy and exact match against n_pairs)."""
+    import argparse
 
-    arg = sys.argv[1] if len(sys.argv) > 1 else None
-    print(results_table(load_merged(arg) if arg and "*" in arg else load(arg)))
+    ap = argparse.ArgumentParser(prog="python -m vla.report.mqar", description=main.__doc__)
+    ap.add_argument("results", nargs="?", default=None, help="results JSON or glob pattern (default: newest sweep)")
+    ap.add_argument("--figure", default=None, help="write the capacity figure to this PNG")
+    args = ap.parse_args(argv)
+    result = load_merged(args.results) if args.results and "*" in args.results else load(args.results)
+    print(results_table(result))
+    if args.figure:
+        _figure(result, pathlib.Path(args.figure))
+        print(f"figure: {args.figure}")
+
+
+if __name__ == "__main__":
+    main()

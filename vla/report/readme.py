@@ -59,6 +59,10 @@ def _mqar_lines(results: pathlib.Path) -> List[str]:
              f"learning rate of {', '.join(f'{x:g}' for x in sorted(cfg['lrs']))}, picked on validation; {src}):", "",
              claims_table(mqar.claims(result)), "",
              "Verdict rules: " + mqar.VERDICT_RULES, "", mqar.results_table(result, with_lr=True), ""]
+    fig = results / (mqar._series(results / files[-1]) + ".png")
+    if fig.exists():  # committed with the sweep: python -m vla.report.mqar --figure <it>
+        lines += [f"![MQAR capacity, {fig.stem}](benchmarks/results/{fig.name})", "",
+                  f"(figure: `python -m vla.report.mqar --figure benchmarks/results/{fig.name}`)", ""]
     vla = best.get("vla", {})
     for base in ("deltanet", "linear_attn", "softmax"):
         common = sorted(set(vla) & set(best.get(base, {})))
