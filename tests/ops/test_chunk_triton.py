@@ -121,17 +121,20 @@ def test_chunk32_no_nudge_non_multiple_period():
     _check(errs, TOL[torch.float32])
 
 
-@pytest.mark.parametrize("fuse_alpha,cache_a,solver", [(0, 0, "cholesky"), (1, 0, "cholesky"), (1, 1, "cholesky"),
-                                                     (1, 0, "newton")])
-def test_chunk64_full_width_heads(monkeypatch, fuse_alpha, cache_a, solver):
+@pytest.mark.parametrize("fuse_alpha,cache_a,solver,bwd_sub", [
+    (0, 0, "cholesky", 0), (1, 0, "cholesky", 0), (1, 1, "cholesky", 0), (1, 0, "newton", 0),
+    (1, 1, "cholesky", 32), (1, 0, "cholesky", 32), (1, 1, "cholesky", 64)])
+def test_chunk64_full_width_heads(monkeypatch, fuse_alpha, cache_a, solver, bwd_sub):
     # the benchmark's configuration in small: K = V = 64 (no padding), chunk 64 for phase 2 and 16 for
     # phase 1, offset 37 (shortened first chunk); write directions inside the A chain or in their own
-    # per-chunk kernel; the backward recomputing the A inside each chunk or reading it from its cache
+    # per-chunk kernel; the backward recomputing the A inside each chunk or reading it from its cache,
+    # in sub-chunks of 16 rows as the forward or of 32 or 64 (BWD_PHASE1_CHUNK)
     from vla.ops.vla.triton import chunk as tri
 
     monkeypatch.setattr(tri, "FUSE_ALPHA", fuse_alpha)
     monkeypatch.setattr(tri, "BWD_CACHE_A", cache_a)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
+    monkeypatch.setattr(tri, "BWD_PHASE1_CHUNK", bwd_sub)
     xs = vla_inputs(1, 150, 1, 64, 64)
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
     errs = _compare(xs, dtype=torch.float32, chunk_size=64, hyper=hyper, offsets=[37], final=True)

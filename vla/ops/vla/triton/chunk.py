@@ -96,6 +96,16 @@ PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32x3")
 # accumulated from every later token. Default "tf32x3" (about fp32) for every input dtype.
 BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "tf32x3")
 BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "8"))
+# Rows per sub-chunk in the backward's phase-1 kernels (0: PHASE1_CHUNK). The backward recomputes its
+# factors from the A at every chunk start, so it may cut chunks differently from the forward (exact for
+# any value). Not yet timed on a GPU: the forward's chain is latency-bound (fewer serial steps per
+# elimination favour 16 rows), while the backward's per-chunk kernels run thousands of programs at once,
+# where 32 or 64 rows would mean fewer and larger products (16-row products cannot use Hopper's 64-row
+# warpgroup instructions) against longer eliminations. Compiled ahead of time for sm_90a (K = 64, chunks
+# of 64, tf32x3, 8 warps; ptxas): 16 rows with the A cache: compose 108 KB shared memory and 1.3 KB of
+# spills per thread, grads 72 KB and 0.3 KB; 32 rows: 120 KB / 1.9 KB and 112 KB / 1.9 KB; 64 rows: grads
+# needs 256 KB of shared memory, more than the H200 gives a block (227 KB), so it cannot launch there.
+BWD_PHASE1_CHUNK = int(os.environ.get("VLA_BWD_PHASE1_CHUNK", "0"))
 # Groups of the backward phase-1 kernels' own products that take one tf32 pass instead of
 # BWD_PHASE1_PRECISION (comma-separated; none by default). The products that recompute the forward's
 # factors (A, R^{-1}, Zt, the write directions) always keep BWD_PHASE1_PRECISION. "wdir": the write
@@ -897,6 +907,10 @@ def _phase1_sub(C):
     return min(C, PHASE1_CHUNK)
 
 
+def _bwd_phase1_sub(C):
+    return min(C, BWD_PHASE1_CHUNK or PHASE1_CHUNK)
+
+
 def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delta_min, eps,
              want_final, save):
     B, T, H, K = q.shape
@@ -951,7 +965,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     B, T, H, K = q.shape
     V = v.shape[-1]
     N, NC, C = lay.N, lay.total_chunks, lay.C
-    SUB = _phase1_sub(C)
+    SUB = _bwd_phase1_sub(C)
     dev = q.device
     BK = _pow2(K)
     BV = _pow2(V)
