@@ -231,39 +231,52 @@ VARIANTS = [dict(), dict(BWD_CACHE_A=0), dict(CHAIN_WARPS=8), dict(CHAIN_SOLVER=
             dict(CHAIN_SOLVER="newton", BWD_CACHE_A=0), dict(BWD_PHASE1_CHUNK=32)]
 
 
+def sweep_settings(path, res, settings, measure):
+    """For each dict of build settings (attributes of the chunk module): set them (the others at their
+    defaults), call measure(case), which adds its numbers to the case dict, and rewrite the JSON at
+    ``path`` after each case. Stops at the first exception (an illegal memory access poisons the CUDA
+    context); the settings are restored at the end."""
+    keys = sorted({k for st in settings for k in st})
+    saved = {k: getattr(tri, k) for k in keys}
+    try:
+        for st in tqdm(settings, desc=os.path.basename(path)):
+            for key in keys:
+                setattr(tri, key, st.get(key, saved[key]))
+            case = {k: getattr(tri, k) for k in keys}
+            try:
+                measure(case)
+            except Exception as e:
+                case["error"] = repr(e)[:300]
+                res["cases"].append(case)
+                print(case, flush=True)
+                break
+            res["cases"].append(case)
+            print(case, flush=True)
+            write_json(path, res)
+    finally:
+        for key, val in saved.items():
+            setattr(tri, key, val)
+    write_json(path, res)
+
+
 def variants(out):
     """Build settings side by side (each against the shipped defaults): errors of the output and of
     every gradient against the float64 loop (B=1, T=512, H=2, bf16 inputs), and forward /
     forward+backward time at T = 16k (B=4, H=16)."""
-    res = {"device": torch.cuda.get_device_name(), "cases": []}
-    keys = sorted({k for v in VARIANTS for k in v})
-    saved = {k: getattr(tri, k) for k in keys}
     xs = inputs(1, 512, 2, dtype=torch.bfloat16, seed=13)
     do = torch.randn(1, 512, 2, D, device="cuda")
     o_r, _, g_r = grads_of(lambda *a: naive_mod.naive_recurrent_vla(*a, scale=D ** -0.5, **HYPER),
                            [x.double() for x in xs], do.double())
     big = inputs(B, 16384, H, seed=21)
-    for var in VARIANTS:
-        for key in keys:
-            setattr(tri, key, var.get(key, saved[key]))
-        case = {k: getattr(tri, k) for k in keys}
-        try:
-            o, _, g = grads_of(lambda *a: run_triton(*a), xs, do)
-            torch.cuda.synchronize()
-            case.update({"o": rel(o, o_r)}, **{n: rel(a, b) for n, a, b in zip(["dq", "dk", "dv", "du"], g, g_r)})
-            case["fwd_ms_T16k"] = bench(f_vla, big, False)[0]
-            case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
-        except Exception as e:  # an illegal memory access poisons the context: stop here
-            case["error"] = repr(e)[:300]
-            res["cases"].append(case)
-            print(case, flush=True)
-            break
-        res["cases"].append(case)
-        print(case, flush=True)
-        write_json(os.path.join(out, "chunk_triton_variants.json"), res)
-    for key, val in saved.items():
-        setattr(tri, key, val)
-    write_json(os.path.join(out, "chunk_triton_variants.json"), res)
+
+    def measure(case):
+        o, _, g = grads_of(lambda *a: run_triton(*a), xs, do)
+        torch.cuda.synchronize()
+        case.update({"o": rel(o, o_r)}, **{n: rel(a, b) for n, a, b in zip(["dq", "dk", "dv", "du"], g, g_r)})
+        case["fwd_ms_T16k"] = bench(f_vla, big, False)[0]
+        case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
+    sweep_settings(os.path.join(out, "chunk_triton_variants.json"),
+                   {"device": torch.cuda.get_device_name(), "cases": []}, VARIANTS, measure)
 
 
 def million(out):
@@ -432,29 +445,17 @@ def precision_groups(out):
     dA = torch.randn(2, 4, D, D, device="cuda") * 1e-2
     o_r, fin_r, g_r = grads_of(lambda *a: run_torch_chunk(*a, final=True), [x.float() for x in xs], do, dS, dA)
     big = inputs(B, T, H, seed=21)
-    saved = (tri.BWD_FAST_GROUPS, tri.BWD_CACHE_A)
-    cases = [(g, 1) for g in PRECISION_GROUPS] + [("", 0)]
-    for groups, cache in tqdm(cases, desc="precision groups"):
-        tri.BWD_FAST_GROUPS, tri.BWD_CACHE_A = groups, cache
-        case = {"fast_groups": groups, "bwd_cache_a": cache}
-        try:
-            t0 = time.time()
-            o, fin, g = grads_of(lambda *a: run_triton(*a, final=True), xs, do, dS, dA)
-            torch.cuda.synchronize()
-            case["first_call_s"] = time.time() - t0
-            case.update({"o": rel(o, o_r), "A": rel(fin[1], fin_r[1])},
-                        **{n: rel(a, b) for n, a, b in zip(["dq", "dk", "dv", "du"], g, g_r)})
-            case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
-        except Exception as e:  # an illegal memory access poisons the context: stop here
-            case["error"] = repr(e)[:300]
-            res["cases"].append(case)
-            print(case, flush=True)
-            break
-        res["cases"].append(case)
-        print(case, flush=True)
-        write_json(os.path.join(out, "chunk_triton_precision_groups.json"), res)
-    tri.BWD_FAST_GROUPS, tri.BWD_CACHE_A = saved
-    write_json(os.path.join(out, "chunk_triton_precision_groups.json"), res)
+
+    def measure(case):
+        t0 = time.time()
+        o, fin, g = grads_of(lambda *a: run_triton(*a, final=True), xs, do, dS, dA)
+        torch.cuda.synchronize()
+        case["first_call_s"] = time.time() - t0
+        case.update({"o": rel(o, o_r), "A": rel(fin[1], fin_r[1])},
+                    **{n: rel(a, b) for n, a, b in zip(["dq", "dk", "dv", "du"], g, g_r)})
+        case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
+    settings = [dict(BWD_FAST_GROUPS=g, BWD_CACHE_A=1) for g in PRECISION_GROUPS] + [dict(BWD_CACHE_A=0)]
+    sweep_settings(os.path.join(out, "chunk_triton_precision_groups.json"), res, settings, measure)
 
 
 def profile_fwd(out):
