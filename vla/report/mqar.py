@@ -311,7 +311,6 @@ def _parallel_note(result: dict, gpu: dict) -> str:
     return text
 
 
-
 def _well_above(claim: str, acc: Dict[str, Dict[int, float]], note: str = "") -> ClaimRow:
     """The "well above" verdict from test accuracies ``acc[mixer][n_pairs]``: VLA minus each baseline,
     averaged over the n_pairs both have."""
@@ -339,7 +338,7 @@ def _well_above(claim: str, acc: Dict[str, Dict[int, float]], note: str = "") ->
     return ClaimRow(claim, "well above", ours + note, v)
 
 
-def _ablation_runs(result: dict) -> List[dict]:
+def no_conv_runs(result: dict) -> List[dict]:
     """The finished runs without the main setting's short convolution (``no_conv_n_pairs``)."""
     conv = result.get("config", {}).get("short_conv", 0)
     return [r for r in result.get("runs", []) if r["status"] == "done" and r.get("short_conv", 0) != conv]
@@ -350,7 +349,7 @@ def no_conv_best(result: dict) -> Dict[str, Dict[int, dict]]:
     as ``_best`` gives them for the main setting; empty when the sweep has no such runs."""
     from ..experiments.mqar import pick_best
 
-    runs = _ablation_runs(result)
+    runs = no_conv_runs(result)
     if not runs:
         return {}
     return _best({"best": pick_best(runs, runs[0].get("short_conv", 0))})
@@ -364,13 +363,14 @@ def no_conv_table(result: dict) -> Optional[str]:
             if r["status"] == "done" and r.get("short_conv", 0) == conv}
     pct = lambda r: f"{100 * r['test']['accuracy']:.1f} / {100 * r['test']['exact_match']:.1f}"  # noqa: E731
     rows = []
-    for r in sorted(_ablation_runs(result), key=lambda r: (list(LABELS).index(r["mixer"]), r["n_pairs"], r["lr"])):
+    for r in sorted(no_conv_runs(result), key=lambda r: (list(LABELS).index(r["mixer"]), r["n_pairs"], r["lr"])):
         m = main.get((r["mixer"], r["n_pairs"], r["lr"]))
         rows.append((LABELS[r["mixer"]], r["n_pairs"], f"{r['lr']:g}", pct(r), "—" if m is None else pct(m)))
     if not rows:
         return None
     return md_table(["model", "n_pairs", "lr", "no convolution (acc % / exact %)",
                      f"with convolution, kernel {conv} (acc % / exact %)"], rows)
+
 
 def render(result: dict, out_dir: pathlib.Path) -> Section:
     out_dir = pathlib.Path(out_dir)

@@ -74,7 +74,7 @@ def _mqar_lines(results: pathlib.Path) -> List[str]:
                       f"{L[base]} {100 * min(best[base][n]['accuracy'] for n in common):.1f} %.", ""]
     table = mqar.no_conv_table(result)
     if table:
-        lrs = sorted({r["lr"] for r in mqar._ablation_runs(result)})
+        lrs = sorted({r["lr"] for r in mqar.no_conv_runs(result)})
         lines += ["Without the short convolution (the paper's setup; the `no_conv_n_pairs` runs at learning rate"
                   + (f" {lrs[0]:g} only" if len(lrs) == 1 else f"s {', '.join(f'{x:g}' for x in lrs)}")
                   + "), against the same run with it:", "", table, ""]
