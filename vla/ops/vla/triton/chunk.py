@@ -54,7 +54,7 @@ listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
 T = 16k: relative L2 errors 5.8e-3 to 8.1e-3, the size of bf16 rounding; fp32 inputs: 4e-7 to 2e-6;
 fp16: 5e-4 to 8e-4), on ragged cu_seqlens with offsets, K != V, initial and final states, chunks of 16,
-32 and 64 (chunks of 16 with K = 64 only since BWD_SINGLE_STATIC); outputs and gradients are
+32 and 64 (chunks of 16 with K = 64: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
 bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3 of the fp32
 PyTorch chunk form over all 1M tokens. Where the time goes (chunk_triton_v4c_profile.json,
 chunk_triton_v5b_profile_fwd4k.json): at T = 16k, 9 of 12 ms of the forward are the serial A chain (at
