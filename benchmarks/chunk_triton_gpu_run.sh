@@ -24,10 +24,10 @@ timeout 90 python3 $D --out "$OUT" --check 2>&1 | grep -E "^\{|determin|Error" |
 # the backward without its A cache (BWD_CACHE_A=0, the setting for tight memory: 0.8 GB less at 16k, 5 ms slower)
 mkdir -p "$OUT/no_cache_a"
 VLA_BWD_CACHE_A=0 timeout 90 python3 $D --out "$OUT/no_cache_a" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
-# the Newton chain (forward at T = 4096: 2.46 against 2.95 ms, chunk_triton_v5b_profile_fwd4k.json) at
+# the Newton chain through CHAIN_SOLVER="auto" (forward at T = 4096: 2.46 against 2.95 ms, chunk_triton_v5b_profile_fwd4k.json) at
 # real size, before it can be the default for the layer's normalised u
 mkdir -p "$OUT/newton"
-VLA_CHAIN_SOLVER=newton timeout 90 python3 $D --out "$OUT/newton" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
+VLA_CHAIN_SOLVER=auto timeout 90 python3 $D --out "$OUT/newton" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
 timeout 75 python3 $D --out "$OUT" --million 2>&1 | grep -E "^\{|Error" | cut -c1-600
 (cd benchmarks && timeout 240 python3 suite.py --ops chunk_triton,fla_delta,sdpa,naive --T 4096,8192,16384,32768,65536 \
    --no-decode --out "$OUT/suite_h200_chunk.json" 2>&1 | grep -v Warn | tail -3 | cut -c1-300)

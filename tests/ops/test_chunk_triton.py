@@ -264,3 +264,27 @@ def test_unknown_backward_precision_group_is_named(monkeypatch):
     o, _ = chunk_vla_triton(q, k, v, u, scale=0.25, offsets=torch.tensor([0]), chunk_size=16, **HYPER)
     with pytest.raises(ValueError, match="VLA_BWD_FAST_GROUPS.*fastest"):
         o.sum().backward()
+
+
+def test_auto_chain_solver_takes_newton_only_under_its_bound(monkeypatch):
+    # CHAIN_SOLVER = "auto": the layer's u (|u| = 1/sqrt(K)) is under the bound, so the Newton chain runs and
+    # matches the loop as the Cholesky chain does; |u| = 2 is far over it (a bound of 2560; Newton's error
+    # there is 3e-4, above this tolerance, Cholesky's 2e-6), so the Cholesky chain runs
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "auto")
+    picked = []
+    real = tri._chain_solver
+    monkeypatch.setattr(tri, "_chain_solver", lambda *a: picked.append(real(*a)) or picked[-1])
+    xs = vla_inputs(1, 150, 1, 32, 16)
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    for u_norm, want in ((32 ** -0.5, "newton"), (2.0, "cholesky")):
+        xs[3] = xs[3] / xs[3].norm(dim=-1, keepdim=True) * u_norm
+        errs = _compare(xs, dtype=torch.float32, chunk_size=64, hyper=hyper, offsets=[37], final=True)
+        assert picked[-1] == want
+        _check(errs, TOL[torch.float32])
+    # the bound counts the initial A: a large one sends even the layer's u to Cholesky
+    xs[3] = xs[3] / xs[3].norm(dim=-1, keepdim=True) * 32 ** -0.5
+    lay = tri._layout(1, 150, torch.tensor([37]), None, 64, 1e-3, "cpu")
+    assert real(xs[3].float(), None, lay, 0.1, 64, 1e-3) == "newton"
+    assert real(xs[3].float(), torch.eye(32).expand(1, 1, 32, 32) * 100.0, lay, 0.1, 64, 1e-3) == "cholesky"

@@ -141,7 +141,15 @@ CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
 # On the H200 (bf16, B = 4, H = 16, T = 16k, the layer's |u| = 1/sqrt(K)): forward 9.8 ms against 12.0 ms,
 # forward+backward 49.2 against 51.9 ms, the same errors against the float64 loop at T = 512
 # (benchmarks/results/chunk_triton_v4c_variants.json). Not the default: its accuracy depends on u.
+# "auto" takes "newton" where a bound on M's eigenvalues (_chain_solver) is at most NEWTON_MAX_BOUND and
+# "cholesky" elsewhere. In the interpreter (fp32, K = 32, T = 256, chunks of 64) the output's error against
+# the float64 loop grew with the bound: Newton 4.4e-7 against Cholesky 4.1e-7 at a bound of 20 (the
+# layer's |u| = 1/sqrt(K)), 2.1e-6 against 4.4e-7 at 160, 1.9e-5 against 6.3e-7 at 640, 5.7e-2 against
+# 2.5e-5 at 41000 (|u| = 8). The layer's u (|u|^2 = 1/K) stays under 32 up to about T = 1.4M tokens with
+# K = 64, chunks of 64 and the default lambda0, period and nudge. "auto" has not been timed or checked on a GPU yet (the next check:
+# benchmarks/chunk_triton_gpu_run.sh), so the default stays "cholesky".
 CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "cholesky")
+NEWTON_MAX_BOUND = float(os.environ.get("VLA_NEWTON_MAX_BOUND", "32"))
 NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
 BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 # Largest K and V. At K = 128 the backward's dA chain needs 262 KB and its phase-1 kernel 410 KB of
@@ -873,6 +881,7 @@ class _Layout:
         self.is_varlen = cu_seqlens is not None
         self.nudge = nudge_eps > 0
         self.C = C
+        self.max_end = int((offsets + lens).max())  # the last absolute position of any sequence
 
 
 _LAYOUTS: dict = {}
@@ -903,6 +912,21 @@ def _bwd_group_precisions():
     return out
 
 
+def _chain_solver(u, A0, lay, lambda0, period, nudge_eps):
+    """CHAIN_SOLVER, with "auto" resolved: "newton" where a bound on |U A U^T| over every chunk is at most
+    NEWTON_MAX_BOUND, else "cholesky". A only shrinks under Sherman-Morrison updates and grows by
+    nudge_eps at each nudge, so |A|_2 <= |A0|_F + (nudges) nudge_eps, and |U A U^T|_2 <= C max_t |u_t|^2 |A|_2
+    bounds the eigenvalues of M = I + U A U^T that Newton-Schulz inverts (one device synchronisation)."""
+    if CHAIN_SOLVER != "auto":
+        return CHAIN_SOLVER
+    u2 = torch.linalg.vector_norm(u, dim=-1, dtype=torch.float32).amax().square()
+    a0 = (torch.full((), 1.0 / lambda0, device=u.device) if A0 is None
+          else torch.linalg.matrix_norm(A0.float()).amax())
+    u2, a0 = torch.stack([u2, a0]).tolist()
+    nudges = lay.max_end // period + 1 if nudge_eps > 0 else 0
+    return "newton" if lay.C * u2 * (a0 + nudges * nudge_eps) <= NEWTON_MAX_BOUND else "cholesky"
+
+
 def _phase1_sub(C):
     return min(C, PHASE1_CHUNK)
 
@@ -926,7 +950,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     A_chunks = torch.empty(NC, H, K, K, **f32)
     A_final = torch.empty(N, H, K, K, **f32) if want_final else A_chunks
     alpha = torch.empty_like(k)
-    newton = CHAIN_SOLVER == "newton"
+    newton = _chain_solver(u, A0, lay, lambda0, period, nudge_eps) == "newton"
     if newton:
         _fwd_A_chain_newton[(N * H,)](
             u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
