@@ -228,7 +228,8 @@ def diagnose(out):
 
 
 VARIANTS = [dict(), dict(BWD_CACHE_A=0), dict(CHAIN_WARPS=8), dict(CHAIN_SOLVER="newton"),
-            dict(CHAIN_SOLVER="newton", BWD_CACHE_A=0), dict(BWD_PHASE1_CHUNK=32), dict(CHAIN_SOLVER="auto")]
+            dict(CHAIN_SOLVER="newton", BWD_CACHE_A=0), dict(BWD_PHASE1_CHUNK=32), dict(CHAIN_SOLVER="auto"),
+            dict(SAVE_RINV=1), dict(SAVE_RINV=1, CHAIN_SOLVER="auto")]
 
 
 def sweep_settings(path, res, settings, measure):

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# One device call (issue 6) on an H200, with the shipped build (VLA_* settings from
-# the environment): the small float64 check (ragged cu_seqlens with offsets, K != V, states, fp32 / bf16 /
-# fp16, every output and gradient; pass: within the interpreter tests' bounds fp32 1e-5, bf16 4e-2,
-# fp16 1e-2), the check at T = 16k (bf16, against the fp32 PyTorch chunk form, and determinism), T = 1M
-# (B = 1, H = 16: finite, and against the fp32 PyTorch chunk form), the suite (chunk Triton,
-# flash-linear-attention's chunk_delta_rule, causal SDPA, the sequential loop: same run, same inputs),
-# the build variants side by side and the per-kernel profile; and the check at T = 16k once more without
-# the backward's A cache (VLA_BWD_CACHE_A=0) and with the Newton chain, about 9 minutes in all.
-# Usage (repository root, fla importable): bash benchmarks/chunk_triton_gpu_run.sh OUT
+# Device calls for issue 6 on an H200, with the shipped build (VLA_* settings from the environment), in two
+# parts that each fit one call (at most 10 minutes):
+#   checks  the small float64 check (ragged cu_seqlens with offsets, K != V, states, fp32 / bf16 / fp16,
+#           chunks of 16 / 32 / 64, every output and gradient; pass: within the interpreter tests' bounds
+#           fp32 1e-5, bf16 4e-2, fp16 1e-2), the check at T = 16k (bf16, against the fp32 PyTorch chunk
+#           form, and determinism), the same without the backward's A cache and with CHAIN_SOLVER="auto",
+#           and T = 1M (B = 1, H = 16: finite, and against the fp32 PyTorch chunk form); about 7 minutes
+#   timing  the suite (chunk Triton, flash-linear-attention's chunk_delta_rule, causal SDPA, the sequential
+#           loop: same run, same inputs), the build variants side by side (VARIANTS in chunk_triton_dev.py)
+#           and the per-kernel profile; about 8 minutes
+# Usage (repository root, fla importable for timing): bash benchmarks/chunk_triton_gpu_run.sh OUT checks|timing
 set -u
 OUT=$1
+PART=${2:-checks}
 D=benchmarks/chunk_triton_dev.py
+if [ "$PART" = checks ]; then
 timeout 100 python3 $D --out "$OUT" --smoke 2>&1 | grep -v Warn | grep -E "^\{|Error|error" | tail -4 | cut -c1-420
 python3 - "$OUT/chunk_triton_smoke.json" <<'PY'
 import json, sys
@@ -29,7 +33,12 @@ VLA_BWD_CACHE_A=0 timeout 90 python3 $D --out "$OUT/no_cache_a" --check 2>&1 | g
 mkdir -p "$OUT/newton"
 VLA_CHAIN_SOLVER=auto timeout 90 python3 $D --out "$OUT/newton" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
 timeout 75 python3 $D --out "$OUT" --million 2>&1 | grep -E "^\{|Error" | cut -c1-600
+elif [ "$PART" = timing ]; then
 (cd benchmarks && timeout 240 python3 suite.py --ops chunk_triton,fla_delta,sdpa,naive --T 4096,8192,16384,32768,65536 \
    --no-decode --out "$OUT/suite_h200_chunk.json" 2>&1 | grep -v Warn | tail -3 | cut -c1-300)
-timeout 85 python3 $D --out "$OUT" --variants 2>&1 | grep -E "^\{|Error" | cut -c1-420
+timeout 200 python3 $D --out "$OUT" --variants 2>&1 | grep -E "^\{|Error" | cut -c1-420
 timeout 40 python3 $D --out "$OUT" --profile 2>&1 | grep -E "_chain|_bwd|_fwd|Error" | grep -v "{$" | cut -c1-200
+else
+  echo "usage: bash benchmarks/chunk_triton_gpu_run.sh OUT checks|timing" >&2
+  exit 2
+fi

@@ -321,7 +321,7 @@ def main():
         config["chunk_triton_settings"] = {k: getattr(tri, k) for k in (
             "CHAIN_SOLVER", "PHASE1_PRECISION", "PHASE1_CHUNK", "BWD_PHASE1_PRECISION",
             "DA_CHAIN_PRECISION", "FUSE_ALPHA", "CHAIN_WARPS", "BWD_CACHE_A", "BWD_FAST_GROUPS",
-            "BWD_SINGLE_STATIC", "BWD_PHASE1_CHUNK")}
+            "BWD_SINGLE_STATIC", "BWD_PHASE1_CHUNK", "SAVE_RINV", "NEWTON_MAX_BOUND")}
     res = {"env": env, "config": config, "results": [], "decode": []}
     def partial(rows):  # keep what is measured if the run is cut short
         write_json(args.out, {**res, "results": rows, "partial": True})

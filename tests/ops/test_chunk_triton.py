@@ -288,3 +288,37 @@ def test_auto_chain_solver_takes_newton_only_under_its_bound(monkeypatch):
     lay = tri._layout(1, 150, torch.tensor([37]), None, 64, 1e-3, "cpu")
     assert real(xs[3].float(), None, lay, 0.1, 64, 1e-3) == "newton"
     assert real(xs[3].float(), torch.eye(32).expand(1, 1, 32, 32) * 100.0, lay, 0.1, 64, 1e-3) == "cholesky"
+
+
+@pytest.mark.parametrize("chunk,fuse_alpha,cache_a,solver,bwd_sub", [
+    (64, 1, 1, "cholesky", 0), (64, 1, 0, "cholesky", 0), (64, 0, 1, "cholesky", 0), (64, 1, 1, "newton", 0),
+    (16, 1, 0, "cholesky", 0), (64, 1, 1, "cholesky", 32)])
+def test_backward_with_the_forwards_saved_factors(monkeypatch, chunk, fuse_alpha, cache_a, solver, bwd_sub):
+    # SAVE_RINV: the forward (the A chain, or _fwd_alpha with the Newton chain or unfused write directions)
+    # saves every sub-chunk's R^{-1} and the backward loads it (also where it recomputes the A inside a chunk,
+    # without the A cache); with backward sub-chunks of another size it is not used. Ragged sequences with
+    # offsets, initial states, K = 64 (full width), against the float64 loop.
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "SAVE_RINV", 1)
+    monkeypatch.setattr(tri, "FUSE_ALPHA", fuse_alpha)
+    monkeypatch.setattr(tri, "BWD_CACHE_A", cache_a)
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
+    monkeypatch.setattr(tri, "BWD_PHASE1_CHUNK", bwd_sub)
+    seen = []
+    real = tri._backward
+    monkeypatch.setattr(tri, "_backward", lambda *a, **kw: seen.append(a[7]) or real(*a, **kw))
+    cu = torch.tensor([0, 45, 150], dtype=torch.int64)
+    xs = vla_inputs(1, 150, 1, 64, 32)
+    init = [torch.randn(2, 1, 64, 32, dtype=torch.float64), _spd(2, 1, 64)]
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    errs = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[37, 0], cu_seqlens=cu,
+                    final=True, init=init)
+    _check(errs, TOL[torch.float32])
+    assert seen[0] is not None and tuple(seen[0].shape[2:]) == (chunk // 16, 16, 16)   # saved, [NC, H, NB, 16, 16]
+    # and used: the same run with the saved factors spoilt gives wrong gradients (unless the backward's
+    # sub-chunks differ, where they are not read)
+    monkeypatch.setattr(tri, "_backward", lambda *a, **kw: real(*a[:7], a[7] * 2, *a[8:], **kw))
+    bad = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[37, 0], cu_seqlens=cu,
+                   final=True, init=init)
+    assert (bad["du"] > 1e-2) == (bwd_sub == 0) and bad["o"] < TOL[torch.float32]

@@ -123,6 +123,14 @@ BWD_GROUPS = ("wdir", "chol", "main")
 # of tf32x3 did not (chunk_triton_v5b_diagnose.json). Without the loop: fp32 2e-6, bf16 6e-3, fp16 8e-4
 # (chunk_triton_v5c_smoke*.json). The interpreter computes both builds right, so a CPU cannot see this.
 BWD_SINGLE_STATIC = int(os.environ.get("VLA_BWD_SINGLE_STATIC", "1"))
+# Save the R^{-1} (16 x 16) of every phase-1 sub-chunk in the forward (the A chain, or _fwd_alpha with the
+# Newton chain), so that the backward's phase-1 kernels load it instead of running the 16-step
+# elimination again (4 of them per chunk in each of the two kernels). Costs NC * H * C * 16 * 4 bytes
+# (64 MB at B = 4, H = 16, T = 16k). Exact; tested in the interpreter; not yet timed or checked on a GPU,
+# so off by default. Compiled ahead of time for sm_90a (ptxas, with the A cache), it leaves the registers
+# and spills about as they were (compose 1.2 KB of spills per thread, grads 0.4 KB) and removes 24 of 456
+# and 24 of 333 tensor-core instructions and 30 of 266 and 30 of 113 shuffles from the two loop bodies.
+SAVE_RINV = int(os.environ.get("VLA_SAVE_RINV", "0"))
 BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
 # Warps of the serial forward A chain; and the backward's cache of the A entering every phase-1
 # sub-chunk, written by _bwd_phase1_compose so that _bwd_phase1_grads loads it instead of recomputing it
@@ -319,11 +327,11 @@ def _A_chain_start(A_init, cu, shift, base, chunk_off, T, H, inv_lambda0,
 
 
 @triton.jit
-def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
+def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, rinv, cu, shift, base, chunk_off,
                  T, H, eps, delta_min, nudge_eps, inv_lambda0, period,
                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
                  HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                 NUDGE: tl.constexpr, FUSE_ALPHA: tl.constexpr, PREC: tl.constexpr):
+                 NUDGE: tl.constexpr, FUSE_ALPHA: tl.constexpr, PREC: tl.constexpr, SAVE_RINV: tl.constexpr):
     """Phase 1's chain: A at every chunk start (sequential over sub-chunks of SUB rows; one program per
     head) and, with FUSE_ALPHA, the write directions. The next sub-chunk's rows are loaded before the
     current one is factorised, so the loads stay off the serial path."""
@@ -354,6 +362,9 @@ def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, cu, shift, base, chunk_
         if FUSE_ALPHA:
             K_next = tl.load(k + offs, mask=m2, other=0.0)
         Wt, Rinv, Zt = _phase1_chunk(A, U, SUB, delta_min, PREC)
+        if SAVE_RINV:  # for the backward (sub-chunk b of chunk c0 + j)
+            rs = tl.arange(0, SUB)
+            tl.store(rinv + (((c0 + j) * H + h) * NB + b) * SUB * SUB + rs[:, None] * SUB + rs[None, :], Rinv)
         if FUSE_ALPHA:
             Kh, _ = _rownorm(Kc, eps)
             KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)
@@ -420,9 +431,9 @@ def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off
 
 
 @triton.jit
-def _fwd_alpha(u, k, alpha, A_chunks, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
+def _fwd_alpha(u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
                K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-               IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+               IS_VARLEN: tl.constexpr, PREC: tl.constexpr, SAVE_RINV: tl.constexpr):
     """Per chunk, in parallel: the write directions alpha_hat, sub-chunk by sub-chunk from the A
     entering the chunk."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -438,6 +449,9 @@ def _fwd_alpha(u, k, alpha, A_chunks, cu, shift, chunk_seq, chunk_idx, T, H, eps
         U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
         Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
         Wt, Rinv, Zt = _phase1_chunk(A, U, SUB, delta_min, PREC)
+        if SAVE_RINV:  # for the backward
+            rs = tl.arange(0, SUB)
+            tl.store(rinv + ((c * H + h) * (C // SUB) + b) * SUB * SUB + rs[:, None] * SUB + rs[None, :], Rinv)
         KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)
         tl.store(alpha + offs, al.to(alpha.dtype.element_ty), mask=m2)
         A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
@@ -644,13 +658,20 @@ def _bwd_phase2(q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv_out, dkh, 
 
 
 @triton.jit
-def _phase1_sub_local(A, U, Kh, nk, dAl, C: tl.constexpr, eps, delta_min, PREC: tl.constexpr, PW: tl.constexpr):
+def _phase1_sub_local(A, U, Kh, nk, dAl, C: tl.constexpr, eps, delta_min, PREC: tl.constexpr, PW: tl.constexpr,
+                      rptr, HAS_RINV: tl.constexpr):
     """Phase 1 of one sub-chunk given its A and d alpha_hat: the recomputed factors, the gradient
     of a, and the part dZt0 of dZt that does not depend on the gradient of the A after it. PREC: the
-    recomputation's products (as the forward's); PW: the products of the write directions' backward."""
+    recomputation's products (as the forward's); PW: the products of the write directions' backward.
+    HAS_RINV: R^{-1} is loaded from rptr (saved by the forward, SAVE_RINV) instead of factorised again."""
     r = tl.arange(0, C)
     incl = r[:, None] >= r[None, :]
-    Wt, Rinv, Zt = _phase1_chunk(A, U, C, delta_min, PREC)
+    if HAS_RINV:
+        Wt = tl.dot(U, A, input_precision=PREC)
+        Rinv = tl.load(rptr + r[:, None] * C + r[None, :])
+        Zt = tl.dot(Rinv, Wt, input_precision=PREC)
+    else:
+        Wt, Rinv, Zt = _phase1_chunk(A, U, C, delta_min, PREC)
     KZ, al, na = _write_dirs(A, Kh, Zt, C, eps, PREC)
     da = _rownorm_bwd(al, na, dAl, eps)
     dKZ = tl.where(incl, tl.dot(da, tl.trans(Zt), input_precision=PW), 0.0)
@@ -660,7 +681,7 @@ def _phase1_sub_local(A, U, Kh, nk, dAl, C: tl.constexpr, eps, delta_min, PREC: 
 
 @triton.jit
 def _phase1_sub_bwd(u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexpr, SUB: tl.constexpr, eps,
-                    delta_min, PREC: tl.constexpr, PW: tl.constexpr):
+                    delta_min, PREC: tl.constexpr, PW: tl.constexpr, rptr, HAS_RINV: tl.constexpr):
     """What both backward phase-1 kernels start a sub-chunk with: its rows (offsets and mask), u, the unit
     keys and their norms, and _phase1_sub_local's factors from the A entering it."""
     row, valid = _rows(bos, i, s, Tn, H, h, SUB)
@@ -669,17 +690,17 @@ def _phase1_sub_bwd(u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexp
     U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
     Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
     dAl = tl.load(dal + offs, mask=m2, other=0.0)
-    Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_local(A, U, Kh, nk, dAl, SUB, eps, delta_min, PREC, PW)
+    Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_local(A, U, Kh, nk, dAl, SUB, eps, delta_min, PREC, PW, rptr, HAS_RINV)
     return offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0
 
 
 @triton.jit
 def _compose_sub(u, k, dal, A, Q, G, eyeK, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexpr, SUB: tl.constexpr,
                  eps, delta_min, PREC: tl.constexpr, P_WDIR: tl.constexpr, P_CHOL: tl.constexpr,
-                 P_MAIN: tl.constexpr):
+                 P_MAIN: tl.constexpr, rptr, HAS_RINV: tl.constexpr):
     """_bwd_phase1_compose's step over sub-chunk i: the A after it, and Q, G composed with its P, F."""
     offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_bwd(
-        u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min, PREC, P_WDIR)
+        u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min, PREC, P_WDIR, rptr, HAS_RINV)
     Gz, dM = _cholesky_bwd(dZt0, Zt, Rinv, SUB, P_CHOL)
     X = tl.dot(tl.trans(da), Kh, input_precision=P_MAIN) + tl.dot(tl.trans(U), Gz, input_precision=P_MAIN)
     F = (0.5 * (X + tl.trans(X))
@@ -692,11 +713,11 @@ def _compose_sub(u, k, dal, A, Q, G, eyeK, bos, i, s, Tn, H, h, dk, kmask, K: tl
 
 
 @triton.jit
-def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, cu, shift, chunk_seq, chunk_idx, T, H, eps,
+def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps,
                         delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
                         IS_VARLEN: tl.constexpr, PREC: tl.constexpr, CACHE_A: tl.constexpr,
                         P_WDIR: tl.constexpr, P_CHOL: tl.constexpr, P_MAIN: tl.constexpr,
-                        SINGLE_STATIC: tl.constexpr):
+                        SINGLE_STATIC: tl.constexpr, HAS_RINV: tl.constexpr):
     """Per chunk: the dA chain's coefficients, dA0 = Q^T dA1 Q + G. Per sub-chunk b (A_{b+1} =
     (A_b^{-1} + U_b^T U_b)^{-1}): dA_b = P_b^T dA_{b+1} P_b + F_b with P_b = I - Zt_b^T R_b^{-1} U_b and
     F_b the part free of dA_{b+1}; composed over the sub-chunks in forward order:
@@ -713,12 +734,13 @@ def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, cu, shift, chun
     G = tl.zeros([BK, BK], dtype=tl.float32)
     if SINGLE_STATIC and C // SUB == 1:  # one sub-chunk: no loop (see BWD_SINGLE_STATIC)
         A, Q, G = _compose_sub(u, k, dal, A, Q, G, eyeK, bos, j, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min,
-                               PREC, P_WDIR, P_CHOL, P_MAIN)
+                               PREC, P_WDIR, P_CHOL, P_MAIN, rinv + (c * H + h) * SUB * SUB, HAS_RINV)
     else:
         b = 0
         while b < C // SUB:  # a runtime loop: one copy of the body (unrolled, it overflowed shared memory)
             A, Q, G = _compose_sub(u, k, dal, A, Q, G, eyeK, bos, j * (C // SUB) + b, s, Tn, H, h, dk, kmask, K,
-                                   SUB, eps, delta_min, PREC, P_WDIR, P_CHOL, P_MAIN)
+                                   SUB, eps, delta_min, PREC, P_WDIR, P_CHOL, P_MAIN,
+                                   rinv + ((c * H + h) * (C // SUB) + b) * SUB * SUB, HAS_RINV)
             if CACHE_A:  # the A entering sub-chunk b + 1 (none after the last)
                 slot = ((c * H + h) * (C // SUB - 1) + tl.minimum(b, C // SUB - 2)) * K * K
                 tl.store(Acache + slot + kk, A, mask=kkmask & (b + 1 < C // SUB))
@@ -763,11 +785,11 @@ def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, cu, shift, chunk_off
 @triton.jit
 def _grads_sub(u, k, dal, dkh, du, dk_out, A, dA, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexpr,
                SUB: tl.constexpr, eps, delta_min, PREC: tl.constexpr, P_WDIR: tl.constexpr, P_CHOL: tl.constexpr,
-               P_MAIN: tl.constexpr):
+               P_MAIN: tl.constexpr, rptr, HAS_RINV: tl.constexpr):
     """_bwd_phase1_grads's step over sub-chunk i (A: the A entering it, dA: the gradient of the A after
     it): stores dk and du of its rows, returns the gradient of the A entering it."""
     offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_bwd(
-        u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min, PREC, P_WDIR)
+        u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min, PREC, P_WDIR, rptr, HAS_RINV)
     # dk: phase 2's part plus a = K_hat A - tril(K_hat Zt^T) Zt
     dKh = (tl.load(dkh + offs, mask=m2, other=0.0) + tl.dot(da, A, input_precision=P_WDIR)
            - tl.dot(dKZ, Zt, input_precision=P_WDIR))
@@ -784,12 +806,12 @@ def _grads_sub(u, k, dal, dkh, du, dk_out, A, dA, bos, i, s, Tn, H, h, dk, kmask
 
 
 @triton.jit
-def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, cu, shift, chunk_seq, chunk_idx,
+def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, rinv, cu, shift, chunk_seq, chunk_idx,
                       T, H, eps, delta_min,
                       K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
                       IS_VARLEN: tl.constexpr, PREC: tl.constexpr, CACHE_A: tl.constexpr,
                       P_WDIR: tl.constexpr, P_CHOL: tl.constexpr, P_MAIN: tl.constexpr,
-                      SINGLE_STATIC: tl.constexpr):
+                      SINGLE_STATIC: tl.constexpr, HAS_RINV: tl.constexpr):
     """Per chunk, given dA at its end: du and dk, sub-chunk by sub-chunk in reverse, carrying dA
     through the sub-chunks (the A entering each sub-chunk is recomputed from the chunk's)."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -803,7 +825,7 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, c
     NB: tl.constexpr = C // SUB
     if SINGLE_STATIC and NB == 1:  # one sub-chunk: no loop (see BWD_SINGLE_STATIC)
         dA = _grads_sub(u, k, dal, dkh, du, dk_out, A_c, dA, bos, j, s, Tn, H, h, dk, kmask, K, SUB, eps,
-                        delta_min, PREC, P_WDIR, P_CHOL, P_MAIN)
+                        delta_min, PREC, P_WDIR, P_CHOL, P_MAIN, rinv + (c * H + h) * SUB * SUB, HAS_RINV)
     else:
         bb = NB - 1
         while bb >= 0:  # runtime loops (one copy of each body: unrolled, they overflowed shared memory)
@@ -819,11 +841,17 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, c
                     row2, valid2 = _rows(bos, j * NB + b2, s, Tn, H, h, SUB)
                     U2 = tl.load(u + row2[:, None] * K + dk[None, :], mask=valid2[:, None] & kmask[None, :],
                                  other=0.0)
-                    Wt2, Rinv2, Zt2 = _phase1_chunk(A, U2.to(tl.float32), SUB, delta_min, PREC)
+                    if HAS_RINV:
+                        r2 = tl.arange(0, SUB)
+                        Rinv2 = tl.load(rinv + ((c * H + h) * NB + b2) * SUB * SUB + r2[:, None] * SUB + r2[None, :])
+                        Zt2 = tl.dot(Rinv2, tl.dot(U2.to(tl.float32), A, input_precision=PREC), input_precision=PREC)
+                    else:
+                        Wt2, Rinv2, Zt2 = _phase1_chunk(A, U2.to(tl.float32), SUB, delta_min, PREC)
                     A = A - tl.dot(tl.trans(Zt2), Zt2, input_precision=PREC)
                     b2 += 1
             dA = _grads_sub(u, k, dal, dkh, du, dk_out, A, dA, bos, j * NB + bb, s, Tn, H, h, dk, kmask, K, SUB, eps,
-                            delta_min, PREC, P_WDIR, P_CHOL, P_MAIN)
+                            delta_min, PREC, P_WDIR, P_CHOL, P_MAIN, rinv + ((c * H + h) * NB + bb) * SUB * SUB,
+                            HAS_RINV)
             bb -= 1
 
 
@@ -951,6 +979,9 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     A_final = torch.empty(N, H, K, K, **f32) if want_final else A_chunks
     alpha = torch.empty_like(k)
     newton = _chain_solver(u, A0, lay, lambda0, period, nudge_eps) == "newton"
+    # the R^{-1} of every phase-1 sub-chunk, for the backward (SAVE_RINV; only while training)
+    rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32) if (save and SAVE_RINV) else None
+    chain_saves = rinv is not None and not newton and bool(FUSE_ALPHA)
     if newton:
         _fwd_A_chain_newton[(N * H,)](
             u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
@@ -958,14 +989,16 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
             STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, num_warps=CHAIN_WARPS)
     else:
         _fwd_A_chain[(N * H,)](
-            u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base,
+            u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final,
+            rinv if chain_saves else A_chunks, lay.cu, lay.shift, lay.base,
             lay.chunk_off, T, H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=SUB,
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
-            FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, num_warps=CHAIN_WARPS)
+            FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, SAVE_RINV=chain_saves, num_warps=CHAIN_WARPS)
     if newton or not FUSE_ALPHA:
         _fwd_alpha[(NC, H)](
-            u, k, alpha, A_chunks, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps, delta_min,
-            K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen, PREC=PHASE1_PRECISION, num_warps=4)
+            u, k, alpha, A_chunks, rinv if rinv is not None else A_chunks, lay.cu, lay.shift, lay.chunk_seq,
+            lay.chunk_idx, T, H, eps, delta_min, K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen,
+            PREC=PHASE1_PRECISION, SAVE_RINV=rinv is not None, num_warps=4)
     # phase 2: WY factors, then the S chain and the outputs
     w = torch.empty_like(k)
     uu = torch.empty_like(v)
@@ -981,10 +1014,10 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         lay.chunk_off, T, H, scale, K=K, BK=BK, V=V, BV=BV, C=C, HAS_S0=S0 is not None,
         STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=4)
     final = (S_final, A_final) if want_final else None
-    return o, final, alpha, A_chunks, (S_chunks if save else None)
+    return o, final, alpha, A_chunks, (S_chunks if save else None), rinv
 
 
-def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay, has_S0, has_A0,
+def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, do, dS_final, dA_final, lay, has_S0, has_A0,
               *, scale, delta_min, eps):
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -1022,21 +1055,26 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, lay
     Pbuf = torch.empty(NC, H, K, K, **f32)
     cache_a = bool(BWD_CACHE_A) and C // SUB > 1
     Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
-    _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, Acache, *per_chunk, eps, delta_min,
+    # the forward's R^{-1} serve only if the backward cuts chunks as the forward did
+    has_rinv = rinv is not None and rinv.shape[-1] == SUB
+    rinv = rinv if has_rinv else Fbuf
+    _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, *per_chunk, eps, delta_min,
                                  K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
-                                 num_warps=BWD_PHASE1_WARPS, **_bwd_group_precisions(), **common)
+                                 HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **_bwd_group_precisions(),
+                                 **common)
     dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
     _bwd_dA_chain[(N * H,)](
         Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf,
         lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, HAS_DAF=dA_final is not None,
         STORE_DA0=has_A0, PREC=DA_CHAIN_PRECISION, num_warps=4, **common)
-    del Fbuf, Pbuf
     dk = torch.empty_like(k)
     du = torch.empty_like(u)
-    _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, Acache, *per_chunk, eps, delta_min,
-                               K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
-                               num_warps=BWD_PHASE1_WARPS, **_bwd_group_precisions(), **common)
+    _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, Acache, rinv, *per_chunk, eps,
+                               delta_min, K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
+                               HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **_bwd_group_precisions(),
+                               **common)
+    del Fbuf, Pbuf
     return dq, dk, dv, du, dS0, dA0
 
 
@@ -1047,10 +1085,10 @@ class ChunkVLAFunction(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         B, T = q.shape[:2]
         lay = _layout(B, T, offsets, cu_seqlens, C, nudge_eps, q.device)
-        o, final, alpha, A_chunks, S_chunks = _forward(
+        o, final, alpha, A_chunks, S_chunks, rinv = _forward(
             q, k, v, u, S0, A0, lay, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
             delta_min=delta_min, eps=eps, want_final=output_final_state, save=True)
-        ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks)
+        ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv)
         ctx.lay = lay
         ctx.hyper = dict(scale=scale, delta_min=delta_min, eps=eps)
         ctx.init = ((None if S0 is None else S0.dtype), (None if A0 is None else A0.dtype))
@@ -1060,7 +1098,7 @@ class ChunkVLAFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dS_final, dA_final):
-        q, k, v, u, alpha, A_chunks, S_chunks = ctx.saved_tensors
+        q, k, v, u, alpha, A_chunks, S_chunks, rinv = ctx.saved_tensors
         do = torch.zeros_like(v) if do is None else do.contiguous()
         if dS_final is not None:
             dS_final = dS_final.contiguous().float()
@@ -1068,7 +1106,7 @@ class ChunkVLAFunction(torch.autograd.Function):
             dA_final = dA_final.contiguous().float()
         s_dt, a_dt = ctx.init
         dq, dk, dv, du, dS0, dA0 = _backward(
-            q, k, v, u, alpha, A_chunks, S_chunks, do, dS_final, dA_final, ctx.lay, s_dt is not None,
+            q, k, v, u, alpha, A_chunks, S_chunks, rinv, do, dS_final, dA_final, ctx.lay, s_dt is not None,
             a_dt is not None, **ctx.hyper)
         if dS0 is not None:
             dS0 = dS0.to(s_dt)
