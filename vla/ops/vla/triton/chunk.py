@@ -116,6 +116,7 @@ BWD_PHASE1_CHUNK = int(os.environ.get("VLA_BWD_PHASE1_CHUNK", "0"))
 # against 45.6 ms); "wdir" and "chol" keep du at 8.1e-3 but save only 1.8 ms together (43.8 ms), so
 # the default stays all tf32x3.
 BWD_GROUPS = ("wdir", "chol", "main")
+BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
 # With one phase-1 sub-chunk per chunk (chunk_size 16), run the backward phase-1 kernels' step once,
 # without a loop around it (1, the default), rather than in a runtime loop of one trip (0). On the H200
 # (triton 3.6) the one-trip loops gave du and dA0 relative errors of 1.2 to 2.0 against the float64 loop
@@ -131,7 +132,6 @@ BWD_SINGLE_STATIC = int(os.environ.get("VLA_BWD_SINGLE_STATIC", "1"))
 # and spills about as they were (compose 1.2 KB of spills per thread, grads 0.4 KB) and removes 24 of 456
 # and 24 of 333 tensor-core instructions and 30 of 266 and 30 of 113 shuffles from the two loop bodies.
 SAVE_RINV = int(os.environ.get("VLA_SAVE_RINV", "0"))
-BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
 # Warps of the serial forward A chain; and the backward's cache of the A entering every phase-1
 # sub-chunk, written by _bwd_phase1_compose so that _bwd_phase1_grads loads it instead of recomputing it
 # (4 instead of 10 sub-chunk factorisations per chunk of 64 rows, for NC * H * (C/16 - 1) * K * K * 4
@@ -140,6 +140,7 @@ BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
 # errors against the fp32 PyTorch chunk form (du 8.1e-3) and bit-identical repeats
 # (benchmarks/results/chunk_triton_v5_precision_groups.json, chunk_triton_v5_check_cache_a.json).
 CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
+BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 # The forward A chain's solver: "cholesky" (16-row factorisations, _fwd_A_chain) or "newton" (matrix
 # products only, _fwd_A_chain_newton; the write directions then come from _fwd_alpha), iterating until
 # the residual bound falls below NEWTON_TOL. "newton" is less accurate when M = I + U A U^T is ill
@@ -154,12 +155,11 @@ CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
 # the float64 loop grew with the bound: Newton 4.4e-7 against Cholesky 4.1e-7 at a bound of 20 (the
 # layer's |u| = 1/sqrt(K)), 2.1e-6 against 4.4e-7 at 160, 1.9e-5 against 6.3e-7 at 640, 5.7e-2 against
 # 2.5e-5 at 41000 (|u| = 8). The layer's u (|u|^2 = 1/K) stays under 32 up to about T = 1.4M tokens with
-# K = 64, chunks of 64 and the default lambda0, period and nudge. "auto" has not been timed or checked on a GPU yet (the next check:
-# benchmarks/chunk_triton_gpu_run.sh), so the default stays "cholesky".
+# K = 64, chunks of 64 and the default lambda0, period and nudge. "auto" has not been timed or checked on
+# a GPU yet (the next check: benchmarks/chunk_triton_gpu_run.sh), so the default stays "cholesky".
 CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "cholesky")
 NEWTON_MAX_BOUND = float(os.environ.get("VLA_NEWTON_MAX_BOUND", "32"))
 NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
-BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 # Largest K and V. At K = 128 the backward's dA chain needs 262 KB and its phase-1 kernel 410 KB of
 # shared memory (the H200 has 227 KB per block), and the forward kernels spill 3-5 KB per thread
 # (ptxas, sm_90a), so 128-wide heads are refused rather than left to fail at launch.
