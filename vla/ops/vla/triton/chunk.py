@@ -151,7 +151,8 @@ BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 # forward+backward 49.2 against 51.9 ms, the same errors against the float64 loop at T = 512
 # (benchmarks/results/chunk_triton_v4c_variants.json). Not the default: its accuracy depends on u.
 # "auto" takes "newton" where a bound on M's eigenvalues (_chain_solver) is at most NEWTON_MAX_BOUND and
-# "cholesky" elsewhere. In the interpreter (fp32, K = 32, T = 256, chunks of 64) the output's error against
+# "cholesky" elsewhere. In the interpreter (benchmarks/newton_bound_scan.py: fp32, K = 32, T = 256, chunks of
+# 64) the output's error against
 # the float64 loop grew with the bound: Newton 4.4e-7 against Cholesky 4.1e-7 at a bound of 20 (the
 # layer's |u| = 1/sqrt(K)), 2.1e-6 against 4.4e-7 at 160, 1.9e-5 against 6.3e-7 at 640, 5.7e-2 against
 # 2.5e-5 at 41000 (|u| = 8). The layer's u (|u|^2 = 1/K) stays under 32 up to about T = 1.4M tokens with
