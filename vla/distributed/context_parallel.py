@@ -50,6 +50,7 @@ import torch.distributed as dist
 
 from ..ops.common.chunk_delta import to_chunks
 from ..ops.utils import ChunkLayout, OffsetLike, SeqInfo, check_hyper, compute_dtype, default_scale
+from ..ops.utils import needs_grad as _needs_grad
 from ..ops.vla.chunk import penalty_inverse_chain
 from ..ops.vla.naive import check_vla_inputs, naive_recurrent_vla
 
@@ -379,10 +380,7 @@ def context_parallel_vla(
             raise ValueError(f"every rank's piece must hold at least one token; q has T={info.T} on rank {rank}")
     except ValueError as exc:
         error = exc
-    any_grad = any(x.requires_grad for x in (q, k, v, u) if isinstance(x, torch.Tensor))
-    if rank == 0 and initial_state is not None:
-        any_grad = any_grad or any(isinstance(x, torch.Tensor) and x.requires_grad for x in initial_state)
-    needs_grad = torch.is_grad_enabled() and any_grad
+    needs_grad = _needs_grad(q, k, v, u, *(initial_state if rank == 0 and initial_state is not None else ()))
     if info is not None:
         meta = [1, info.B, info.T, info.H, info.K, info.V, _DTYPE_CODES.get(q.dtype, 0), int(needs_grad),
                 *info.offsets.tolist()]

@@ -304,16 +304,6 @@ def suite_runs(results_dir) -> Tuple[Tuple[pathlib.Path, dict], List[Tuple[pathl
     return loaded[main], loaded[main + 1:]
 
 
-def latest_result(results_dir) -> Tuple[pathlib.Path, dict]:
-    """The run ``suite_runs`` reports first."""
-    return suite_runs(results_dir)[0]
-
-
-def later_runs(results_dir) -> List[Tuple[pathlib.Path, dict]]:
-    """The runs ``suite_runs`` reports after the first."""
-    return suite_runs(results_dir)[1]
-
-
 def same_run_ratios(result: dict) -> List[str]:
     """Sentences of ratios between ops of one run: the VLA ops against the sequential loop (forward)
     and against DeltaNet's chunk kernel (each mode), and crossovers with SDPA, where both ran."""

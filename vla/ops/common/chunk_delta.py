@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from ..utils import needs_grad
+
 
 def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delta: bool = True):
     """Inputs chunk-major ``[nc, N*H, C, D]`` (see ``to_chunks``; compute dtype), S0 ``[N, H, K, V]``.
@@ -28,7 +30,7 @@ def chunk_generalized_delta(q, read_key, write_key, v, S0, *, scale: float, delt
         return v.new_zeros(v.shape), S0
     # chunks and (sequence, head) rows flattened into one batch: every batched product is one bmm
     qf, rf, wf, vf = (x.reshape(nc * NH, C, x.shape[-1]) for x in (q, read_key, write_key, v))
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, read_key, write_key, v, S0))
+    grad = needs_grad(q, read_key, write_key, v, S0)
     if delta:
         # (I + L)^{-1} V and (I + L)^{-1} R for every chunk at once, L = tril(R W^T, -1): the unit
         # lower-triangular solve reads only the strict lower triangle of R W^T, so no masking.

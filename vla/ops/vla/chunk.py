@@ -15,13 +15,9 @@ from typing import Optional, Tuple
 import torch
 
 from ..common.chunk_delta import chunk_generalized_delta, from_chunks, to_chunks
-from ..utils import ChunkLayout, OffsetLike, check_chunk_size, compute_dtype, default_scale, l2norm
+from ..utils import (ChunkLayout, OffsetLike, check_chunk_size, compute_dtype, default_scale, l2norm,
+                     needs_grad)
 from .naive import check_vla_inputs, initial_vla_state
-
-
-def _tracks_grad(*tensors) -> bool:
-    """Whether autograd records ops on these tensors (else buffers are filled in place)."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def penalty_inverse_chain(u, A0, nudge, *, nudge_eps: float):
@@ -41,7 +37,7 @@ def penalty_inverse_chain(u, A0, nudge, *, nudge_eps: float):
     # per chunk, per (sequence, head) row of the batch: the nudge added at the end of the chunk
     nudge_add = (nudge.to(u.device, u.dtype) * nudge_eps).repeat_interleave(H, dim=0).t().unsqueeze(-1)  # [nc, N*H, 1]
     fires = nudge.any(0).tolist() if nudge_eps > 0 else [False] * nc  # one host sync, not one per chunk
-    grad = _tracks_grad(u, A0)
+    grad = needs_grad(u, A0)
     if grad:
         starts, zts = [], []
     else:  # buffers of exactly T/C chunks (the final A is a separate small tensor)
@@ -78,7 +74,7 @@ def write_directions(u, k_hat, A0, nudge, *, nudge_eps: float, eps: float):
     after the last chunk).
     """
     nc, NH, C, K = u.shape
-    grad = _tracks_grad(u, k_hat, A0)
+    grad = needs_grad(u, k_hat, A0)
     starts, zt, A_final = penalty_inverse_chain(u, A0, nudge, nudge_eps=nudge_eps)
     if nc == 0:
         return torch.zeros_like(u), A_final
@@ -109,7 +105,7 @@ def chunk_vla_torch(q, k, v, u, info, S0, A0, *, scale, period, nudge_eps, eps, 
     ends, real = layout.chunk_end_positions()
     nudge = (ends % period == 0) & real
     N, L, H, V = v.shape
-    grad = _tracks_grad(q, k, v, u, S0, A0)
+    grad = needs_grad(q, k, v, u, S0, A0)
     o = [] if grad else v.new_empty(N, L, H, V)
     S, A = S0, A0
     segment_chunks = segment_chunks or SEGMENT_CHUNKS

@@ -71,6 +71,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ...utils import needs_grad
+
 # Precision of phase 1's fp32 matrix products on a GPU: "tf32x3" (three tf32 tensor-core passes, about
 # fp32; the default), "tf32" (one pass, about 1e-3 relative) or "ieee" (fp32 on the FMA units). On the
 # H200 (triton 3.6) "ieee" builds 64x64 products that spill hundreds of registers (the backward's phase-1
@@ -277,6 +279,20 @@ def _phase1_chunk(A0, U, C: tl.constexpr, delta_min, PREC: tl.constexpr):
     M = tl.dot(Wt, tl.trans(U), input_precision=PREC) + eyeC
     Rinv = _chol_inverse(M, C, delta_min)
     Zt = tl.dot(Rinv, Wt, input_precision=PREC)
+    return Wt, Rinv, Zt
+
+
+@triton.jit
+def _phase1_factors(A0, U, C: tl.constexpr, delta_min, PREC: tl.constexpr, rptr, HAS_RINV: tl.constexpr):
+    """_phase1_chunk in the backward: with HAS_RINV, R^{-1} is loaded from rptr (saved by the forward,
+    SAVE_RINV) instead of factorised again."""
+    if HAS_RINV:
+        r = tl.arange(0, C)
+        Wt = tl.dot(U, A0, input_precision=PREC)
+        Rinv = tl.load(rptr + r[:, None] * C + r[None, :])
+        Zt = tl.dot(Rinv, Wt, input_precision=PREC)
+    else:
+        Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
     return Wt, Rinv, Zt
 
 
@@ -664,15 +680,10 @@ def _phase1_sub_local(A, U, Kh, nk, dAl, C: tl.constexpr, eps, delta_min, PREC: 
     """Phase 1 of one sub-chunk given its A and d alpha_hat: the recomputed factors, the gradient
     of a, and the part dZt0 of dZt that does not depend on the gradient of the A after it. PREC: the
     recomputation's products (as the forward's); PW: the products of the write directions' backward.
-    HAS_RINV: R^{-1} is loaded from rptr (saved by the forward, SAVE_RINV) instead of factorised again."""
+    rptr, HAS_RINV: see _phase1_factors."""
     r = tl.arange(0, C)
     incl = r[:, None] >= r[None, :]
-    if HAS_RINV:
-        Wt = tl.dot(U, A, input_precision=PREC)
-        Rinv = tl.load(rptr + r[:, None] * C + r[None, :])
-        Zt = tl.dot(Rinv, Wt, input_precision=PREC)
-    else:
-        Wt, Rinv, Zt = _phase1_chunk(A, U, C, delta_min, PREC)
+    Wt, Rinv, Zt = _phase1_factors(A, U, C, delta_min, PREC, rptr, HAS_RINV)
     KZ, al, na = _write_dirs(A, Kh, Zt, C, eps, PREC)
     da = _rownorm_bwd(al, na, dAl, eps)
     dKZ = tl.where(incl, tl.dot(da, tl.trans(Zt), input_precision=PW), 0.0)
@@ -842,12 +853,8 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, r
                     row2, valid2 = _rows(bos, j * NB + b2, s, Tn, H, h, SUB)
                     U2 = tl.load(u + row2[:, None] * K + dk[None, :], mask=valid2[:, None] & kmask[None, :],
                                  other=0.0)
-                    if HAS_RINV:
-                        r2 = tl.arange(0, SUB)
-                        Rinv2 = tl.load(rinv + ((c * H + h) * NB + b2) * SUB * SUB + r2[:, None] * SUB + r2[None, :])
-                        Zt2 = tl.dot(Rinv2, tl.dot(U2.to(tl.float32), A, input_precision=PREC), input_precision=PREC)
-                    else:
-                        Wt2, Rinv2, Zt2 = _phase1_chunk(A, U2.to(tl.float32), SUB, delta_min, PREC)
+                    Wt2, Rinv2, Zt2 = _phase1_factors(A, U2.to(tl.float32), SUB, delta_min, PREC,
+                                                      rinv + ((c * H + h) * NB + b2) * SUB * SUB, HAS_RINV)
                     A = A - tl.dot(tl.trans(Zt2), Zt2, input_precision=PREC)
                     b2 += 1
             dA = _grads_sub(u, k, dal, dkh, du, dk_out, A, dA, bos, j * NB + bb, s, Tn, H, h, dk, kmask, K, SUB, eps,
@@ -1163,9 +1170,7 @@ def chunk_vla_triton(
         A = (A0.float() if A0 is not None
              else torch.eye(K, device=q.device).expand(N, H, K, K) / float(lambda0))
         return v * 0, (S, A)
-    needs_grad = torch.is_grad_enabled() and any(
-        x is not None and x.requires_grad for x in (q, k, v, u, S0, A0))
-    if not needs_grad:  # inference: nothing saved for a backward
+    if not needs_grad(q, k, v, u, S0, A0):  # inference: nothing saved for a backward
         B, T = q.shape[:2]
         lay = _layout(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
         o, final, *_ = _forward(q, k, v, u, S0, A0, lay, scale=float(scale), lambda0=float(lambda0),
