@@ -109,7 +109,8 @@ def check(out):
         ref_in = [x.float() for x in xs]
         o_r, fin_r, g_r = grads_of(lambda *a: run_torch_chunk(*a, final=True), ref_in, do, dS, dA)
         case = {"T": T, "dtype": str(dtype), "vs": "torch chunk fp32", "o": rel(o, o_r),
-                "S": rel(fin[0], fin_r[0]), "A": rel(fin[1], fin_r[1]), "finite": bool(torch.isfinite(o).all())}
+                "S": rel(fin[0], fin_r[0]), "A": rel(fin[1], fin_r[1]), "finite": bool(torch.isfinite(o).all()),
+                "chain_ran": tri.LAST_CHAIN_SOLVER}
         case.update({n: rel(a, b) for n, a, b in zip(names, g, g_r)})
         res["cases"].append(case)
         print(case, flush=True)
@@ -132,7 +133,8 @@ def check(out):
         o, _, g = grads_of(f_tri, xs_all, do)
         o_r, _, g_r = grads_of(f_naive, [x.double() for x in xs_all], do.double())
         g_r[5] = 0.5 * (g_r[5] + g_r[5].mT)
-        case = {"T": 512, "dtype": str(dtype), "vs": "naive float64 (offset 37, S0, A0)", "o": rel(o, o_r)}
+        case = {"T": 512, "dtype": str(dtype), "vs": "naive float64 (offset 37, S0, A0)", "o": rel(o, o_r),
+                "chain_ran": tri.LAST_CHAIN_SOLVER}
         case.update({n: rel(a, b) for n, a, b in zip(names + ["dS0", "dA0"], g, g_r)})
         res["cases"].append(case)
         print(case, flush=True)
@@ -178,11 +180,12 @@ def smoke_case(dtype, K, V, C):
                          cu_seqlens=cu, chunk_size=C, backend="triton", **HYPER)
     o, fin, gr = grads_of(lambda *a: run("triton", *a), xs, do, dS, dA)
     torch.cuda.synchronize()
+    chain_ran = tri.LAST_CHAIN_SOLVER
     o_r, fin_r, gr_r = grads_of(lambda *a: run("naive", *a), [x.double() for x in xs], do.double(),
                                 dS.double(), dA.double())
     gr_r[5] = 0.5 * (gr_r[5] + gr_r[5].mT)
     case = {"dtype": str(dtype), "K": K, "V": V, "C": C, "lens": lens, "offsets": offs,
-            "o": rel(o, o_r), "S": rel(fin[0], fin_r[0]), "A": rel(fin[1], fin_r[1])}
+            "chain_ran": chain_ran, "o": rel(o, o_r), "S": rel(fin[0], fin_r[0]), "A": rel(fin[1], fin_r[1])}
     case.update({n: rel(a, b) for n, a, b in zip(names, gr, gr_r)})
     return case
 
@@ -227,9 +230,9 @@ def diagnose(out):
         write_json(os.path.join(out, "chunk_triton_diagnose.json"), res)
 
 
-VARIANTS = [dict(), dict(BWD_CACHE_A=0), dict(CHAIN_WARPS=8), dict(CHAIN_SOLVER="newton"),
-            dict(CHAIN_SOLVER="newton", BWD_CACHE_A=0), dict(BWD_PHASE1_CHUNK=32), dict(CHAIN_SOLVER="auto"),
-            dict(SAVE_RINV=1), dict(SAVE_RINV=1, CHAIN_SOLVER="auto")]
+VARIANTS = [dict(), dict(BWD_PHASE1_WARPS=8), dict(BWD_CACHE_A=0), dict(ALPHA_WARPS=2), dict(ALPHA_WARPS=8),
+            dict(BWD_PHASE2_WARPS=4), dict(CHAIN_SOLVER="cholesky"), dict(BWD_PHASE1_WARPS=2),
+            dict(BWD_CACHE_A=0, BWD_PHASE1_WARPS=2)]
 
 
 def sweep_settings(path, res, settings, measure):
@@ -260,7 +263,7 @@ def sweep_settings(path, res, settings, measure):
     write_json(path, res)
 
 
-def variants(out):
+def variants(out, settings=None):
     """Build settings side by side (each against the shipped defaults): errors of the output and of
     every gradient against the float64 loop (B=1, T=512, H=2, bf16 inputs), and forward /
     forward+backward time at T = 16k (B=4, H=16)."""
@@ -274,10 +277,11 @@ def variants(out):
         o, _, g = grads_of(lambda *a: run_triton(*a), xs, do)
         torch.cuda.synchronize()
         case.update({"o": rel(o, o_r)}, **{n: rel(a, b) for n, a, b in zip(["dq", "dk", "dv", "du"], g, g_r)})
+        case["chain_ran"] = tri.LAST_CHAIN_SOLVER
         case["fwd_ms_T16k"] = bench(f_vla, big, False)[0]
         case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
     sweep_settings(os.path.join(out, "chunk_triton_variants.json"),
-                   {"device": torch.cuda.get_device_name(), "cases": []}, VARIANTS, measure)
+                   {"device": torch.cuda.get_device_name(), "cases": []}, settings or VARIANTS, measure)
 
 
 def million(out):
@@ -290,6 +294,7 @@ def million(out):
     torch.cuda.synchronize()
     t1 = time.time()
     res = {"T": T, "B": 1, "H": 16, "dtype": "bf16", "triton_fwd_s": t1 - t0, "chain_solver": tri.CHAIN_SOLVER,
+           "chain_ran": tri.LAST_CHAIN_SOLVER,
            "finite_o": bool(torch.isfinite(o).all()), "finite_S": bool(torch.isfinite(fin[0]).all()),
            "finite_A": bool(torch.isfinite(fin[1]).all())}
     # reference: the fp32 PyTorch chunk back end on the first 64k tokens (the op is causal, so the
@@ -497,6 +502,8 @@ def profile_fwd(out):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--settings", default=None,
+                    help='with --variants: a JSON list of settings dicts instead of VARIANTS, e.g. \'[{}, {"CHAIN_WARPS": 8}]\'')
     for s in ("smoke", "variants", "check", "million", "time", "baselines", "profile", "tf32", "precision_groups",
               "profile_fwd", "diagnose"):
         ap.add_argument(f"--{s.replace('_', '-')}", action="store_true")
@@ -505,7 +512,7 @@ def main():
     if a.tf32:
         tri.PHASE1_PRECISION = "tf32"
     import traceback
-    for flag, fn in (("smoke", lambda: smoke(a.out)), ("variants", lambda: variants(a.out)), ("check", lambda: check(a.out)), ("million", lambda: million(a.out)),
+    for flag, fn in (("smoke", lambda: smoke(a.out)), ("variants", lambda: variants(a.out, json.loads(a.settings) if a.settings else None)), ("check", lambda: check(a.out)), ("million", lambda: million(a.out)),
                      ("profile", lambda: profile(a.out)), ("time", lambda: timing(a.out, "vla")),
                      ("baselines", lambda: timing(a.out, "baselines")),
                      ("precision_groups", lambda: precision_groups(a.out)), ("profile_fwd", lambda: profile_fwd(a.out)),

@@ -4,11 +4,13 @@
 #   checks  the small float64 check (ragged cu_seqlens with offsets, K != V, states, fp32 / bf16 / fp16,
 #           chunks of 16 / 32 / 64, every output and gradient; pass: within the interpreter tests' bounds
 #           fp32 1e-5, bf16 4e-2, fp16 1e-2), the check at T = 16k (bf16, against the fp32 PyTorch chunk
-#           form, and determinism), the same without the backward's A cache and with CHAIN_SOLVER="auto",
-#           and T = 1M (B = 1, H = 16: finite, and against the fp32 PyTorch chunk form); about 7 minutes
+#           form, and determinism), the same without the backward's A cache and with CHAIN_SOLVER="cholesky",
+#           T = 1M (B = 1, H = 16: finite, and against the fp32 PyTorch chunk form) and the forward at T = 4096
+#           per kernel; about 5 minutes
 #   timing  the suite (chunk Triton, flash-linear-attention's chunk_delta_rule, causal SDPA, the sequential
 #           loop: same run, same inputs), the build variants side by side (VARIANTS in chunk_triton_dev.py)
-#           and the per-kernel profile; about 8 minutes
+#           and the per-kernel profile; about 6 minutes. The two parts ran side by side on the two GPUs of
+#           one nvidia-h200-x2 call (CUDA_VISIBLE_DEVICES=0 and 1) in 7 minutes
 # Usage (repository root, fla importable for timing): bash benchmarks/chunk_triton_gpu_run.sh OUT checks|timing
 set -u
 OUT=$1
@@ -28,11 +30,12 @@ timeout 90 python3 $D --out "$OUT" --check 2>&1 | grep -E "^\{|determin|Error" |
 # the backward without its A cache (BWD_CACHE_A=0, the setting for tight memory: 0.8 GB less at 16k, 5 ms slower)
 mkdir -p "$OUT/no_cache_a"
 VLA_BWD_CACHE_A=0 timeout 90 python3 $D --out "$OUT/no_cache_a" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
-# the Newton chain through CHAIN_SOLVER="auto" (forward at T = 4096: 2.46 against 2.95 ms, chunk_triton_v5b_profile_fwd4k.json) at
-# real size, before it can be the default for the layer's normalised u
-mkdir -p "$OUT/newton"
-VLA_CHAIN_SOLVER=auto timeout 90 python3 $D --out "$OUT/newton" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
+# the Cholesky chain (what CHAIN_SOLVER="auto" falls back to when its bound is over NEWTON_MAX_BOUND) at real size
+mkdir -p "$OUT/cholesky"
+VLA_CHAIN_SOLVER=cholesky timeout 90 python3 $D --out "$OUT/cholesky" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
 timeout 75 python3 $D --out "$OUT" --million 2>&1 | grep -E "^\{|Error" | cut -c1-600
+# the forward at T = 4096 per kernel, both chains (where the 500x goal is measured)
+timeout 60 python3 $D --out "$OUT" --profile-fwd 2>&1 | grep -E "_fwd_ms|layout|Error" | cut -c1-200
 elif [ "$PART" = timing ]; then
 (cd benchmarks && timeout 240 python3 suite.py --ops chunk_triton,fla_delta,sdpa,naive --T 4096,8192,16384,32768,65536 \
    --no-decode --out "$OUT/suite_h200_chunk.json" 2>&1 | grep -v Warn | tail -3 | cut -c1-300)

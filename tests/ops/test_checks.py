@@ -105,3 +105,27 @@ def test_large_finite_values_are_not_mistaken_for_non_finite():
     big[0, 2, 1, 0] = -math.inf
     with pytest.raises(ValueError, match="v contains non-finite"):
         naive_recurrent_vla(q, k, big, u)
+
+
+def test_the_check_measures_u_and_the_initial_A_in_its_one_pass():
+    # SeqInfo.norms: the largest squared row norm of u and the largest Frobenius norm of the initial A, which
+    # the Triton chunk back end's CHAIN_SOLVER="auto" reads instead of a second pass and synchronisation
+    from vla.ops.utils import input_checks
+    from vla.ops.vla.naive import check_vla_inputs
+
+    q, k, v, u = vla_inputs(2, 6, 3, 4, 3, dtype=torch.float32)
+    A0 = torch.randn(2, 3, 4, 4)
+    info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
+                            eps=1e-6, initial_state=(None, A0), offset=0, cu_seqlens=None)
+    assert info.norms["u"] == pytest.approx(float(u.square().sum(-1).max()), rel=1e-6)
+    assert info.norms["initial_state A"] == pytest.approx(float(A0.square().sum((-1, -2)).sqrt().max()), rel=1e-6)
+    assert set(info.norms) == {"u", "initial_state A"}
+    # a squared norm that overflows is finite input: no error, and an infinite bound
+    big = torch.full_like(u, 3e30)
+    info = check_vla_inputs(q, k, v, big, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
+                            eps=1e-6, initial_state=None, offset=0, cu_seqlens=None)
+    assert info.norms["u"] == math.inf
+    with input_checks(False):
+        info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
+                                eps=1e-6, initial_state=None, offset=0, cu_seqlens=None)
+    assert info.norms == {}

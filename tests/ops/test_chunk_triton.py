@@ -288,6 +288,16 @@ def test_auto_chain_solver_takes_newton_only_under_its_bound(monkeypatch):
     lay = tri._layout(1, 150, torch.tensor([37]), None, 64, 1e-3, "cpu")
     assert real(xs[3].float(), None, lay, 0.1, 64, 1e-3) == "newton"
     assert real(xs[3].float(), torch.eye(32).expand(1, 1, 32, 32) * 100.0, lay, 0.1, 64, 1e-3) == "cholesky"
+    # through chunk_vla the bound's norms come from the input check (no second pass): the same pick
+    from vla.ops.vla.chunk import chunk_vla
+
+    seen = []
+    monkeypatch.setattr(tri, "_chain_solver", lambda *a: seen.append(a[6]) or real(*a))
+    q, k, v, u = (x.float() for x in xs)
+    for scale_u, want in ((1.0, "newton"), (64.0, "cholesky")):
+        chunk_vla(q, k, v, u * scale_u, backend="triton", offset=37, **hyper)
+        assert seen[-1]["u"] == pytest.approx(float((u * scale_u).square().sum(-1).max()), rel=1e-5)
+        assert real(u * scale_u, None, lay, 0.1, 64, 1e-3, seen[-1]) == want
 
 
 @pytest.mark.parametrize("chunk,fuse_alpha,cache_a,solver,bwd_sub", [

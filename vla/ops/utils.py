@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
 import torch
@@ -59,6 +59,10 @@ class SeqInfo:
     N: int  # number of sequences (B, or len(cu_seqlens) - 1)
     offsets: torch.Tensor  # int64 [N], on the CPU
     cu_seqlens: Optional[torch.Tensor]  # int64 [N+1], on the inputs' device, or None
+    # from the finiteness check, at no extra synchronisation (empty when the checks are off): for each
+    # key-like tensor, the largest squared row norm ("u"), and for each K x K initial state, the largest
+    # Frobenius norm ("initial_state A")
+    norms: dict = field(default_factory=dict)
 
 
 def _check_finite(name: str, x: torch.Tensor) -> None:
@@ -72,15 +76,36 @@ def _check_finite(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} contains non-finite values (NaN or Inf)")
 
 
-def _check_finite_all(tensors: dict) -> None:
-    """_check_finite for several tensors with one device synchronisation (their sums in one vector)."""
+def _witness(kind: str, x: torch.Tensor) -> torch.Tensor:
+    """A scalar whose finiteness proves every element of x finite (NaN and Inf propagate through sums,
+    norms and maxima), and which says something about x: "sum"; "row_norm2" the largest squared L2 norm of
+    a row (last dimension); "frobenius" the largest Frobenius norm of the trailing matrices."""
+    x = x.detach()
+    wide = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if kind == "row_norm2":
+        w = torch.linalg.vector_norm(x, dim=-1, dtype=wide).amax().square()
+    elif kind == "frobenius":
+        w = torch.linalg.matrix_norm(x.to(wide)).amax()
+    else:
+        w = x.sum(dtype=torch.float32)
+    return w.double()
+
+
+def _check_finite_all(tensors: dict, kinds: Optional[dict] = None) -> dict:
+    """_check_finite for several tensors with one device synchronisation (one witness each, in one vector).
+
+    ``kinds`` names the witness of some tensors (see _witness; "sum" otherwise). Returns {name: witness}
+    for the tensors whose witness is not "sum" (an Inf there only means an overflow: its elements were then
+    checked one by one), or {} when the checks are off."""
+    kinds = kinds or {}
     xs = {n: x for n, x in tensors.items() if x.numel()}
     if not _CHECK_FINITE or not xs:
-        return
-    if bool(torch.isfinite(torch.stack([x.detach().sum(dtype=torch.float32) for x in xs.values()])).all()):
-        return
-    for name, x in xs.items():
-        _check_finite(name, x)
+        return {}
+    values = torch.stack([_witness(kinds.get(n, "sum"), x) for n, x in xs.items()]).tolist()
+    if not all(math.isfinite(v) for v in values):
+        for name, x in xs.items():
+            _check_finite(name, x)
+    return {n: v for n, v in zip(xs, values) if kinds.get(n, "sum") != "sum"}
 
 
 def _check_float_tensor(name: str, x, ndim: int) -> None:
@@ -159,7 +184,7 @@ def check_inputs(
             raise ValueError(f"{name} has dtype {x.dtype} but q has {q.dtype}: all inputs must share one dtype")
         if x.device != q.device:
             raise ValueError(f"{name} is on {x.device} but q is on {q.device}: all inputs must share one device")
-    _check_finite_all(tensors)
+    kinds = {name: "row_norm2" for name in (key_like or {})}
 
     if scale is not None:
         check_hyper("scale", scale)
@@ -222,8 +247,12 @@ def check_inputs(
                 raise ValueError(f"initial_state {sname} must have shape [N, H, ...] = {want}, got {tuple(x.shape)}")
             if x.device != q.device:
                 raise ValueError(f"initial_state {sname} is on {x.device} but q is on {q.device}")
-            _check_finite(f"initial_state {sname}", x)
-    return SeqInfo(B=B, T=T, H=H, K=K, V=V, N=N, offsets=offsets, cu_seqlens=cu_seqlens)
+            tensors[f"initial_state {sname}"] = x
+            if kind == "KK":
+                kinds[f"initial_state {sname}"] = "frobenius"
+    # every value check at once: one synchronisation
+    norms = _check_finite_all(tensors, kinds)
+    return SeqInfo(B=B, T=T, H=H, K=K, V=V, N=N, offsets=offsets, cu_seqlens=cu_seqlens, norms=norms)
 
 
 def check_vla_hyper(lambda0, period, nudge_eps, delta_min, eps=1e-6):

@@ -170,7 +170,7 @@ def chunk_vla(
         return chunk_vla_triton(q, k, v, u, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
                                 delta_min=delta_min, eps=eps, initial_state=init,
                                 output_final_state=output_final_state, offsets=info.offsets,
-                                cu_seqlens=info.cu_seqlens, chunk_size=chunk_size)
+                                cu_seqlens=info.cu_seqlens, chunk_size=chunk_size, norms=info.norms)
     if init[1] is not None:  # A is symmetric by definition; gradients come back symmetrised
         init = (init[0], 0.5 * (init[1] + init[1].transpose(-1, -2)))
     cdt = compute_dtype(q.dtype)

@@ -44,22 +44,27 @@ zero u leaves A unchanged, a zero k_hat gives alpha_hat = 0 and writes nothing),
 sit on absolute multiples of C and every nudge falls on one (period is a multiple of C).
 
 Precision: phase 1 in fp32 (see PHASE1_PRECISION); phase 2's products take their operands rounded
-to the input dtype (bf16 tensor cores for bf16 input) and accumulate in fp32. Saved for the backward: alpha_hat (input dtype, [B, T, H, K]),
-A and S at every chunk start (fp32, [chunks, H, K, K] and [chunks, H, K, V]); nothing of T x K^2
-elements. No atomics: every reduction is done inside one program, so results are bit-identical run
-to run. Token row indices are int64 (T = 1M and beyond).
+to the input dtype (bf16 tensor cores for bf16 input) and accumulate in fp32. Saved for the backward:
+alpha_hat (input dtype, [B, T, H, K]), A and S at every chunk start (fp32, [chunks, H, K, K] and
+[chunks, H, K, V]) and, by default, the 16 x 16 R^{-1} of every phase-1 sub-chunk (SAVE_RINV); nothing of
+T x K^2 elements. The forward's A chain is, by default, the Newton chain where a bound allows it
+(CHAIN_SOLVER = "auto"). No atomics: every reduction is done inside one program, so results are
+bit-identical run to run. Token row indices are int64 (T = 1M and beyond).
 
-Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4*, chunk_triton_v5*,
+Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v6*,
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
 T = 16k: relative L2 errors 5.8e-3 to 8.1e-3, the size of bf16 rounding; fp32 inputs: 4e-7 to 2e-6;
 fp16: 5e-4 to 8e-4), on ragged cu_seqlens with offsets, K != V, initial and final states, chunks of 16,
-32 and 64 (chunks of 16 with K = 64: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
-bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3 of the fp32
-PyTorch chunk form over all 1M tokens. Where the time goes (chunk_triton_v4c_profile.json,
-chunk_triton_v5b_profile_fwd4k.json): at T = 16k, 9 of 12 ms of the forward are the serial A chain (at
-T = 4096, 2.3 of 3.0 ms), and the backward's per-chunk phase-1 kernels take most of the rest, bound by the
-latency of the 16-step eliminations and by tf32x3 products at 255 registers with spills.
+32 and 64 (chunks of 16 with K = 64: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs
+and gradients are bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3
+of the fp32 PyTorch chunk form over all 1M tokens (chunk_triton_v6c_*.json). Where the time goes
+(chunk_triton_v6c_profile.json, chunk_triton_v6c_profile_fwd4k.json; B = 4, H = 16, bf16): forward at
+T = 4096 2.46 ms, of which the serial Newton A chain 0.92, the write directions 0.84, the WY factors 0.55,
+the S chain 0.14; forward+backward at T = 16k about 27 ms, of which the backward's per-chunk phase-1
+kernels 11.2 (compose 6.1, grads 5.1; 255 registers with spills, bound by the latency of small tf32x3
+products), the forward's A chain and write directions 6.9, and the phase-2 kernels, both state chains
+and the dA chain the rest.
 """
 
 from __future__ import annotations
@@ -97,7 +102,20 @@ PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32x3")
 # fp32 products), because du is a small difference of large terms that carry dA, the gradient
 # accumulated from every later token. Default "tf32x3" (about fp32) for every input dtype.
 BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "tf32x3")
-BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "8"))
+# Warps of the backward's two phase-1 kernels. They run at 255 registers per thread, so 8 warps leave room
+# for one block per SM and 4 warps for two. On the H200 (bf16, B = 4, H = 16, T = 16k, with SAVE_RINV and the
+# A cache) forward+backward took 27.8 ms with 4 warps against 35.3 ms with 8 (twice: 27.9 against 35.5), with
+# the same errors against the float64 loop; 2 warps took 210 ms (benchmarks/results/chunk_triton_v6b_variants.json,
+# chunk_triton_v6c_variants.json).
+BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "4"))
+# Warps of the per-chunk write directions (_fwd_alpha, which runs after the Newton chain) and of the
+# backward's per-chunk phase-2 kernel. Measured on the H200 (same shapes; chunk_triton_v6c_variants.json,
+# chunk_triton_v6d_variants_phase2_w4.json): _fwd_alpha with 2 or 8 warps made the forward slower (11.0 and
+# 12.0 against 10.2 ms); _bwd_phase2 with 4 warps instead of 8 made forward+backward 0.8 ms faster (27.17 and
+# 27.18 against 28.02 and 27.99 ms, alternating runs), with the same errors, and passed the float64 smoke
+# (chunk_triton_v6d_smoke_phase2_w4.json).
+ALPHA_WARPS = int(os.environ.get("VLA_ALPHA_WARPS", "4"))
+BWD_PHASE2_WARPS = int(os.environ.get("VLA_BWD_PHASE2_WARPS", "4"))
 # Rows per sub-chunk in the backward's phase-1 kernels (0: PHASE1_CHUNK). The backward recomputes its
 # factors from the A at every chunk start, so it may cut chunks differently from the forward (exact for
 # any value). Not yet timed on a GPU: the forward's chain is latency-bound (fewer serial steps per
@@ -129,11 +147,13 @@ BWD_SINGLE_STATIC = int(os.environ.get("VLA_BWD_SINGLE_STATIC", "1"))
 # Save the R^{-1} (16 x 16) of every phase-1 sub-chunk in the forward (the A chain, or _fwd_alpha with the
 # Newton chain), so that the backward's phase-1 kernels load it instead of running the 16-step
 # elimination again (4 of them per chunk in each of the two kernels). Costs NC * H * C * 16 * 4 bytes
-# (64 MB at B = 4, H = 16, T = 16k). Exact; tested in the interpreter; not yet timed or checked on a GPU,
-# so off by default. Compiled ahead of time for sm_90a (ptxas, with the A cache), it leaves the registers
-# and spills about as they were (compose 1.2 KB of spills per thread, grads 0.4 KB) and removes 24 of 456
-# and 24 of 333 tensor-core instructions and 30 of 266 and 30 of 113 shuffles from the two loop bodies.
-SAVE_RINV = int(os.environ.get("VLA_SAVE_RINV", "0"))
+# (64 MB at B = 4, H = 16, T = 16k). Exact. On by default: on the H200 (bf16, B = 4, H = 16, T = 16k, with
+# the A cache) forward+backward 36.9 against 45.2 ms with the Cholesky chain, 35.6 with CHAIN_SOLVER="auto",
+# the same errors against the float64 loop and peak 3.56 against 3.49 GB
+# (benchmarks/results/chunk_triton_v6_variants.json). Compiled ahead of time for sm_90a, it leaves registers
+# and spills about as they were and removes 24 of 456 and 24 of 333 tensor-core instructions from the two
+# backward loop bodies.
+SAVE_RINV = int(os.environ.get("VLA_SAVE_RINV", "1"))
 # Warps of the serial forward A chain; and the backward's cache of the A entering every phase-1
 # sub-chunk, written by _bwd_phase1_compose so that _bwd_phase1_grads loads it instead of recomputing it
 # (4 instead of 10 sub-chunk factorisations per chunk of 64 rows, for NC * H * (C/16 - 1) * K * K * 4
@@ -158,11 +178,15 @@ BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 # the float64 loop grew with the bound: Newton 4.4e-7 against Cholesky 4.1e-7 at a bound of 20 (the
 # layer's |u| = 1/sqrt(K)), 2.1e-6 against 4.4e-7 at 160, 1.9e-5 against 6.3e-7 at 640, 5.7e-2 against
 # 2.5e-5 at 41000 (|u| = 8). The layer's u (|u|^2 = 1/K) stays under 32 up to about T = 1.4M tokens with
-# K = 64, chunks of 64 and the default lambda0, period and nudge. "auto" has not been timed or checked on
-# a GPU yet (the next check: benchmarks/chunk_triton_gpu_run.sh), so the default stays "cholesky".
-CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "cholesky")
+# K = 64, chunks of 64 and the default lambda0, period and nudge. "auto" is the default since its check on the
+# H200 (bf16, T = 16k, against the fp32 PyTorch chunk form: the same errors as "cholesky", du 8.2e-3 and
+# 8.1e-3; bit-identical repeats; chunk_triton_v6_check_auto.json): forward 9.9 against 11.7 ms at T = 16k
+# (chunk_triton_v6_variants.json). Its bound comes from the input check's own pass over u (SeqInfo.norms),
+# so it adds no synchronisation when called through chunk_vla.
+CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "auto")
 NEWTON_MAX_BOUND = float(os.environ.get("VLA_NEWTON_MAX_BOUND", "32"))
 NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
+LAST_CHAIN_SOLVER = None  # the chain the last forward ran ("auto" resolved), for benchmarks to report
 # Largest K and V. At K = 128 the backward's dA chain needs 262 KB and its phase-1 kernel 410 KB of
 # shared memory (the H200 has 227 KB per block), and the forward kernels spill 3-5 KB per thread
 # (ptxas, sm_90a), so 128-wide heads are refused rather than left to fail at launch.
@@ -948,19 +972,26 @@ def _bwd_group_precisions():
     return out
 
 
-def _chain_solver(u, A0, lay, lambda0, period, nudge_eps):
+def _chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms=None):
     """CHAIN_SOLVER, with "auto" resolved: "newton" where a bound on |U A U^T| over every chunk is at most
     NEWTON_MAX_BOUND, else "cholesky". A only shrinks under Sherman-Morrison updates and grows by
     nudge_eps at each nudge, so |A|_2 <= |A0|_F + (nudges) nudge_eps, and |U A U^T|_2 <= C max_t |u_t|^2 |A|_2
-    bounds the eigenvalues of M = I + U A U^T that Newton-Schulz inverts (one device synchronisation)."""
+    bounds the eigenvalues of M = I + U A U^T that Newton-Schulz inverts. ``norms``: max_t |u_t|^2 ("u") and
+    max |A0|_F ("initial_state A") where the input check already measured them (chunk_vla passes them);
+    what is missing is measured here, with one device synchronisation."""
     if CHAIN_SOLVER != "auto":
         return CHAIN_SOLVER
-    u2 = torch.linalg.vector_norm(u, dim=-1, dtype=torch.float32).amax().square()
-    a0 = (torch.full((), 1.0 / lambda0, device=u.device) if A0 is None
-          else torch.linalg.matrix_norm(A0.float()).amax())
-    u2, a0 = torch.stack([u2, a0]).tolist()
+    norms = norms or {}
+    u2, a0 = norms.get("u"), norms.get("initial_state A")
+    if A0 is None:
+        a0 = 1.0 / lambda0
+    if u2 is None or a0 is None:
+        u2t = torch.linalg.vector_norm(u, dim=-1, dtype=torch.float32).amax().square()
+        a0t = torch.linalg.matrix_norm(A0.float()).amax() if A0 is not None else u2t.new_tensor(a0)
+        u2, a0 = torch.stack([u2t, a0t]).tolist()
     nudges = lay.max_end // period + 1 if nudge_eps > 0 else 0
-    return "newton" if lay.C * u2 * (a0 + nudges * nudge_eps) <= NEWTON_MAX_BOUND else "cholesky"
+    bound = lay.C * u2 * (a0 + nudges * nudge_eps)
+    return "newton" if bound <= NEWTON_MAX_BOUND else "cholesky"
 
 
 def _phase1_sub(C):
@@ -972,7 +1003,7 @@ def _bwd_phase1_sub(C):
 
 
 def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delta_min, eps,
-             want_final, save):
+             want_final, save, norms=None):
     B, T, H, K = q.shape
     V = v.shape[-1]
     N, NC, C = lay.N, lay.total_chunks, lay.C
@@ -986,7 +1017,9 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     A_chunks = torch.empty(NC, H, K, K, **f32)
     A_final = torch.empty(N, H, K, K, **f32) if want_final else A_chunks
     alpha = torch.empty_like(k)
-    newton = _chain_solver(u, A0, lay, lambda0, period, nudge_eps) == "newton"
+    global LAST_CHAIN_SOLVER
+    LAST_CHAIN_SOLVER = _chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms)
+    newton = LAST_CHAIN_SOLVER == "newton"
     # the R^{-1} of every phase-1 sub-chunk, for the backward (SAVE_RINV; only while training)
     rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32) if (save and SAVE_RINV) else None
     chain_saves = rinv is not None and not newton and bool(FUSE_ALPHA)
@@ -1006,7 +1039,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         _fwd_alpha[(NC, H)](
             u, k, alpha, A_chunks, rinv if rinv is not None else A_chunks, lay.cu, lay.shift, lay.chunk_seq,
             lay.chunk_idx, T, H, eps, delta_min, K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen,
-            PREC=PHASE1_PRECISION, SAVE_RINV=rinv is not None, num_warps=4)
+            PREC=PHASE1_PRECISION, SAVE_RINV=rinv is not None, num_warps=ALPHA_WARPS)
     # phase 2: WY factors, then the S chain and the outputs
     w = torch.empty_like(k)
     uu = torch.empty_like(v)
@@ -1056,7 +1089,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, do, dS_final, dA_fina
     dkh = torch.empty(q.shape, **f32)
     dal = torch.empty(q.shape, **f32)
     _bwd_phase2[(NC, H)](q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, *per_chunk, scale, eps,
-                         K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=8, **common)
+                         K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=BWD_PHASE2_WARPS, **common)
     del Tmat, dS_chunks
     # phase 1: the dA chain's coefficients per chunk, the chain, then du and dk per chunk
     Fbuf = torch.empty(NC, H, K, K, **f32)
@@ -1089,13 +1122,13 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, do, dS_final, dA_fina
 class ChunkVLAFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, u, S0, A0, scale, lambda0, period, nudge_eps, delta_min, eps,
-                output_final_state, offsets, cu_seqlens, C):
+                output_final_state, offsets, cu_seqlens, C, norms):
         ctx.set_materialize_grads(False)
         B, T = q.shape[:2]
         lay = _layout(B, T, offsets, cu_seqlens, C, nudge_eps, q.device)
         o, final, alpha, A_chunks, S_chunks, rinv = _forward(
             q, k, v, u, S0, A0, lay, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
-            delta_min=delta_min, eps=eps, want_final=output_final_state, save=True)
+            delta_min=delta_min, eps=eps, want_final=output_final_state, save=True, norms=norms)
         ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv)
         ctx.lay = lay
         ctx.hyper = dict(scale=scale, delta_min=delta_min, eps=eps)
@@ -1120,7 +1153,7 @@ class ChunkVLAFunction(torch.autograd.Function):
             dS0 = dS0.to(s_dt)
         if dA0 is not None:
             dA0 = dA0.to(a_dt)
-        return dq, dk, dv, du, dS0, dA0, *([None] * 10)
+        return dq, dk, dv, du, dS0, dA0, *([None] * 11)
 
 
 def chunk_vla_triton(
@@ -1140,8 +1173,12 @@ def chunk_vla_triton(
     offsets: torch.Tensor,
     cu_seqlens: Optional[torch.Tensor] = None,
     chunk_size: int = 64,
+    norms: Optional[dict] = None,
 ):
     """The Triton chunk back end on validated inputs (see ``vla.ops.vla.chunk.chunk_vla``).
+
+    ``norms``: what the input check measured of u and the initial A (``SeqInfo.norms``), which spares
+    CHAIN_SOLVER = "auto" a second pass and synchronisation.
 
     Returns ``(o, final)``: o [B, T, H, V] in q's dtype, final ``(S, A)`` in fp32 or None.
     Differentiable w.r.t. q, k, v, u and the initial S and A (A's gradient comes back symmetric:
@@ -1175,9 +1212,9 @@ def chunk_vla_triton(
         lay = _layout(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
         o, final, *_ = _forward(q, k, v, u, S0, A0, lay, scale=float(scale), lambda0=float(lambda0),
                                 period=int(period), nudge_eps=float(nudge_eps), delta_min=float(delta_min),
-                                eps=float(eps), want_final=output_final_state, save=False)
+                                eps=float(eps), want_final=output_final_state, save=False, norms=norms)
         return o, final
     o, S, A = ChunkVLAFunction.apply(q, k, v, u, S0, A0, float(scale), float(lambda0), int(period),
                                      float(nudge_eps), float(delta_min), float(eps), bool(output_final_state),
-                                     offsets, cu_seqlens, int(chunk_size))
+                                     offsets, cu_seqlens, int(chunk_size), norms)
     return o, ((S, A) if output_final_state else None)
