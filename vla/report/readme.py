@@ -35,8 +35,15 @@ def _speed_lines(results: pathlib.Path) -> List[str]:
              claims_table(speed.claims(result)), "", speed._ops_table(result), ""]
     for op, why in sorted(result.get("retracted", {}).items()):
         lines += [f"Rows of `{op}` are withdrawn: {why}.", ""]
-    for run_path, run in later:
-        lines += speed.later_run_lines(run, f"**Later run** `benchmarks/results/{run_path.name}`:")
+    # the newest later run in full; the ones between are named (each is reported by `vla reproduce` and
+    # kept as raw JSON): a README reader wants the current numbers, not every step on the way
+    if len(later) > 1:
+        names = ", ".join(f"`{p.name}`" for p, _ in later[:-1])
+        lines += [f"Runs between that one and the newest: {names} (in `benchmarks/results/`; which build each timed: "
+                  "`benchmarks/results/chunk_triton_NOTES.md`).", ""]
+    if later:
+        run_path, run = later[-1]
+        lines += speed.later_run_lines(run, f"**Newest run** `benchmarks/results/{run_path.name}`:")
     return lines
 
 
