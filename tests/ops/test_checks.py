@@ -85,6 +85,11 @@ def test_initial_state():
     bad = torch.zeros(1, 2, 4, 3, dtype=torch.float64)
     bad[0, 0, 0, 0] = math.nan
     _bad("initial_state S contains non-finite", initial_state=(bad, None))
+    # the initial A's witness is a norm bound, not a sum: NaN and Inf are still caught
+    for x in (math.nan, math.inf, -math.inf):
+        A = torch.eye(4, dtype=torch.float64).expand(1, 2, 4, 4).clone()
+        A[0, 1, 2, 3] = x
+        _bad("initial_state A contains non-finite", initial_state=(None, A))
 
 
 def test_baselines_check_too():
@@ -108,7 +113,7 @@ def test_large_finite_values_are_not_mistaken_for_non_finite():
 
 
 def test_the_check_measures_u_and_the_initial_A_in_its_one_pass():
-    # SeqInfo.norms: the largest squared row norm of u and the largest Frobenius norm of the initial A, which
+    # SeqInfo.norms: the largest squared row norm of u and a bound on the initial A's spectral norm, which
     # the Triton chunk back end's CHAIN_SOLVER="auto" reads instead of a second pass and synchronisation
     from vla.ops.utils import input_checks
     from vla.ops.vla.naive import check_vla_inputs
@@ -118,7 +123,16 @@ def test_the_check_measures_u_and_the_initial_A_in_its_one_pass():
     info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
                             eps=1e-6, initial_state=(None, A0), offset=0, cu_seqlens=None)
     assert info.norms["u"] == pytest.approx(float(u.square().sum(-1).max()), rel=1e-6)
-    assert info.norms["initial_state A"] == pytest.approx(float(A0.square().sum((-1, -2)).sqrt().max()), rel=1e-6)
+    # a bound on A0's spectral norm: min(Frobenius, max(largest column sum, largest row sum)) of |A0|
+    bound = torch.minimum(A0.square().sum((-1, -2)).sqrt(),
+                          torch.maximum(A0.abs().sum(-2).amax(-1), A0.abs().sum(-1).amax(-1))).max()
+    assert info.norms["initial_state A"] == pytest.approx(float(bound), rel=1e-6)
+    assert info.norms["initial_state A"] >= float(torch.linalg.matrix_norm(A0, 2).max()) * (1 - 1e-6)
+    # exact for a diagonal A (the default initial A = I / lambda0), where the Frobenius norm is sqrt(K) too large
+    info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
+                            eps=1e-6, initial_state=(None, torch.eye(4).expand(2, 3, 4, 4) * 10.0), offset=0,
+                            cu_seqlens=None)
+    assert info.norms["initial_state A"] == pytest.approx(10.0)
     assert set(info.norms) == {"u", "initial_state A"}
     # a squared norm that overflows is finite input: no error, and an infinite bound
     big = torch.full_like(u, 3e30)

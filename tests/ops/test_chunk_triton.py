@@ -288,6 +288,9 @@ def test_auto_chain_solver_takes_newton_only_under_its_bound(monkeypatch):
     lay = tri._layout(1, 150, torch.tensor([37]), None, 64, 1e-3, "cpu")
     assert real(xs[3].float(), None, lay, 0.1, 64, 1e-3) == "newton"
     assert real(xs[3].float(), torch.eye(32).expand(1, 1, 32, 32) * 100.0, lay, 0.1, 64, 1e-3) == "cholesky"
+    # while the default A0 = I / lambda0 passed explicitly (a state carried from an earlier segment) picks as
+    # none does: the bound uses A0's spectral norm (10), not its Frobenius norm (57)
+    assert real(xs[3].float(), torch.eye(32).expand(1, 1, 32, 32) * 10.0, lay, 0.1, 64, 1e-3) == "newton"
     # through chunk_vla the bound's norms come from the input check (no second pass): the same pick
     from vla.ops.vla.chunk import chunk_vla
 

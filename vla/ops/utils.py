@@ -60,8 +60,8 @@ class SeqInfo:
     offsets: torch.Tensor  # int64 [N], on the CPU
     cu_seqlens: Optional[torch.Tensor]  # int64 [N+1], on the inputs' device, or None
     # from the finiteness check, at no extra synchronisation (empty when the checks are off): for each
-    # key-like tensor, the largest squared row norm ("u"), and for each K x K initial state, the largest
-    # Frobenius norm ("initial_state A")
+    # key-like tensor, the largest squared row norm ("u"), and for each K x K initial state, a bound on the
+    # largest spectral norm ("initial_state A"; see finite_witness)
     norms: dict = field(default_factory=dict)
 
 
@@ -76,16 +76,20 @@ def _check_finite(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} contains non-finite values (NaN or Inf)")
 
 
-def _witness(kind: str, x: torch.Tensor) -> torch.Tensor:
+def finite_witness(kind: str, x: torch.Tensor) -> torch.Tensor:
     """A scalar whose finiteness proves every element of x finite (NaN and Inf propagate through sums,
     norms and maxima), and which says something about x: "sum"; "row_norm2" the largest squared L2 norm of
-    a row (last dimension); "frobenius" the largest Frobenius norm of the trailing matrices."""
+    a row (last dimension); "norm2_bound" an upper bound on the largest spectral norm of the trailing matrices,
+    min(|A|_F, max(|A|_1, |A|_inf)) (|A|_2 <= sqrt(|A|_1 |A|_inf); the second is exact for a diagonal A, such
+    as the default initial A = I / lambda0, where |A|_F is sqrt(K) times too large)."""
     x = x.detach()
     wide = torch.float64 if x.dtype == torch.float64 else torch.float32
     if kind == "row_norm2":
         w = torch.linalg.vector_norm(x, dim=-1, dtype=wide).amax().square()
-    elif kind == "frobenius":
-        w = torch.linalg.matrix_norm(x.to(wide)).amax()
+    elif kind == "norm2_bound":
+        x = x.to(wide)
+        sums = torch.maximum(torch.linalg.matrix_norm(x, 1), torch.linalg.matrix_norm(x, math.inf))
+        w = torch.minimum(torch.linalg.matrix_norm(x), sums).amax()
     else:
         w = x.sum(dtype=torch.float32)
     return w.double()
@@ -94,14 +98,14 @@ def _witness(kind: str, x: torch.Tensor) -> torch.Tensor:
 def _check_finite_all(tensors: dict, kinds: Optional[dict] = None) -> dict:
     """_check_finite for several tensors with one device synchronisation (one witness each, in one vector).
 
-    ``kinds`` names the witness of some tensors (see _witness; "sum" otherwise). Returns {name: witness}
+    ``kinds`` names the witness of some tensors (see finite_witness; "sum" otherwise). Returns {name: witness}
     for the tensors whose witness is not "sum" (an Inf there only means an overflow: its elements were then
     checked one by one), or {} when the checks are off."""
     kinds = kinds or {}
     xs = {n: x for n, x in tensors.items() if x.numel()}
     if not _CHECK_FINITE or not xs:
         return {}
-    values = torch.stack([_witness(kinds.get(n, "sum"), x) for n, x in xs.items()]).tolist()
+    values = torch.stack([finite_witness(kinds.get(n, "sum"), x) for n, x in xs.items()]).tolist()
     if not all(math.isfinite(v) for v in values):
         for name, x in xs.items():
             _check_finite(name, x)
@@ -249,7 +253,7 @@ def check_inputs(
                 raise ValueError(f"initial_state {sname} is on {x.device} but q is on {q.device}")
             tensors[f"initial_state {sname}"] = x
             if kind == "KK":
-                kinds[f"initial_state {sname}"] = "frobenius"
+                kinds[f"initial_state {sname}"] = "norm2_bound"
     # every value check at once: one synchronisation
     norms = _check_finite_all(tensors, kinds)
     return SeqInfo(B=B, T=T, H=H, K=K, V=V, N=N, offsets=offsets, cu_seqlens=cu_seqlens, norms=norms)

@@ -76,7 +76,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...utils import needs_grad
+from ...utils import finite_witness, needs_grad
 
 # Precision of phase 1's fp32 matrix products on a GPU: "tf32x3" (three tf32 tensor-core passes, about
 # fp32; the default), "tf32" (one pass, about 1e-3 relative) or "ieee" (fp32 on the FMA units). On the
@@ -975,10 +975,11 @@ def _bwd_group_precisions():
 def _chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms=None):
     """CHAIN_SOLVER, with "auto" resolved: "newton" where a bound on |U A U^T| over every chunk is at most
     NEWTON_MAX_BOUND, else "cholesky". A only shrinks under Sherman-Morrison updates and grows by
-    nudge_eps at each nudge, so |A|_2 <= |A0|_F + (nudges) nudge_eps, and |U A U^T|_2 <= C max_t |u_t|^2 |A|_2
-    bounds the eigenvalues of M = I + U A U^T that Newton-Schulz inverts. ``norms``: max_t |u_t|^2 ("u") and
-    max |A0|_F ("initial_state A") where the input check already measured them (chunk_vla passes them);
-    what is missing is measured here, with one device synchronisation."""
+    nudge_eps at each nudge, so |A|_2 <= |A0|_2 + (nudges) nudge_eps, and |U A U^T|_2 <= C max_t |u_t|^2 |A|_2
+    bounds the eigenvalues of M = I + U A U^T that Newton-Schulz inverts; |A0|_2 is bounded by
+    min(|A0|_F, max(|A0|_1, |A0|_inf)) (vla.ops.utils.finite_witness), which is 1 / lambda0 for the default A0.
+    ``norms``: max_t |u_t|^2 ("u") and that bound for A0 ("initial_state A") where the input check already
+    measured them (chunk_vla passes them); what is missing is measured here, with one synchronisation."""
     if CHAIN_SOLVER != "auto":
         return CHAIN_SOLVER
     norms = norms or {}
@@ -986,8 +987,8 @@ def _chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms=None):
     if A0 is None:
         a0 = 1.0 / lambda0
     if u2 is None or a0 is None:
-        u2t = torch.linalg.vector_norm(u, dim=-1, dtype=torch.float32).amax().square()
-        a0t = torch.linalg.matrix_norm(A0.float()).amax() if A0 is not None else u2t.new_tensor(a0)
+        u2t = finite_witness("row_norm2", u)
+        a0t = finite_witness("norm2_bound", A0) if A0 is not None else u2t.new_tensor(a0)
         u2, a0 = torch.stack([u2t, a0t]).tolist()
     nudges = lay.max_end // period + 1 if nudge_eps > 0 else 0
     bound = lay.C * u2 * (a0 + nudges * nudge_eps)
