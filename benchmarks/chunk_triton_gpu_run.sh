@@ -2,8 +2,8 @@
 # Device calls for issue 6 on an H200, with the shipped build (VLA_* settings from the environment), in two
 # parts that each fit one call (at most 10 minutes):
 #   checks  the small float64 check (ragged cu_seqlens with offsets, K != V, states, fp32 / bf16 / fp16,
-#           chunks of 16 / 32 / 64, every output and gradient; pass: within the interpreter tests' bounds
-#           fp32 1e-5, bf16 4e-2, fp16 1e-2), the check at T = 16k (bf16, against the fp32 PyTorch chunk
+#           chunks of 16 / 32 / 64, every output and gradient; pass: within the interpreter tests' bounds,
+#           chunk_triton_dev.SMOKE_TOL), the check at T = 16k (bf16, against the fp32 PyTorch chunk
 #           form, and determinism), the same without the backward's A cache and with CHAIN_SOLVER="cholesky",
 #           T = 1M (B = 1, H = 16: finite, and against the fp32 PyTorch chunk form) and the forward at T = 4096
 #           per kernel; about 5 minutes
@@ -17,17 +17,9 @@ OUT=$1
 PART=${2:-checks}
 D=benchmarks/chunk_triton_dev.py
 if [ "$PART" = checks ]; then
-timeout 100 python3 $D --out "$OUT" --smoke 2>&1 | grep -v Warn | grep -E "^\{|Error|error" | tail -4 | cut -c1-420
-python3 - "$OUT/chunk_triton_smoke.json" <<'PY'
-import json, sys
-bound = {"torch.float32": 1e-5, "torch.bfloat16": 4e-2, "torch.float16": 1e-2}
-cases = json.load(open(sys.argv[1]))["cases"]
-bad = [(c["dtype"], k, v) for c in cases for k, v in c.items()
-       if k in ("o", "S", "A", "dq", "dk", "dv", "du", "dS0", "dA0") and not v < bound[c["dtype"]]]
-print("smoke:", "passed" if not bad and len(cases) == 3 else f"FAILED {bad}")
-PY
+timeout 100 python3 $D --out "$OUT" --smoke 2>&1 | grep -v Warn | grep -E "^\{|^smoke:|Error|error" | tail -4 | cut -c1-420
 timeout 90 python3 $D --out "$OUT" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
-# the backward without its A cache (BWD_CACHE_A=0, the setting for tight memory: 0.8 GB less at 16k, 5 ms slower)
+# the backward without its A cache (BWD_CACHE_A=0, the setting for tight memory: 0.8 GB less at 16k, 0.5 ms slower)
 mkdir -p "$OUT/no_cache_a"
 VLA_BWD_CACHE_A=0 timeout 90 python3 $D --out "$OUT/no_cache_a" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
 # the Cholesky chain (what CHAIN_SOLVER="auto" falls back to when its bound is over NEWTON_MAX_BOUND) at real size

@@ -95,21 +95,22 @@ def main() -> None:
     t_start = time.time()
     device = args.device
     overrides = json.loads(args.override)
+    skip = ()
     if args.skip_done:
         import glob
 
         from vla.report.io import read_json
         files = sorted(glob.glob(args.skip_done))
-        overrides["skip_done"] = mqar.done_keys([read_json(f) for f in files])
-        print(f"--skip-done: {len(overrides['skip_done'])} finished runs in {files} are left out", flush=True)
-    shown = {k: v for k, v in overrides.items() if k != "skip_done"}
+        skip = mqar.done_keys([read_json(f) for f in files])
+        print(f"--skip-done: {len(skip)} finished runs in {files} are left out", flush=True)
     if args.grouped:
         gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
-        cfg = mqar.config_for("full", **overrides, grouped=True, backend=args.backend, time_budget_s=args.budget_s,
+        cfg = mqar.config_for("full", **overrides, skip_done=skip, grouped=True, backend=args.backend,
+                              time_budget_s=args.budget_s,
                               label=f"full preset on {gpu}, each mixer's runs trained as one grouped model"
-                                    + (f", settings overridden: {json.dumps(shown)}" if shown else "")
-                                    + (f", continuing a sweep: {len(overrides['skip_done'])} runs finished in "
-                                       f"earlier calls left out" if overrides.get("skip_done") else ""))
+                                    + (f", settings overridden: {json.dumps(overrides)}" if overrides else "")
+                                    + (f", continuing a sweep: {len(skip)} runs finished in "
+                                       f"earlier calls left out" if skip else ""))
         extra = {"budget_s": args.budget_s, "gpu": gpu, "grouped": True,
                  "command": "benchmarks/mqar_gpu.py --grouped " + " ".join(
                      f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "grouped"))}
@@ -126,13 +127,13 @@ def main() -> None:
                 print(f"{e['mixer']:12s} n={e['n_pairs']:3d} lr={e['lr']:g} acc={e['accuracy']:.3f} "
                       f"exact={e['exact_match']:.3f}")
         return
-    cfg = mqar.config_for("full", **overrides, backend=args.backend)
+    cfg = mqar.config_for("full", **overrides, skip_done=skip, backend=args.backend)
     try:
         probes = probe(cfg, args.probe_steps, device)
     except Exception as e:  # e.g. a Triton kernel that fails here: fall back to the PyTorch chunk form
         print(f"probe failed with backend={args.backend}: {type(e).__name__}: {e}; using backend=torch", flush=True)
         args.backend = "torch"
-        cfg = mqar.config_for("full", **overrides, backend=args.backend)
+        cfg = mqar.config_for("full", **overrides, skip_done=skip, backend=args.backend)
         probes = probe(cfg, args.probe_steps, device)
     probe_s = time.time() - t_start
     if args.probe_only:
@@ -154,10 +155,10 @@ def main() -> None:
         per_run = {m: s * steps / cfg.steps for m, s in per_run.items()}
     print(f"plan: {note}; one lr round ~{round_serial * steps / cfg.steps:.0f} s single-process", flush=True)
     overrides.update(steps=steps)
-    cfg = mqar.config_for("full", **overrides, workers=args.workers, threads_per_worker=1,
+    cfg = mqar.config_for("full", **overrides, skip_done=skip, workers=args.workers, threads_per_worker=1,
                           time_budget_s=args.budget_s, backend=args.backend,
                           label=f"full preset on {torch.cuda.get_device_name(0) if device.startswith('cuda') else 'a CPU'}"
-                                + (f", settings overridden: {json.dumps(shown)}" if shown else "") + ": " + note)
+                                + (f", settings overridden: {json.dumps(overrides)}" if overrides else "") + ": " + note)
     extra = {"probe": probes, "probe_s": probe_s, "plan_note": note, "budget_s": args.budget_s,
              "workers": args.workers,
              "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu", "command": "benchmarks/mqar_gpu.py " +

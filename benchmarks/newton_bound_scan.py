@@ -43,8 +43,8 @@ def main():
                                           chunk_size=C, **HYPER)
             errs[solver] = (rel(o, ref), rel(fin[1], A))
         tri.CHAIN_SOLVER = "auto"
-        bound_pick = tri._chain_solver(u.float(), None, lay, HYPER["lambda0"], HYPER["period"], HYPER["nudge_eps"])
-        bound = C * norm ** 2 * (1 / HYPER["lambda0"] + (lay.max_end // HYPER["period"] + 1) * HYPER["nudge_eps"])
+        args = (u.float(), None, lay, HYPER["lambda0"], HYPER["period"], HYPER["nudge_eps"])
+        bound_pick, bound = tri._chain_solver(*args), tri._chain_bound(*args)
         print(f"|u| = {norm:.3f}  bound {bound:8.1f}  auto picks {bound_pick:8s}  cholesky: o {errs['cholesky'][0]:.1e} "
               f"A {errs['cholesky'][1]:.1e}  newton: o {errs['newton'][0]:.1e} A {errs['newton'][1]:.1e}", flush=True)
 

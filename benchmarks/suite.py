@@ -318,10 +318,7 @@ def main():
               "max_ms": args.max_ms}
     if "chunk_triton" in ops:  # the Triton chunk back end's build settings (environment variables VLA_*)
         from vla.ops.vla.triton import chunk as tri
-        config["chunk_triton_settings"] = {k: getattr(tri, k) for k in (
-            "CHAIN_SOLVER", "PHASE1_PRECISION", "PHASE1_CHUNK", "BWD_PHASE1_PRECISION",
-            "DA_CHAIN_PRECISION", "FUSE_ALPHA", "CHAIN_WARPS", "BWD_CACHE_A", "BWD_FAST_GROUPS",
-            "BWD_SINGLE_STATIC", "BWD_PHASE1_CHUNK", "SAVE_RINV", "NEWTON_MAX_BOUND")}
+        config["chunk_triton_settings"] = tri.settings()
     res = {"env": env, "config": config, "results": [], "decode": []}
     def partial(rows):  # keep what is measured if the run is cut short
         write_json(args.out, {**res, "results": rows, "partial": True})

@@ -121,7 +121,7 @@ def test_the_check_measures_u_and_the_initial_A_in_its_one_pass():
     q, k, v, u = vla_inputs(2, 6, 3, 4, 3, dtype=torch.float32)
     A0 = torch.randn(2, 3, 4, 4)
     info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
-                            eps=1e-6, initial_state=(None, A0), offset=0, cu_seqlens=None)
+                            eps=1e-6, measure_norms=True, initial_state=(None, A0), offset=0, cu_seqlens=None)
     assert info.norms["u"] == pytest.approx(float(u.square().sum(-1).max()), rel=1e-6)
     # a bound on A0's spectral norm: min(Frobenius, max(largest column sum, largest row sum)) of |A0|
     bound = torch.minimum(A0.square().sum((-1, -2)).sqrt(),
@@ -130,16 +130,29 @@ def test_the_check_measures_u_and_the_initial_A_in_its_one_pass():
     assert info.norms["initial_state A"] >= float(torch.linalg.matrix_norm(A0, 2).max()) * (1 - 1e-6)
     # exact for a diagonal A (the default initial A = I / lambda0), where the Frobenius norm is sqrt(K) too large
     info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
-                            eps=1e-6, initial_state=(None, torch.eye(4).expand(2, 3, 4, 4) * 10.0), offset=0,
-                            cu_seqlens=None)
+                            eps=1e-6, measure_norms=True, initial_state=(None, torch.eye(4).expand(2, 3, 4, 4) * 10.0),
+                            offset=0, cu_seqlens=None)
     assert info.norms["initial_state A"] == pytest.approx(10.0)
     assert set(info.norms) == {"u", "initial_state A"}
     # a squared norm that overflows is finite input: no error, and an infinite bound
     big = torch.full_like(u, 3e30)
     info = check_vla_inputs(q, k, v, big, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
-                            eps=1e-6, initial_state=None, offset=0, cu_seqlens=None)
+                            eps=1e-6, measure_norms=True, initial_state=None, offset=0, cu_seqlens=None)
     assert info.norms["u"] == math.inf
     with input_checks(False):
         info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
-                                eps=1e-6, initial_state=None, offset=0, cu_seqlens=None)
+                                eps=1e-6, measure_norms=True, initial_state=None, offset=0, cu_seqlens=None)
+    assert info.norms == {}
+    # the norm witnesses still catch NaN and Inf
+    for x in (math.nan, math.inf):
+        bad_u, bad_A = u.clone(), A0.clone()
+        bad_u[0, 3, 1, 2], bad_A[1, 2, 0, 3] = x, x
+        for name, args in (("u", (bad_u, None)), ("initial_state A", (u, bad_A))):
+            with pytest.raises(ValueError, match=f"{name} contains non-finite"):
+                check_vla_inputs(q, k, v, args[0], lambda0=0.1, scale=None, period=64, nudge_eps=1e-3,
+                                 delta_min=1e-4, eps=1e-6, measure_norms=True, initial_state=(None, args[1]),
+                                 offset=0, cu_seqlens=None)
+    # and nothing is measured unless asked for (the other back ends need no norms)
+    info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
+                            eps=1e-6, initial_state=(None, A0), offset=0, cu_seqlens=None)
     assert info.norms == {}

@@ -335,3 +335,15 @@ def test_backward_with_the_forwards_saved_factors(monkeypatch, chunk, fuse_alpha
     bad = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[37, 0], cu_seqlens=cu,
                    final=True, init=init)
     assert (bad["du"] > 1e-2) == (bwd_sub == 0) and bad["o"] < TOL[torch.float32]
+
+
+def test_settings_lists_every_build_setting():
+    # benchmarks record tri.settings() with their results: it must name every VLA_* variable the module reads
+    import inspect
+    import re
+
+    from vla.ops.vla.triton import chunk as tri
+
+    read = re.findall(r'^([A-Z_0-9]+) = .*os\.environ\.get\("VLA_\1"', inspect.getsource(tri), re.M)
+    assert len(read) > 10 and sorted(read) == sorted(tri.SETTINGS)
+    assert tri.settings()["CHAIN_SOLVER"] == tri.CHAIN_SOLVER

@@ -48,6 +48,8 @@ def test_render_writes_figure_and_tables(tmp_path):
     assert (tmp_path / "speed.png").exists()
     assert "| 8192 |" in section.markdown and "oom" in section.markdown
     assert "SDPA / VLA graph" in section.markdown
+    # the SDPA crossover is stated once, in its own paragraph (not again among the same-run ratios)
+    assert "Measured crossover with causal SDPA" in section.markdown and "vs causal SDPA" not in section.markdown
 
 
 def test_committed_suite_results_render(tmp_path):

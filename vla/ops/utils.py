@@ -59,21 +59,9 @@ class SeqInfo:
     N: int  # number of sequences (B, or len(cu_seqlens) - 1)
     offsets: torch.Tensor  # int64 [N], on the CPU
     cu_seqlens: Optional[torch.Tensor]  # int64 [N+1], on the inputs' device, or None
-    # from the finiteness check, at no extra synchronisation (empty when the checks are off): for each
-    # key-like tensor, the largest squared row norm ("u"), and for each K x K initial state, a bound on the
-    # largest spectral norm ("initial_state A"; see finite_witness)
+    # what the finiteness check measured at no extra synchronisation, where the caller asked for it
+    # (check_inputs' ``witnesses``; empty when the checks are off): {tensor name: witness}
     norms: dict = field(default_factory=dict)
-
-
-def _check_finite(name: str, x: torch.Tensor) -> None:
-    # A finite sum proves every element finite (NaN and Inf propagate through a sum); only when the
-    # sum is not finite (a bad element, or an overflow of large finite values) look element by element.
-    if not _CHECK_FINITE or x.numel() == 0:
-        return
-    if bool(torch.isfinite(x.detach().sum())):
-        return
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains non-finite values (NaN or Inf)")
 
 
 def finite_witness(kind: str, x: torch.Tensor) -> torch.Tensor:
@@ -87,29 +75,27 @@ def finite_witness(kind: str, x: torch.Tensor) -> torch.Tensor:
     if kind == "row_norm2":
         w = torch.linalg.vector_norm(x, dim=-1, dtype=wide).amax().square()
     elif kind == "norm2_bound":
-        x = x.to(wide)
-        sums = torch.maximum(torch.linalg.matrix_norm(x, 1), torch.linalg.matrix_norm(x, math.inf))
-        w = torch.minimum(torch.linalg.matrix_norm(x), sums).amax()
+        a = x.abs()
+        sums = torch.maximum(a.sum(-2, dtype=wide).amax(-1), a.sum(-1, dtype=wide).amax(-1))
+        w = torch.minimum(torch.linalg.vector_norm(x, dim=(-2, -1), dtype=wide), sums).amax()
     else:
         w = x.sum(dtype=torch.float32)
     return w.double()
 
 
-def _check_finite_all(tensors: dict, kinds: Optional[dict] = None) -> dict:
-    """_check_finite for several tensors with one device synchronisation (one witness each, in one vector).
-
-    ``kinds`` names the witness of some tensors (see finite_witness; "sum" otherwise). Returns {name: witness}
-    for the tensors whose witness is not "sum" (an Inf there only means an overflow: its elements were then
-    checked one by one), or {} when the checks are off."""
-    kinds = kinds or {}
+def _check_finite_all(tensors: dict, kinds: dict) -> dict:
+    """Check that every element of the tensors is finite, with one device synchronisation: one witness per
+    tensor (``kinds`` names it where it is not "sum", see finite_witness), all in one vector; only a tensor
+    whose witness is not finite (a bad element, or an overflow of large finite values) is looked at element
+    by element. Returns {name: witness} for the tensors in ``kinds`` ({} when the checks are off)."""
     xs = {n: x for n, x in tensors.items() if x.numel()}
     if not _CHECK_FINITE or not xs:
         return {}
     values = torch.stack([finite_witness(kinds.get(n, "sum"), x) for n, x in xs.items()]).tolist()
-    if not all(math.isfinite(v) for v in values):
-        for name, x in xs.items():
-            _check_finite(name, x)
-    return {n: v for n, v in zip(xs, values) if kinds.get(n, "sum") != "sum"}
+    for (name, x), w in zip(xs.items(), values):
+        if not math.isfinite(w) and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains non-finite values (NaN or Inf)")
+    return {n: w for n, w in zip(xs, values) if n in kinds}
 
 
 def _check_float_tensor(name: str, x, ndim: int) -> None:
@@ -154,12 +140,15 @@ def check_inputs(
     cu_seqlens: Optional[torch.Tensor] = None,
     offset: OffsetLike = 0,
     scale: Optional[float] = None,
+    witnesses: Optional[dict] = None,
 ) -> SeqInfo:
     """Validate the common arguments of every op.
 
     q, k: [B, T, H, K]; v: [B, T, H, V]; ``key_like`` tensors have k's shape (VLA's u);
     ``head_like`` tensors are [B, T, H] (DeltaNet's beta). ``initial_state`` is a tuple whose i-th
     entry (or None) has shape [N, H, K, V] ("KV"), [N, H, K, K] ("KK") or [N, H, K] ("K").
+    ``witnesses``: {tensor name: finite_witness kind} (e.g. {"u": "row_norm2", "initial_state A":
+    "norm2_bound"}) to be measured by the finiteness check and returned in ``SeqInfo.norms``.
     """
     _check_float_tensor("q", q, 4)
     _check_float_tensor("k", k, 4)
@@ -188,7 +177,6 @@ def check_inputs(
             raise ValueError(f"{name} has dtype {x.dtype} but q has {q.dtype}: all inputs must share one dtype")
         if x.device != q.device:
             raise ValueError(f"{name} is on {x.device} but q is on {q.device}: all inputs must share one device")
-    kinds = {name: "row_norm2" for name in (key_like or {})}
 
     if scale is not None:
         check_hyper("scale", scale)
@@ -252,10 +240,8 @@ def check_inputs(
             if x.device != q.device:
                 raise ValueError(f"initial_state {sname} is on {x.device} but q is on {q.device}")
             tensors[f"initial_state {sname}"] = x
-            if kind == "KK":
-                kinds[f"initial_state {sname}"] = "norm2_bound"
     # every value check at once: one synchronisation
-    norms = _check_finite_all(tensors, kinds)
+    norms = _check_finite_all(tensors, witnesses or {})
     return SeqInfo(B=B, T=T, H=H, K=K, V=V, N=N, offsets=offsets, cu_seqlens=cu_seqlens, norms=norms)
 
 

@@ -236,7 +236,7 @@ def render(result: dict, out_dir: pathlib.Path, name: str = "speed") -> Section:
     ]
     for op, why in sorted(result.get("retracted", {}).items()):
         lines += [f"Rows of `{op}` in this run are withdrawn and not shown: {why}.", ""]
-    for sentence in same_run_ratios(result):
+    for sentence in same_run_ratios(result, sdpa=False):
         lines += [sentence, ""]
     sdpa = {m: t.get(("sdpa", m), {}) for m in ("fwd", "fwdbwd")}
     xs = []
@@ -286,7 +286,7 @@ def load_suite(path) -> dict:
 
 
 # the ops of a whole run of benchmarks/suite.py (its ALL_OPS come from here): the claims table needs them together
-SUITE_OPS = ("naive", "fused", "chunk_torch", "chunk_triton", "fla_delta", "sdpa")
+SUITE_OPS = tuple(OP_LABELS)
 
 
 def suite_runs(results_dir) -> Tuple[Tuple[pathlib.Path, dict], List[Tuple[pathlib.Path, dict]]]:
@@ -304,9 +304,10 @@ def suite_runs(results_dir) -> Tuple[Tuple[pathlib.Path, dict], List[Tuple[pathl
     return loaded[main], loaded[main + 1:]
 
 
-def same_run_ratios(result: dict) -> List[str]:
+def same_run_ratios(result: dict, sdpa: bool = True) -> List[str]:
     """Sentences of ratios between ops of one run: the VLA ops against the sequential loop (forward)
-    and against DeltaNet's chunk kernel (each mode), and crossovers with SDPA, where both ran."""
+    and against DeltaNet's chunk kernel (each mode), and (``sdpa``) crossovers with SDPA, where both ran.
+    render() states every op's SDPA crossover in a paragraph of its own, so it asks for none here."""
     t = timings(result)
     out = []
     naive = t.get(("naive", "fwd"), {})
@@ -322,7 +323,7 @@ def same_run_ratios(result: dict) -> List[str]:
             if common:
                 out.append(f"{OP_LABELS[op]} / DeltaNet chunk kernel, {mode} time: "
                            + ", ".join(f"{ms[T] / dn[T]:.1f}x at T={T}" for T in common) + ".")
-            ref = t.get(("sdpa", mode), {})
+            ref = t.get(("sdpa", mode), {}) if sdpa else {}
             common = sorted(set(ms) & set(ref))
             if common:
                 x = crossover(ms, ref)

@@ -1,7 +1,7 @@
 """DeltaNet in chunkwise form: phase 2 of SPEC §3 with read key k and write key beta * k.
 
-``backend="auto"`` uses flash-linear-attention's ``chunk_delta_rule`` for CUDA tensors when the
-package is installed, and the PyTorch form (``vla.ops.common.chunk_delta``) otherwise.
+``backend="auto"`` uses flash-linear-attention's ``chunk_delta_rule`` for bf16 / fp16 CUDA tensors when
+the package is installed, and the PyTorch form (``vla.ops.common.chunk_delta``) otherwise.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def chunk_delta_rule(
     S0 = initial_state[0] if initial_state is not None else None
     # flash-linear-attention's kernel refuses fp32 inputs (fla-core 0.6.0): "auto" takes it for bf16 / fp16 only
     low = q.dtype in (torch.bfloat16, torch.float16)
-    fla = _fla_chunk_delta_rule() if (backend == "fla" or (backend == "auto" and low)) and q.is_cuda else None
-    if backend == "fla" and (fla is None or not low):
+    fla = _fla_chunk_delta_rule() if backend != "torch" and low and q.is_cuda else None
+    if backend == "fla" and fla is None:
         raise ValueError("backend='fla' needs bf16 or fp16 CUDA tensors and the flash-linear-attention package (fla), "
                          f"got q of dtype {q.dtype} on {q.device}")
     if fla is not None:

@@ -152,9 +152,12 @@ def chunk_vla(
     The Sherman-Morrison clamp ``delta_min`` never binds in exact arithmetic (delta >= 1 for SPD A), and
     the chunk form does not apply it. The initial A is symmetrised (A is symmetric by definition).
     """
+    # the norms that the Triton back end's chain solver reads, measured only where it may run
+    may_triton = backend == "triton" or (backend == "auto" and getattr(q, "is_cuda", False))
     info = check_vla_inputs(q, k, v, u, lambda0=lambda0, scale=scale, period=period,
                             nudge_eps=nudge_eps, delta_min=delta_min, eps=eps,
-                            initial_state=initial_state, offset=offset, cu_seqlens=cu_seqlens)
+                            initial_state=initial_state, offset=offset, cu_seqlens=cu_seqlens,
+                            measure_norms=may_triton)
     check_chunk_size(chunk_size, period, nudge_eps)
     if backend not in ("auto", "torch", "triton"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")

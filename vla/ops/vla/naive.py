@@ -23,13 +23,20 @@ from ..utils import (
 VLA_DEFAULTS = dict(lambda0=0.1, period=64, nudge_eps=1e-3, delta_min=1e-4, eps=1e-6)
 
 
+# What the Triton chunk back end's CHAIN_SOLVER="auto" needs: u's largest squared row norm and a bound on the
+# initial A's spectral norm (vla.ops.utils.finite_witness), measured in the finiteness check's one pass
+CHAIN_BOUND_WITNESSES = {"u": "row_norm2", "initial_state A": "norm2_bound"}
+
+
 def check_vla_inputs(q, k, v, u, *, lambda0, scale, period, nudge_eps, delta_min, eps,
-                     initial_state, offset, cu_seqlens):
-    """The one argument checker shared by every VLA back end."""
+                     initial_state, offset, cu_seqlens, measure_norms=False):
+    """The one argument checker shared by every VLA back end. ``measure_norms``: also measure
+    CHAIN_BOUND_WITNESSES (into ``SeqInfo.norms``), for the Triton chunk back end."""
     check_vla_hyper(lambda0, period, nudge_eps, delta_min, eps)
     return check_inputs(
         q, k, v, key_like={"u": u}, initial_state=initial_state, state_shapes=("KV", "KK"),
         state_names=("S", "A"), cu_seqlens=cu_seqlens, offset=offset, scale=scale,
+        witnesses=CHAIN_BOUND_WITNESSES if measure_norms else None,
     )
 
 

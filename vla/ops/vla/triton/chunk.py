@@ -197,6 +197,18 @@ SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # from the A at every chunk start (0). The chain is latency-bound on a few programs, so the extra,
 # independent products can ride along.
 FUSE_ALPHA = int(os.environ.get("VLA_FUSE_ALPHA", "1"))
+# Every build setting above (each read from the environment variable VLA_<name>), for benchmarks to record.
+SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP32_PRECISION", "BWD_PHASE1_PRECISION",
+            "BWD_PHASE1_WARPS", "ALPHA_WARPS", "BWD_PHASE2_WARPS", "BWD_PHASE1_CHUNK", "BWD_FAST_GROUPS",
+            "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
+            "NEWTON_TOL", "FUSE_ALPHA")
+
+
+def settings() -> dict:
+    """The build settings in force now ({name: value}, SETTINGS)."""
+    return {name: globals()[name] for name in SETTINGS}
+
+
 # The S and dS chains run one program per (sequence, head) with all value columns: a build that split
 # the value columns over two programs (32 each) gave wrong outputs on the H200 with triton 3.6 while
 # passing the interpreter tests (chunk_triton_v3_bisect.json); the split is not offered.
@@ -307,6 +319,13 @@ def _phase1_chunk(A0, U, C: tl.constexpr, delta_min, PREC: tl.constexpr):
 
 
 @triton.jit
+def _rinv_tile(rinv, chunk, H, h, NB, b, SUB: tl.constexpr):
+    """Where sub-chunk b (of NB per chunk) of chunk ``chunk`` and head h keeps its SUB x SUB R^{-1}
+    (SAVE_RINV's buffer [chunks, H, NB, SUB, SUB], row-major tiles)."""
+    return rinv + ((chunk * H + h) * NB + b) * SUB * SUB
+
+
+@triton.jit
 def _phase1_factors(A0, U, C: tl.constexpr, delta_min, PREC: tl.constexpr, rptr, HAS_RINV: tl.constexpr):
     """_phase1_chunk in the backward: with HAS_RINV, R^{-1} is loaded from rptr (saved by the forward,
     SAVE_RINV) instead of factorised again."""
@@ -405,7 +424,7 @@ def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, rinv, cu, shift, base, 
         Wt, Rinv, Zt = _phase1_chunk(A, U, SUB, delta_min, PREC)
         if SAVE_RINV:  # for the backward (sub-chunk b of chunk c0 + j)
             rs = tl.arange(0, SUB)
-            tl.store(rinv + (((c0 + j) * H + h) * NB + b) * SUB * SUB + rs[:, None] * SUB + rs[None, :], Rinv)
+            tl.store(_rinv_tile(rinv, c0 + j, H, h, NB, b, SUB) + rs[:, None] * SUB + rs[None, :], Rinv)
         if FUSE_ALPHA:
             Kh, _ = _rownorm(Kc, eps)
             KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)
@@ -492,7 +511,7 @@ def _fwd_alpha(u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, 
         Wt, Rinv, Zt = _phase1_chunk(A, U, SUB, delta_min, PREC)
         if SAVE_RINV:  # for the backward
             rs = tl.arange(0, SUB)
-            tl.store(rinv + ((c * H + h) * (C // SUB) + b) * SUB * SUB + rs[:, None] * SUB + rs[None, :], Rinv)
+            tl.store(_rinv_tile(rinv, c, H, h, C // SUB, b, SUB) + rs[:, None] * SUB + rs[None, :], Rinv)
         KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)
         tl.store(alpha + offs, al.to(alpha.dtype.element_ty), mask=m2)
         A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
@@ -770,13 +789,13 @@ def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, cu, shift
     G = tl.zeros([BK, BK], dtype=tl.float32)
     if SINGLE_STATIC and C // SUB == 1:  # one sub-chunk: no loop (see BWD_SINGLE_STATIC)
         A, Q, G = _compose_sub(u, k, dal, A, Q, G, eyeK, bos, j, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min,
-                               PREC, P_WDIR, P_CHOL, P_MAIN, rinv + (c * H + h) * SUB * SUB, HAS_RINV)
+                               PREC, P_WDIR, P_CHOL, P_MAIN, _rinv_tile(rinv, c, H, h, 1, 0, SUB), HAS_RINV)
     else:
         b = 0
         while b < C // SUB:  # a runtime loop: one copy of the body (unrolled, it overflowed shared memory)
             A, Q, G = _compose_sub(u, k, dal, A, Q, G, eyeK, bos, j * (C // SUB) + b, s, Tn, H, h, dk, kmask, K,
                                    SUB, eps, delta_min, PREC, P_WDIR, P_CHOL, P_MAIN,
-                                   rinv + ((c * H + h) * (C // SUB) + b) * SUB * SUB, HAS_RINV)
+                                   _rinv_tile(rinv, c, H, h, C // SUB, b, SUB), HAS_RINV)
             if CACHE_A:  # the A entering sub-chunk b + 1 (none after the last)
                 slot = ((c * H + h) * (C // SUB - 1) + tl.minimum(b, C // SUB - 2)) * K * K
                 tl.store(Acache + slot + kk, A, mask=kkmask & (b + 1 < C // SUB))
@@ -861,7 +880,7 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, r
     NB: tl.constexpr = C // SUB
     if SINGLE_STATIC and NB == 1:  # one sub-chunk: no loop (see BWD_SINGLE_STATIC)
         dA = _grads_sub(u, k, dal, dkh, du, dk_out, A_c, dA, bos, j, s, Tn, H, h, dk, kmask, K, SUB, eps,
-                        delta_min, PREC, P_WDIR, P_CHOL, P_MAIN, rinv + (c * H + h) * SUB * SUB, HAS_RINV)
+                        delta_min, PREC, P_WDIR, P_CHOL, P_MAIN, _rinv_tile(rinv, c, H, h, 1, 0, SUB), HAS_RINV)
     else:
         bb = NB - 1
         while bb >= 0:  # runtime loops (one copy of each body: unrolled, they overflowed shared memory)
@@ -878,11 +897,11 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, r
                     U2 = tl.load(u + row2[:, None] * K + dk[None, :], mask=valid2[:, None] & kmask[None, :],
                                  other=0.0)
                     Wt2, Rinv2, Zt2 = _phase1_factors(A, U2.to(tl.float32), SUB, delta_min, PREC,
-                                                      rinv + ((c * H + h) * NB + b2) * SUB * SUB, HAS_RINV)
+                                                      _rinv_tile(rinv, c, H, h, NB, b2, SUB), HAS_RINV)
                     A = A - tl.dot(tl.trans(Zt2), Zt2, input_precision=PREC)
                     b2 += 1
             dA = _grads_sub(u, k, dal, dkh, du, dk_out, A, dA, bos, j * NB + bb, s, Tn, H, h, dk, kmask, K, SUB, eps,
-                            delta_min, PREC, P_WDIR, P_CHOL, P_MAIN, rinv + ((c * H + h) * NB + bb) * SUB * SUB,
+                            delta_min, PREC, P_WDIR, P_CHOL, P_MAIN, _rinv_tile(rinv, c, H, h, NB, bb, SUB),
                             HAS_RINV)
             bb -= 1
 
@@ -972,16 +991,14 @@ def _bwd_group_precisions():
     return out
 
 
-def _chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms=None):
-    """CHAIN_SOLVER, with "auto" resolved: "newton" where a bound on |U A U^T| over every chunk is at most
-    NEWTON_MAX_BOUND, else "cholesky". A only shrinks under Sherman-Morrison updates and grows by
-    nudge_eps at each nudge, so |A|_2 <= |A0|_2 + (nudges) nudge_eps, and |U A U^T|_2 <= C max_t |u_t|^2 |A|_2
-    bounds the eigenvalues of M = I + U A U^T that Newton-Schulz inverts; |A0|_2 is bounded by
-    min(|A0|_F, max(|A0|_1, |A0|_inf)) (vla.ops.utils.finite_witness), which is 1 / lambda0 for the default A0.
-    ``norms``: max_t |u_t|^2 ("u") and that bound for A0 ("initial_state A") where the input check already
-    measured them (chunk_vla passes them); what is missing is measured here, with one synchronisation."""
-    if CHAIN_SOLVER != "auto":
-        return CHAIN_SOLVER
+def _chain_bound(u, A0, lay, lambda0, period, nudge_eps, norms=None):
+    """A bound on |U A U^T|_2 over every chunk, for CHAIN_SOLVER = "auto". A only shrinks under
+    Sherman-Morrison updates and grows by nudge_eps at each nudge, so |A|_2 <= |A0|_2 + (nudges) nudge_eps,
+    and |U A U^T|_2 <= C max_t |u_t|^2 |A|_2 bounds the eigenvalues of M = I + U A U^T that Newton-Schulz
+    inverts; |A0|_2 is bounded by min(|A0|_F, max(|A0|_1, |A0|_inf)) (vla.ops.utils.finite_witness), which is
+    1 / lambda0 for the default A0. ``norms``: max_t |u_t|^2 ("u") and that bound for A0 ("initial_state A")
+    where the input check already measured them (chunk_vla passes them); what is missing is measured here,
+    with one synchronisation."""
     norms = norms or {}
     u2, a0 = norms.get("u"), norms.get("initial_state A")
     if A0 is None:
@@ -991,8 +1008,15 @@ def _chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms=None):
         a0t = finite_witness("norm2_bound", A0) if A0 is not None else u2t.new_tensor(a0)
         u2, a0 = torch.stack([u2t, a0t]).tolist()
     nudges = lay.max_end // period + 1 if nudge_eps > 0 else 0
-    bound = lay.C * u2 * (a0 + nudges * nudge_eps)
-    return "newton" if bound <= NEWTON_MAX_BOUND else "cholesky"
+    return lay.C * u2 * (a0 + nudges * nudge_eps)
+
+
+def _chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms=None):
+    """CHAIN_SOLVER, with "auto" resolved: "newton" where _chain_bound is at most NEWTON_MAX_BOUND, else
+    "cholesky"."""
+    if CHAIN_SOLVER != "auto":
+        return CHAIN_SOLVER
+    return "newton" if _chain_bound(u, A0, lay, lambda0, period, nudge_eps, norms) <= NEWTON_MAX_BOUND else "cholesky"
 
 
 def _phase1_sub(C):
@@ -1100,9 +1124,10 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, do, dS_final, dA_fina
     # the forward's R^{-1} serve only if the backward cuts chunks as the forward did
     has_rinv = rinv is not None and rinv.shape[-1] == SUB
     rinv = rinv if has_rinv else Fbuf
+    groups = _bwd_group_precisions()  # the precision of each group of products, for both phase-1 kernels
     _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, *per_chunk, eps, delta_min,
                                  K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
-                                 HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **_bwd_group_precisions(),
+                                 HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **groups,
                                  **common)
     dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
@@ -1114,7 +1139,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, do, dS_final, dA_fina
     du = torch.empty_like(u)
     _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, Acache, rinv, *per_chunk, eps,
                                delta_min, K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
-                               HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **_bwd_group_precisions(),
+                               HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **groups,
                                **common)
     del Fbuf, Pbuf
     return dq, dk, dv, du, dS0, dA0
