@@ -159,6 +159,20 @@ def test_chunk16_full_width_heads(monkeypatch, single_static):
     _check(errs, TOL[torch.float32])
 
 
+@pytest.mark.parametrize("chunk,V", [(64, 128), (32, 100)])
+def test_wide_values(chunk, V):
+    # V up to 128 (phase 2 only: the S and dS chains hold K x V, with more warps above 64): V = 128 and
+    # V = 100 (padded to 128), K = 32, ragged sequences with offsets and both initial states; every
+    # gradient against the float64 loop
+    cu = torch.tensor([0, 50, 140], dtype=torch.int64)
+    xs = vla_inputs(1, 140, 1, 32, V)
+    init = [torch.randn(2, 1, 32, V, dtype=torch.float64), _spd(2, 1, 32)]
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    errs = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[21, 0], cu_seqlens=cu,
+                    final=True, init=init)
+    _check(errs, TOL[torch.float32])
+
+
 def test_state_passing_two_pieces_equal_whole():
     B, T, H, K, V = 1, 40, 2, 16, 8
     q, k, v, u = (x.float() for x in vla_inputs(B, T, H, K, V))
@@ -190,8 +204,11 @@ def test_bad_arguments():
     big = torch.randn(1, 4, 1, 130)
     with pytest.raises(ValueError, match="K=130"):
         chunk_vla_triton(big, big, v, big, chunk_size=16, **kw)
-    wide_v = torch.randn(1, 4, 1, 128)  # the backward would need more shared memory than an H200 has
-    with pytest.raises(ValueError, match="V=128"):
+    wide_k = torch.randn(1, 4, 1, 128)  # the backward would need more shared memory than an H200 has
+    with pytest.raises(ValueError, match="K=128"):
+        chunk_vla_triton(wide_k, wide_k, v, wide_k, chunk_size=16, **kw)
+    wide_v = torch.randn(1, 4, 1, 129)
+    with pytest.raises(ValueError, match="V=129"):
         chunk_vla_triton(q, k, wide_v, u, chunk_size=16, **kw)
     with pytest.raises(ValueError, match="float64"):
         chunk_vla_triton(q.double(), k.double(), v.double(), u.double(), chunk_size=16, **kw)
@@ -202,7 +219,8 @@ def test_auto_back_end_takes_triton_only_for_what_its_kernels_take():
 
     assert _triton_takes(torch.bfloat16, 64, 64) and _triton_takes(torch.float32, 32, 16)
     assert not _triton_takes(torch.float64, 64, 64)
-    assert not _triton_takes(torch.float32, 128, 64) and not _triton_takes(torch.bfloat16, 64, 128)
+    assert _triton_takes(torch.bfloat16, 64, 128) and _triton_takes(torch.float16, 16, 100)
+    assert not _triton_takes(torch.float32, 128, 64) and not _triton_takes(torch.bfloat16, 64, 129)
 
 
 def test_public_dispatch_matches_torch_back_end():
@@ -347,3 +365,54 @@ def test_settings_lists_every_build_setting():
     read = re.findall(r'^([A-Z_0-9]+) = .*os\.environ\.get\("VLA_\1"', inspect.getsource(tri), re.M)
     assert len(read) > 10 and sorted(read) == sorted(tri.SETTINGS)
     assert tri.settings()["CHAIN_SOLVER"] == tri.CHAIN_SOLVER
+
+
+def test_chain_orders_follow_the_chains():
+    # _fwd_newton_alpha and _bwd_dA_chain_grads hand out the per-chunk work in the order the serial chains
+    # reach the chunks: a permutation of the chunks, by position in the sequence (forward) or by distance
+    # from the sequence's last chunk (backward), sequences of different lengths interleaved
+    from vla.ops.vla.triton import chunk as tri
+
+    lens, offs = [45, 150, 20], [37, 0, 5]
+    cu = torch.tensor([0, 45, 195, 215])
+    lay = tri._Layout(1, 215, torch.tensor(offs), cu, 16, 1e-3, "cpu")
+    seq, idx = lay.chunk_seq.long(), lay.chunk_idx.long()
+    nchunks = torch.bincount(seq)
+    assert nchunks.tolist() == [(o % 16 + n + 15) // 16 for o, n in zip(offs, lens)]
+    for order, key in ((lay.order, idx), (lay.rorder, nchunks[seq] - 1 - idx)):
+        order = order.long()
+        assert sorted(order.tolist()) == list(range(lay.total_chunks))
+        k = key[order] * 3 + seq[order]
+        assert bool((k[1:] > k[:-1]).all())
+
+
+@pytest.mark.parametrize("chunk", [64, 16])
+def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk):
+    # OVERLAP_CHAIN / OVERLAP_DA_CHAIN run each serial chain in one launch with the per-chunk kernel that
+    # waits on it; the arithmetic is the same, so outputs, final states and every gradient must be bit for
+    # bit those of the separate launches (and right against the float64 loop). Ragged sequences of
+    # different chunk counts with offsets, initial states, the Newton chain. The interpreter runs programs
+    # one after another, so it checks the work and its order, not the waiting: that runs on the GPU
+    # (benchmarks/chunk_triton_dev.py --smoke and --check).
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    cu = torch.tensor([0, 45, 195, 215], dtype=torch.int64)
+    xs = vla_inputs(1, 215, 2, 32, 16)
+    init = [torch.randn(3, 2, 32, 16, dtype=torch.float64), _spd(3, 2, 32)]
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    runs = []
+    for overlap in (0, 1):
+        monkeypatch.setattr(tri, "OVERLAP_CHAIN", overlap)
+        monkeypatch.setattr(tri, "OVERLAP_DA_CHAIN", overlap)
+        x = [t.float().requires_grad_() for t in xs + init]
+        o, (S, A) = chunk_vla_triton(*x[:4], scale=32 ** -0.5, initial_state=tuple(x[4:]), output_final_state=True,
+                                     offsets=torch.tensor([37, 0, 5]), cu_seqlens=cu, chunk_size=chunk, **hyper)
+        g = torch.Generator().manual_seed(0)
+        loss = sum((t * torch.randn(t.shape, generator=g)).sum() for t in (o, S, A))
+        loss.backward()
+        runs.append([o, S, A] + [t.grad for t in x])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    errs = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[37, 0, 5], cu_seqlens=cu,
+                    final=True, init=init)
+    _check(errs, TOL[torch.float32])

@@ -148,7 +148,7 @@ def chunk_vla(
 
     ``chunk_size``: 16, 32 or 64; ``period`` must be a multiple of it while nudges are on.
     ``backend``: "torch", "triton", or "auto" (Triton for CUDA tensors in fp32, bf16 or fp16 with
-    K, V <= 64, PyTorch otherwise; ``TRITON_CHUNK_VERIFIED_ON_GPU = False`` keeps it on PyTorch).
+    K <= 64 and V <= 128, PyTorch otherwise; ``TRITON_CHUNK_VERIFIED_ON_GPU = False`` keeps it on PyTorch).
     The Sherman-Morrison clamp ``delta_min`` never binds in exact arithmetic (delta >= 1 for SPD A), and
     the chunk form does not apply it. The initial A is symmetrised (A is symmetric by definition).
     """
@@ -191,7 +191,7 @@ TRITON_CHUNK_VERIFIED_ON_GPU = True
 def _triton_takes(dtype: torch.dtype, K: int, V: int) -> bool:
     """Whether the Triton chunk kernels can be imported and take these inputs (dtype, head sizes)."""
     try:
-        from .triton.chunk import MAX_HEAD_DIM, SUPPORTED_DTYPES
+        from .triton.chunk import MAX_K, MAX_V, SUPPORTED_DTYPES
     except Exception:
         return False
-    return dtype in SUPPORTED_DTYPES and max(K, V) <= MAX_HEAD_DIM
+    return dtype in SUPPORTED_DTYPES and K <= MAX_K and V <= MAX_V

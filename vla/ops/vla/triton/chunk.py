@@ -14,15 +14,18 @@ with C1 x C1 factorisations, which keeps the serial A chain short; A is kept onl
 Phase 2 uses chunks of C = chunk_size rows. Only the state chains are sequential over chunks;
 everything else runs one program per (chunk, head). Forward:
 
-  ``_fwd_A_chain``      A at every chunk start (the only serial factorisations, C1 x C1) and, by
-                        default, alpha_hat on the way (FUSE_ALPHA)
-  ``_fwd_alpha``        (FUSE_ALPHA = 0) per chunk: alpha_hat, sub-chunk by sub-chunk from the chunk's A
-  ``_fwd_wy``           per chunk: T, w, uu
+  ``_fwd_newton_alpha`` (the default, CHAIN_SOLVER "auto" resolved to "newton", OVERLAP_CHAIN) the Newton A
+                        chain and the per-chunk write directions in one launch: each chunk's alpha_hat is
+                        computed as soon as the chain has stored the A entering it
+  ``_fwd_A_chain``      (the Cholesky chain) A at every chunk start (the only serial factorisations,
+                        C1 x C1) and, by default, alpha_hat on the way (FUSE_ALPHA)
+  ``_fwd_A_chain_newton``, ``_fwd_alpha``  the Newton chain and the write directions in two launches
+  ``_fwd_wy``           per chunk: T (by 16 x 16 blocks, kept for the backward), w, uu
   ``_fwd_S_chain``      S at every chunk start and the outputs (matrix products only)
 
 Backward, in reverse:
 
-  ``_bwd_prep_dS``      per chunk: T, w and Gc, the part of dS0 not depending on dS1:
+  ``_bwd_prep_dS``      per chunk, from the forward's T: w and Gc, the part of dS0 not depending on dS1:
                         dS0 = dS1 - w^T (alpha_hat dS1) + Gc
   ``_bwd_dS_chain``     dS at every chunk end (products only)
   ``_bwd_phase2``       per chunk: dq, dv, phase 2's d k_hat and d alpha_hat
@@ -32,7 +35,17 @@ Backward, in reverse:
                         sub-chunks (F_b: the part free of dA_{b+1})
   ``_bwd_dA_chain``     dA at every chunk end (products only)
   ``_bwd_phase1_grads`` per chunk: du and dk, sub-chunk by sub-chunk in reverse carrying dA (the A
-                        entering each sub-chunk recomputed from the chunk's)
+                        entering each sub-chunk recomputed from the chunk's, or read from the cache
+                        _bwd_phase1_compose wrote, BWD_CACHE_A)
+  ``_bwd_dA_chain_grads`` (OVERLAP_DA_CHAIN) the last two in one launch, each chunk's du, dk as soon as
+                        the chain has stored the dA at its end
+
+The serial chains run one program per (sequence, head), NH of them (64 at B = 4, H = 16, on an H200's 132
+SMs). In the fused launches, each program takes a ticket from an atomic counter: the first NH tickets run
+the chains, which raise a flag per (chunk, head) once its state is stored; the rest run the per-chunk work
+in the order the chains reach the chunks, each after its flag. A waiting program waits only on programs
+holding earlier tickets, which are already running, so the wait ends; the flags only order the work, and the
+results are bit for bit those of the separate launches (tests/ops/test_chunk_triton.py).
 
 The elimination divides by ``max(pivot, delta_min)``: that is the naive recurrence's clamp, applied
 where the naive loop applies it (the pivot of column i is 1 + u_i^T A_{i-1} u_i). In exact arithmetic
@@ -46,25 +59,26 @@ sit on absolute multiples of C and every nudge falls on one (period is a multipl
 Precision: phase 1 in fp32 (see PHASE1_PRECISION); phase 2's products take their operands rounded
 to the input dtype (bf16 tensor cores for bf16 input) and accumulate in fp32. Saved for the backward:
 alpha_hat (input dtype, [B, T, H, K]), A and S at every chunk start (fp32, [chunks, H, K, K] and
-[chunks, H, K, V]) and, by default, the 16 x 16 R^{-1} of every phase-1 sub-chunk (SAVE_RINV); nothing of
-T x K^2 elements. The forward's A chain is, by default, the Newton chain where a bound allows it
-(CHAIN_SOLVER = "auto"). No atomics: every reduction is done inside one program, so results are
-bit-identical run to run. Token row indices are int64 (T = 1M and beyond).
+[chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, by default, the
+16 x 16 R^{-1} of every phase-1 sub-chunk (SAVE_RINV); nothing of T x K^2 elements. The forward's A chain
+is, by default, the Newton chain where a bound allows it (CHAIN_SOLVER = "auto"). No atomic reductions: every
+reduction is done inside one program, so results are bit-identical run to run (the fused launches' ticket
+counter and flags are atomics, but they only order the work). Token row indices are int64 (T = 1M and beyond).
 
-Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v6*,
+Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v7*,
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
 T = 16k: relative L2 errors 5.8e-3 to 8.1e-3, the size of bf16 rounding; fp32 inputs: 4e-7 to 2e-6;
-fp16: 5e-4 to 8e-4), on ragged cu_seqlens with offsets, K != V, initial and final states, chunks of 16,
-32 and 64 (chunks of 16 with K = 64: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs
-and gradients are bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3
-of the fp32 PyTorch chunk form over all 1M tokens (chunk_triton_v6c_*.json). Where the time goes
-(chunk_triton_v6c_profile.json, chunk_triton_v6c_profile_fwd4k.json; B = 4, H = 16, bf16): forward at
-T = 4096 2.46 ms, of which the serial Newton A chain 0.92, the write directions 0.84, the WY factors 0.55,
-the S chain 0.14; forward+backward at T = 16k about 27 ms, of which the backward's per-chunk phase-1
-kernels 11.2 (compose 6.1, grads 5.1; 255 registers with spills, bound by the latency of small tf32x3
-products), the forward's A chain and write directions 6.9, and the phase-2 kernels, both state chains
-and the dA chain the rest.
+fp16: 5e-4 to 8e-4), on ragged cu_seqlens with offsets, K != V (V = 128 included), initial and final states,
+chunks of 16, 32 and 64 (chunks of 16 with K = 64: right on the H200 only since BWD_SINGLE_STATIC, see there);
+outputs and gradients are bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within
+6.0e-3 of the fp32 PyTorch chunk form over all 1M tokens (chunk_triton_v7d_*.json). Where the time goes
+(chunk_triton_v7d_profile.json, chunk_triton_v7d_profile_fwd4k.json; B = 4, H = 16, K = V = 64, bf16): forward
+at T = 4096 1.90 ms, of which the Newton chain with the write directions 1.49, the WY factors 0.26, the S
+chain 0.14; forward+backward at T = 16k about 22 ms, of which the backward's per-chunk compose kernel 6.2 and
+the dA chain with du, dk 6.6 (255 registers with spills, bound by the latency of small tf32x3 products), the
+forward's chain with the write directions 5.5, and the phase-2 kernels and both state chains the rest
+(WY 1.0, S chain 0.7, dS prep 0.3, dS chain 0.7, phase-2 grads 0.8).
 """
 
 from __future__ import annotations
@@ -115,6 +129,9 @@ BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "4"))
 # 27.18 against 28.02 and 27.99 ms, alternating runs), with the same errors, and passed the float64 smoke
 # (chunk_triton_v6d_smoke_phase2_w4.json).
 ALPHA_WARPS = int(os.environ.get("VLA_ALPHA_WARPS", "4"))
+# Warps of the per-chunk WY factors (_fwd_wy) for V up to 64 (on the H200 at T = 16k, 8 warps made the forward
+# 9.74 against 8.90 ms; chunk_triton_v7a_variants.json).
+WY_WARPS = int(os.environ.get("VLA_WY_WARPS", "4"))
 BWD_PHASE2_WARPS = int(os.environ.get("VLA_BWD_PHASE2_WARPS", "4"))
 # Rows per sub-chunk in the backward's phase-1 kernels (0: PHASE1_CHUNK). The backward recomputes its
 # factors from the A at every chunk start, so it may cut chunks differently from the forward (exact for
@@ -189,19 +206,38 @@ NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
 LAST_CHAIN_SOLVER = None  # the chain the last forward ran ("auto" resolved), for benchmarks to report
 # Largest K and V. At K = 128 the backward's dA chain needs 262 KB and its phase-1 kernel 410 KB of
 # shared memory (the H200 has 227 KB per block), and the forward kernels spill 3-5 KB per thread
-# (ptxas, sm_90a), so 128-wide heads are refused rather than left to fail at launch.
-MAX_HEAD_DIM = 64
+# (ptxas, sm_90a), so K above 64 is refused rather than left to fail at launch. V enters only phase 2
+# (the S and dS chains hold K x V): up to 128, where phase 2's kernels run with P2_WIDE_WARPS warps
+# (ptxas, sm_90a, K = 64, V = 128, chunks of 64: at most 232 registers and no spills with 8 warps in every
+# phase-2 kernel but _bwd_phase2, which spills 1 KB per thread; 4 warps spilled 0.4 to 2.4 KB).
+MAX_K = 64
+MAX_V = 128
+P2_WIDE_WARPS = int(os.environ.get("VLA_P2_WIDE_WARPS", "8"))
 # Input dtypes (computation in fp32 whatever the input; float64 inputs go to the PyTorch chunk form).
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Compute the write directions inside the serial A chain (1) rather than in a separate per-chunk kernel
 # from the A at every chunk start (0). The chain is latency-bound on a few programs, so the extra,
 # independent products can ride along.
 FUSE_ALPHA = int(os.environ.get("VLA_FUSE_ALPHA", "1"))
+# With the Newton chain: run the chain and the per-chunk write directions in one launch (_fwd_newton_alpha), the
+# write directions of a chunk starting as soon as the chain has stored the A entering it (1), rather than in two
+# launches one after the other (0). The chains are NH = sequences x heads programs (64 at B = 4, H = 16) on an H200's
+# 132 SMs, so the other SMs idle while they run. On the H200 (bf16, B = 4, H = 16, T = 16k) the chain and the write
+# directions took 5.70 ms in one launch against 3.53 + 3.38 ms apart; forward 7.75 against 8.94 ms
+# (chunk_triton_v7b_*.json). Also measured and not kept (chunk_triton_v7c_variants.json): the WY factors in the same
+# programs (forward 16.4 ms inlined, 8 KB of spills; 7.71 ms with the bodies as separate device functions), the
+# bodies as separate device functions alone (8.45 ms), 8 warps (10.6 ms).
+OVERLAP_CHAIN = int(os.environ.get("VLA_OVERLAP_CHAIN", "1"))
+# The same for the backward's dA chain and the per-chunk du, dk (_bwd_dA_chain_grads), where the chain's warps
+# (4) equal BWD_PHASE1_WARPS: 6.46 ms in one launch against 1.68 + 5.10 apart; forward+backward 21.95 against
+# 22.61 ms (chunk_triton_v7b_variants.json).
+OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # Every build setting above (each read from the environment variable VLA_<name>), for benchmarks to record.
 SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP32_PRECISION", "BWD_PHASE1_PRECISION",
             "BWD_PHASE1_WARPS", "ALPHA_WARPS", "BWD_PHASE2_WARPS", "BWD_PHASE1_CHUNK", "BWD_FAST_GROUPS",
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
-            "NEWTON_TOL", "FUSE_ALPHA")
+            "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
+            "OVERLAP_DA_CHAIN")
 
 
 def settings() -> dict:
@@ -287,7 +323,12 @@ def _rownorm_bwd(y, n, dy, eps):
 def _head_ctx(cu, shift, chunk_off, T, H, C: tl.constexpr, IS_VARLEN: tl.constexpr):
     """For the chain kernels (grid: sequences x heads, one program walking a head's chunks): the
     program's index, head, sequence bounds, shift, first chunk slot and number of chunks."""
-    i_nh = tl.program_id(0).to(tl.int64)
+    return _head_ctx_of(tl.program_id(0).to(tl.int64), cu, shift, chunk_off, T, H, C, IS_VARLEN)
+
+
+@triton.jit
+def _head_ctx_of(i_nh, cu, shift, chunk_off, T, H, C: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """_head_ctx of (sequence x head) index i_nh."""
     n = i_nh // H
     bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
     s = tl.load(shift + n)
@@ -298,7 +339,12 @@ def _head_ctx(cu, shift, chunk_off, T, H, C: tl.constexpr, IS_VARLEN: tl.constex
 @triton.jit
 def _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN: tl.constexpr):
     """For the per-chunk kernels (grid: chunks x heads): the chunk's sequence, index and rows."""
-    c = tl.program_id(0).to(tl.int64)
+    return _chunk_ctx_of(tl.program_id(0).to(tl.int64), cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+
+
+@triton.jit
+def _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN: tl.constexpr):
+    """_chunk_ctx of chunk c."""
     n = tl.load(chunk_seq + c).to(tl.int64)
     j = tl.load(chunk_idx + c)
     bos, Tn = _seq_bounds(cu, n, T, IS_VARLEN)
@@ -362,17 +408,92 @@ def _cholesky_bwd(dZt, Zt, Rinv, C: tl.constexpr, PREC: tl.constexpr):
     return G, dM
 
 
+@triton.jit
+def _kh_al_rows(k, alpha, bos, jb, s, Tn, H, h, dk, kmask, K: tl.constexpr, eps, DT: tl.constexpr,
+                DOT: tl.constexpr):
+    """The unit keys (rounded to the input dtype) and write directions of 16-row block jb, as phase 2's
+    products take them."""
+    row, valid = _rows(bos, jb, s, Tn, H, h, 16)
+    offs = row[:, None] * K + dk[None, :]
+    m2 = valid[:, None] & kmask[None, :]
+    Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
+    return Kh.to(DT).to(DOT), tl.load(alpha + offs, mask=m2, other=0.0).to(DOT)
+
+
+@triton.jit
+def _store_tile16(ptr, i: tl.constexpr, j: tl.constexpr, X, C: tl.constexpr):
+    r = tl.arange(0, 16)
+    tl.store(ptr + (16 * i + r)[:, None] * C + (16 * j + r)[None, :], X.to(ptr.dtype.element_ty))
+
+
+@triton.jit
+def _wy_inverse(k, alpha, tslot, bos, j, s, Tn, H, h, dk, kmask, K: tl.constexpr, C: tl.constexpr, eps,
+                DT: tl.constexpr, DOT: tl.constexpr, PREC: tl.constexpr):
+    """T = (I + tril(K_hat alpha_hat^T, -1))^{-1} of chunk j, written to tslot ([C, C], row-major, in the
+    input dtype, zeros above the diagonal blocks) and read back by every thread of the program. By 16 x 16
+    blocks (C / 16 of them per side): forward substitution on the diagonal blocks (16 steps each, where the
+    whole C x C matrix took C steps of reductions over C x C), then the blocks below the diagonal from
+    T_ib = -T_ii sum_{b <= m < i} L_im T_mb, small fp32 products."""
+    NB: tl.constexpr = C // 16
+    r16 = tl.arange(0, 16)
+    strict = r16[:, None] > r16[None, :]
+    zero = tl.zeros([16, 16], dtype=tl.float32)
+    K0, A0 = _kh_al_rows(k, alpha, bos, j * NB, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
+    D0 = _unit_lower_inverse(tl.where(strict, tl.dot(K0, tl.trans(A0), input_precision=PREC), 0.0), 16)
+    _store_tile16(tslot, 0, 0, D0, C)
+    if NB >= 2:
+        K1, A1 = _kh_al_rows(k, alpha, bos, j * NB + 1, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
+        D1 = _unit_lower_inverse(tl.where(strict, tl.dot(K1, tl.trans(A1), input_precision=PREC), 0.0), 16)
+        L10 = tl.dot(K1, tl.trans(A0), input_precision=PREC)
+        T10 = -tl.dot(D1, tl.dot(L10, D0, input_precision="ieee"), input_precision="ieee")
+        _store_tile16(tslot, 0, 1, zero, C)
+        _store_tile16(tslot, 1, 0, T10, C)
+        _store_tile16(tslot, 1, 1, D1, C)
+    if NB == 4:
+        K2, A2 = _kh_al_rows(k, alpha, bos, j * NB + 2, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
+        K3, A3 = _kh_al_rows(k, alpha, bos, j * NB + 3, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
+        D2 = _unit_lower_inverse(tl.where(strict, tl.dot(K2, tl.trans(A2), input_precision=PREC), 0.0), 16)
+        D3 = _unit_lower_inverse(tl.where(strict, tl.dot(K3, tl.trans(A3), input_precision=PREC), 0.0), 16)
+        L20 = tl.dot(K2, tl.trans(A0), input_precision=PREC)
+        L21 = tl.dot(K2, tl.trans(A1), input_precision=PREC)
+        L30 = tl.dot(K3, tl.trans(A0), input_precision=PREC)
+        L31 = tl.dot(K3, tl.trans(A1), input_precision=PREC)
+        L32 = tl.dot(K3, tl.trans(A2), input_precision=PREC)
+        T21 = -tl.dot(D2, tl.dot(L21, D1, input_precision="ieee"), input_precision="ieee")
+        T20 = -tl.dot(D2, tl.dot(L20, D0, input_precision="ieee") + tl.dot(L21, T10, input_precision="ieee"),
+                      input_precision="ieee")
+        T32 = -tl.dot(D3, tl.dot(L32, D2, input_precision="ieee"), input_precision="ieee")
+        T31 = -tl.dot(D3, tl.dot(L31, D1, input_precision="ieee") + tl.dot(L32, T21, input_precision="ieee"),
+                      input_precision="ieee")
+        T30 = -tl.dot(D3, tl.dot(L30, D0, input_precision="ieee") + tl.dot(L31, T10, input_precision="ieee")
+                      + tl.dot(L32, T20, input_precision="ieee"), input_precision="ieee")
+        for jj in tl.static_range(2, 4):
+            _store_tile16(tslot, 0, jj, zero, C)
+            _store_tile16(tslot, 1, jj, zero, C)
+        _store_tile16(tslot, 2, 3, zero, C)
+        _store_tile16(tslot, 2, 0, T20, C)
+        _store_tile16(tslot, 2, 1, T21, C)
+        _store_tile16(tslot, 2, 2, D2, C)
+        _store_tile16(tslot, 3, 0, T30, C)
+        _store_tile16(tslot, 3, 1, T31, C)
+        _store_tile16(tslot, 3, 2, T32, C)
+        _store_tile16(tslot, 3, 3, D3, C)
+    tl.debug_barrier()  # the tiles above were stored by other threads of this program
+    r = tl.arange(0, C)
+    return tl.load(tslot + r[:, None] * C + r[None, :])
+
+
 # ----------------------------------------------------------------------------------------------
 # forward
 # ----------------------------------------------------------------------------------------------
 
 @triton.jit
-def _A_chain_start(A_init, cu, shift, base, chunk_off, T, H, inv_lambda0,
+def _A_chain_start(i_nh, A_init, cu, shift, base, chunk_off, T, H, inv_lambda0,
                    K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, HAS_A0: tl.constexpr,
                    IS_VARLEN: tl.constexpr):
     """What both forward A chains start from: the head's context (_head_ctx), the sequence's base
     position, the K x K index grid and the A entering the sequence."""
-    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(i_nh, cu, shift, chunk_off, T, H, C, IS_VARLEN)
     b0 = tl.load(base + n)
     dk = tl.arange(0, BK)
     kmask = dk < K
@@ -396,7 +517,8 @@ def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, rinv, cu, shift, base, 
     head) and, with FUSE_ALPHA, the write directions. The next sub-chunk's rows are loaded before the
     current one is factorised, so the loads stay off the serial path."""
     i_nh, h, bos, Tn, s, b0, c0, NT, dk, kmask, kk, kkmask, eyeK, A = _A_chain_start(
-        A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, C, HAS_A0, IS_VARLEN)
+        tl.program_id(0).to(tl.int64), A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, C, HAS_A0,
+        IS_VARLEN)
     NB: tl.constexpr = C // SUB
     NS = NT * NB  # sub-chunks, the last chunk's padding included
     row, valid = _rows(bos, 0, s, Tn, H, h, SUB)
@@ -451,8 +573,20 @@ def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off
     and squares every iteration: the loop runs until e0^(2^n) <= tol, the iterations but the last two
     in one tf32 pass (Newton-Schulz corrects its own rounding), the last two in tf32x3. Only matrix
     products: on tensor cores, where the 16-step eliminations of _fwd_A_chain wait on reductions."""
+    _newton_chain(tl.program_id(0).to(tl.int64), u, A_init, A_chunks, A_final, A_final, cu, shift, base, chunk_off,
+                  T, H, nudge_eps, inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, False)
+
+
+@triton.jit
+def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, chunk_off, T, H, nudge_eps,
+                  inv_lambda0, period, tol, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                  HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
+                  NUDGE: tl.constexpr, SIGNAL: tl.constexpr):
+    """The Newton chain of (sequence x head) i_nh (_fwd_A_chain_newton). SIGNAL: after each A entering a
+    chunk is stored, set that chunk's flag (flags[chunk * H + head] = 1, with release semantics) for the
+    programs of _fwd_newton_alpha that wait on it."""
     i_nh, h, bos, Tn, s, b0, c0, NT, dk, kmask, kk, kkmask, eyeK, A = _A_chain_start(
-        A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, C, HAS_A0, IS_VARLEN)
+        i_nh, A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, C, HAS_A0, IS_VARLEN)
     r = tl.arange(0, C)
     eyeC = (r[:, None] == r[None, :]).to(tl.float32)
     row, valid = _rows(bos, 0, s, Tn, H, h, C)
@@ -460,6 +594,9 @@ def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off
     j = 0
     while j < NT:
         tl.store(A_chunks + ((c0 + j) * H + h) * K * K + kk, A, mask=kkmask)
+        if SIGNAL:
+            tl.debug_barrier()  # every thread's part of A is stored before the flag is set
+            tl.atomic_xchg(flags + (c0 + j) * H + h, 1, sem="release")
         U = U_next.to(tl.float32)
         row, valid = _rows(bos, j + 1, s, Tn, H, h, C)
         U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
@@ -496,8 +633,16 @@ def _fwd_alpha(u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, 
                IS_VARLEN: tl.constexpr, PREC: tl.constexpr, SAVE_RINV: tl.constexpr):
     """Per chunk, in parallel: the write directions alpha_hat, sub-chunk by sub-chunk from the A
     entering the chunk."""
-    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    h = tl.program_id(1).to(tl.int64)
+    _alpha_chunk(tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), u, k, alpha, A_chunks, rinv, cu,
+                 shift, chunk_seq, chunk_idx, T, H, eps, delta_min, K, BK, C, SUB, IS_VARLEN, PREC, SAVE_RINV)
+
+
+@triton.jit
+def _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
+                 K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                 IS_VARLEN: tl.constexpr, PREC: tl.constexpr, SAVE_RINV: tl.constexpr):
+    """_fwd_alpha's work for chunk c, head h."""
+    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
@@ -518,14 +663,49 @@ def _fwd_alpha(u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, 
 
 
 @triton.jit
-def _fwd_wy(k, v, alpha, w, uu, cu, shift, chunk_seq, chunk_idx, T, H, eps,
+def _fwd_newton_alpha(u, k, alpha, A_init, A_chunks, A_final, rinv, sync, order, cu, shift, base, chunk_off,
+                      chunk_seq, chunk_idx, T, H, NH, eps, delta_min, nudge_eps, inv_lambda0, period, tol,
+                      K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                      HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
+                      NUDGE: tl.constexpr, PREC: tl.constexpr, SAVE_RINV: tl.constexpr):
+    """The Newton chain and the write directions in one launch (OVERLAP_CHAIN), so that the per-chunk write
+    directions run on the SMs the NH serial chains leave idle, each as soon as its chunk's A is stored.
+    Grid: NH + chunks x heads programs. Each program first takes a ticket (sync[0], an atomic counter):
+    tickets below NH run the chains (_newton_chain, which sets a chunk's flag, sync[1 + chunk * H + head],
+    once the A entering it is stored); the others the write directions of one (chunk, head), in order of
+    the chunk's position in its sequence (``order``), after waiting for that chunk's flag. A program waits
+    only on chains whose tickets were all handed out before its own, to programs already running, so the
+    wait always ends. The flags only order the work: every result is computed as by _fwd_A_chain_newton
+    and _fwd_alpha, bit for bit."""
+    t = tl.atomic_add(sync, 1).to(tl.int64)
+    if t < NH:
+        _newton_chain(t, u, A_init, A_chunks, A_final, sync + 1, cu, shift, base, chunk_off, T, H, nudge_eps,
+                      inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, True)
+    else:
+        c = tl.load(order + (t - NH) // H).to(tl.int64)
+        h = (t - NH) % H
+        while tl.atomic_add(sync + 1 + c * H + h, 0, sem="acquire") == 0:
+            pass
+        _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
+                     K, BK, C, SUB, IS_VARLEN, PREC, SAVE_RINV)
+
+
+@triton.jit
+def _fwd_wy(k, v, alpha, w, uu, Tmat, cu, shift, chunk_seq, chunk_idx, T, H, eps,
             K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
             IS_VARLEN: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
     """Per phase-2 chunk, in parallel: the WY factors w = T K_hat and uu = T V with
-    T = (I + tril(K_hat alpha_hat^T, -1))^{-1}."""
-    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    h = tl.program_id(1).to(tl.int64)
-    r = tl.arange(0, C)
+    T = (I + tril(K_hat alpha_hat^T, -1))^{-1}, which is kept in Tmat for the backward."""
+    _wy_chunk(tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), k, v, alpha, w, uu, Tmat, cu, shift,
+              chunk_seq, chunk_idx, T, H, eps, K, BK, V, BV, C, IS_VARLEN, PREC, DOT)
+
+
+@triton.jit
+def _wy_chunk(c, h, k, v, alpha, w, uu, Tmat, cu, shift, chunk_seq, chunk_idx, T, H, eps,
+              K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+              IS_VARLEN: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
+    """_fwd_wy's work for chunk c, head h."""
+    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     dk = tl.arange(0, BK)
     dv = tl.arange(0, BV)
     kmask = dk < K
@@ -536,11 +716,10 @@ def _fwd_wy(k, v, alpha, w, uu, cu, shift, chunk_seq, chunk_idx, T, H, eps,
     offs_v = row[:, None] * V + dv[None, :]
     mv = valid[:, None] & vmask[None, :]
     DT: tl.constexpr = alpha.dtype.element_ty
+    Ti = _wy_inverse(k, alpha, Tmat + (c * H + h) * C * C, bos, j, s, Tn, H, h, dk, kmask, K, C, eps, DT, DOT,
+                     PREC).to(DOT)
     Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
     Khd = Kh.to(DT).to(DOT)
-    Ald = tl.load(alpha + offs, mask=m2, other=0.0).to(DOT)
-    Lm = tl.where(r[:, None] > r[None, :], tl.dot(Khd, tl.trans(Ald), input_precision=PREC), 0.0)
-    Ti = _unit_lower_inverse(Lm, C).to(DT).to(DOT)
     Vv = tl.load(v + offs_v, mask=mv, other=0.0).to(DOT)
     tl.store(w + offs, tl.dot(Ti, Khd, input_precision=PREC).to(DT), mask=m2)
     tl.store(uu + offs_v, tl.dot(Ti, Vv, input_precision=PREC).to(DT), mask=mv)
@@ -600,8 +779,8 @@ def _fwd_S_chain(q, alpha, w, uu, o, S_init, S_chunks, S_final, cu, shift, chunk
 def _bwd_prep_dS(q, k, alpha, do, w, Tmat, Gc, cu, shift, chunk_seq, chunk_idx, T, H, scale, eps,
                  K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  IS_VARLEN: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
-    """Per chunk: T = (I + L)^{-1} (kept), w = T K_hat (kept), and the part of dS0 that does not
-    depend on dS1: Gc = scale (Q^T dO - w^T tril(Q alpha^T)^T dO), so that dS0 = dS1 - w^T alpha dS1 + Gc."""
+    """Per chunk, from the forward's T = (I + L)^{-1}: w = T K_hat (kept), and the part of dS0 that does
+    not depend on dS1: Gc = scale (Q^T dO - w^T tril(Q alpha^T)^T dO), so that dS0 = dS1 - w^T alpha dS1 + Gc."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
     r = tl.arange(0, C)
@@ -620,10 +799,7 @@ def _bwd_prep_dS(q, k, alpha, do, w, Tmat, Gc, cu, shift, chunk_seq, chunk_idx, 
     Khd = Kh.to(DT).to(DOT)
     Al = tl.load(alpha + offs_k, mask=mk, other=0.0).to(DOT)
     dO = tl.load(do + offs_v, mask=mv, other=0.0).to(DT).to(DOT)
-    Lm = tl.where(r[:, None] > r[None, :], tl.dot(Khd, tl.trans(Al), input_precision=PREC), 0.0)
-    Ti = _unit_lower_inverse(Lm, C).to(DT)
-    tl.store(Tmat + (c * H + h) * C * C + r[:, None] * C + r[None, :], Ti)
-    Ti = Ti.to(DOT)
+    Ti = tl.load(Tmat + (c * H + h) * C * C + r[:, None] * C + r[None, :]).to(DOT)
     Wd = tl.dot(Ti, Khd, input_precision=PREC).to(DT)
     tl.store(w + offs_k, Wd, mask=mk)
     Pq = tl.where(r[:, None] >= r[None, :], tl.dot(Q, tl.trans(Al), input_precision=PREC), 0.0).to(DT).to(DOT)
@@ -750,19 +926,24 @@ def _phase1_sub_bwd(u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexp
 
 
 @triton.jit
-def _compose_sub(u, k, dal, A, Q, G, eyeK, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexpr, SUB: tl.constexpr,
+def _compose_sub(u, k, dal, A, Q, G, bos, i, s, Tn, H, h, dk, kmask, K: tl.constexpr, SUB: tl.constexpr,
                  eps, delta_min, PREC: tl.constexpr, P_WDIR: tl.constexpr, P_CHOL: tl.constexpr,
                  P_MAIN: tl.constexpr, rptr, HAS_RINV: tl.constexpr):
     """_bwd_phase1_compose's step over sub-chunk i: the A after it, and Q, G composed with its P, F."""
     offs, m2, U, Kh, nk, Wt, Rinv, Zt, da, dKZ, dZt0 = _phase1_sub_bwd(
         u, k, dal, A, bos, i, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min, PREC, P_WDIR, rptr, HAS_RINV)
     Gz, dM = _cholesky_bwd(dZt0, Zt, Rinv, SUB, P_CHOL)
-    X = tl.dot(tl.trans(da), Kh, input_precision=P_MAIN) + tl.dot(tl.trans(U), Gz, input_precision=P_MAIN)
-    F = (0.5 * (X + tl.trans(X))
-         + tl.dot(tl.trans(U), tl.dot(dM, U, input_precision=P_MAIN), input_precision=P_MAIN))
-    P = eyeK - tl.dot(tl.trans(Zt), tl.dot(Rinv, U, input_precision=P_MAIN), input_precision=P_MAIN)
-    G = G + tl.dot(tl.trans(Q), tl.dot(F, Q, input_precision=P_MAIN), input_precision=P_MAIN)
-    Q = tl.dot(P, Q, input_precision=P_MAIN)
+    # F = sym(da^T Kh + U^T Gz) + U^T dM U and P - I = -Zt^T R^{-1} U have rank <= 2 SUB, so Q^T F Q and P Q come
+    # from the SUB-row products da Q, Kh Q, U Q, Gz Q, with no K x K x K product (on the H200 this needs 48 KB of
+    # shared memory where forming F and P needed 104 KB; forward+backward at T = 16k 22.2 against 22.5 ms,
+    # chunk_triton_v7d_variants.json)
+    UQ = tl.dot(U, Q, input_precision=P_MAIN)
+    Y = (tl.dot(tl.trans(tl.dot(da, Q, input_precision=P_MAIN)), tl.dot(Kh, Q, input_precision=P_MAIN),
+                input_precision=P_MAIN)
+         + tl.dot(tl.trans(UQ), tl.dot(Gz, Q, input_precision=P_MAIN), input_precision=P_MAIN))
+    G = (G + 0.5 * (Y + tl.trans(Y))
+         + tl.dot(tl.trans(UQ), tl.dot(dM, UQ, input_precision=P_MAIN), input_precision=P_MAIN))
+    Q = Q - tl.dot(tl.trans(Zt), tl.dot(Rinv, UQ, input_precision=P_MAIN), input_precision=P_MAIN)
     A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
     return A, Q, G
 
@@ -788,12 +969,12 @@ def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, cu, shift
     Q = eyeK
     G = tl.zeros([BK, BK], dtype=tl.float32)
     if SINGLE_STATIC and C // SUB == 1:  # one sub-chunk: no loop (see BWD_SINGLE_STATIC)
-        A, Q, G = _compose_sub(u, k, dal, A, Q, G, eyeK, bos, j, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min,
+        A, Q, G = _compose_sub(u, k, dal, A, Q, G, bos, j, s, Tn, H, h, dk, kmask, K, SUB, eps, delta_min,
                                PREC, P_WDIR, P_CHOL, P_MAIN, _rinv_tile(rinv, c, H, h, 1, 0, SUB), HAS_RINV)
     else:
         b = 0
         while b < C // SUB:  # a runtime loop: one copy of the body (unrolled, it overflowed shared memory)
-            A, Q, G = _compose_sub(u, k, dal, A, Q, G, eyeK, bos, j * (C // SUB) + b, s, Tn, H, h, dk, kmask, K,
+            A, Q, G = _compose_sub(u, k, dal, A, Q, G, bos, j * (C // SUB) + b, s, Tn, H, h, dk, kmask, K,
                                    SUB, eps, delta_min, PREC, P_WDIR, P_CHOL, P_MAIN,
                                    _rinv_tile(rinv, c, H, h, C // SUB, b, SUB), HAS_RINV)
             if CACHE_A:  # the A entering sub-chunk b + 1 (none after the last)
@@ -810,7 +991,17 @@ def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, cu, shift, chunk_off
                   HAS_DAF: tl.constexpr, STORE_DA0: tl.constexpr, IS_VARLEN: tl.constexpr,
                   PREC: tl.constexpr):
     """dA at every chunk end, in reverse: dA0 = P^T dA1 P + F (a nudge passes dA through)."""
-    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
+    _dA_chain(tl.program_id(0).to(tl.int64), Fbuf, Pbuf, dA_chunks, dA_final, dA_init, dA_init, cu, shift, chunk_off,
+              T, H, K, BK, C, HAS_DAF, STORE_DA0, IS_VARLEN, PREC, False)
+
+
+@triton.jit
+def _dA_chain(i_nh, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, flags, cu, shift, chunk_off, T, H,
+              K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, HAS_DAF: tl.constexpr, STORE_DA0: tl.constexpr,
+              IS_VARLEN: tl.constexpr, PREC: tl.constexpr, SIGNAL: tl.constexpr):
+    """The dA chain of (sequence x head) i_nh (_bwd_dA_chain). SIGNAL: set a chunk's flag (flags[chunk * H +
+    head] = 1, release) once the dA at its end is stored, for _bwd_dA_chain_grads."""
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(i_nh, cu, shift, chunk_off, T, H, C, IS_VARLEN)
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
@@ -826,6 +1017,9 @@ def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, cu, shift, chunk_off
     F_next = tl.load(Fbuf + slot, mask=kkmask & (j >= 0), other=0.0)
     while j >= 0:  # the coefficients of chunk j - 1 are loaded while chunk j's products run
         tl.store(dA_chunks + slot, dA, mask=kkmask)
+        if SIGNAL:
+            tl.debug_barrier()  # every thread's part of dA is stored before the flag is set
+            tl.atomic_xchg(flags + (c0 + j) * H + h, 1, sem="release")
         P = P_next
         F = F_next
         slot = ((c0 + tl.maximum(j - 1, 0)) * H + h) * K * K + kk
@@ -869,8 +1063,20 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, r
                       SINGLE_STATIC: tl.constexpr, HAS_RINV: tl.constexpr):
     """Per chunk, given dA at its end: du and dk, sub-chunk by sub-chunk in reverse, carrying dA
     through the sub-chunks (the A entering each sub-chunk is recomputed from the chunk's)."""
-    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    h = tl.program_id(1).to(tl.int64)
+    _grads_chunk(tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), u, k, dal, dkh, du, dk_out, A_chunks,
+                 dA_chunks, Acache, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min, K, BK, C, SUB,
+                 IS_VARLEN, PREC, CACHE_A, P_WDIR, P_CHOL, P_MAIN, SINGLE_STATIC, HAS_RINV)
+
+
+@triton.jit
+def _grads_chunk(c, h, u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, rinv, cu, shift, chunk_seq, chunk_idx,
+                 T, H, eps, delta_min,
+                 K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                 IS_VARLEN: tl.constexpr, PREC: tl.constexpr, CACHE_A: tl.constexpr,
+                 P_WDIR: tl.constexpr, P_CHOL: tl.constexpr, P_MAIN: tl.constexpr,
+                 SINGLE_STATIC: tl.constexpr, HAS_RINV: tl.constexpr):
+    """_bwd_phase1_grads's work for chunk c, head h."""
+    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
@@ -906,6 +1112,33 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, r
             bb -= 1
 
 
+@triton.jit
+def _bwd_dA_chain_grads(u, k, dal, dkh, du, dk_out, A_chunks, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, Acache, rinv,
+                        sync, rorder, cu, shift, chunk_off, chunk_seq, chunk_idx, T, H, NH, eps, delta_min,
+                        K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                        HAS_DAF: tl.constexpr, STORE_DA0: tl.constexpr, IS_VARLEN: tl.constexpr,
+                        DA_PREC: tl.constexpr, PREC: tl.constexpr, CACHE_A: tl.constexpr,
+                        P_WDIR: tl.constexpr, P_CHOL: tl.constexpr, P_MAIN: tl.constexpr,
+                        SINGLE_STATIC: tl.constexpr, HAS_RINV: tl.constexpr):
+    """The dA chain and the per-chunk du, dk in one launch (OVERLAP_DA_CHAIN), as _fwd_newton_alpha does
+    for the forward: tickets below NH run the chains (_dA_chain, which sets a chunk's flag once the dA at its
+    end is stored), the others _grads_chunk of one (chunk, head), in the order the chains reach the chunks
+    (``rorder``: last chunks first), after waiting for that chunk's flag. Results are bit for bit those of
+    _bwd_dA_chain and _bwd_phase1_grads."""
+    t = tl.atomic_add(sync, 1).to(tl.int64)
+    if t < NH:
+        _dA_chain(t, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, sync + 1, cu, shift, chunk_off, T, H, K, BK, C,
+                  HAS_DAF, STORE_DA0, IS_VARLEN, DA_PREC, True)
+    else:
+        c = tl.load(rorder + (t - NH) // H).to(tl.int64)
+        h = (t - NH) % H
+        while tl.atomic_add(sync + 1 + c * H + h, 0, sem="acquire") == 0:
+            pass
+        _grads_chunk(c, h, u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, rinv, cu, shift, chunk_seq,
+                     chunk_idx, T, H, eps, delta_min, K, BK, C, SUB, IS_VARLEN, PREC, CACHE_A, P_WDIR, P_CHOL,
+                     P_MAIN, SINGLE_STATIC, HAS_RINV)
+
+
 # ----------------------------------------------------------------------------------------------
 # Python side
 # ----------------------------------------------------------------------------------------------
@@ -923,6 +1156,11 @@ def _dot_dtype(dtype):
 
 def _p2_prec(dtype):
     return PHASE2_FP32_PRECISION if dtype == torch.float32 else "ieee"
+
+
+def _p2_warps(BV: int, warps: int = 4) -> int:
+    """Warps of a phase-2 kernel: ``warps`` for V up to 64, at least P2_WIDE_WARPS above (see MAX_V)."""
+    return warps if BV <= 64 else max(warps, P2_WIDE_WARPS)
 
 
 def _pow2(x: int) -> int:
@@ -950,10 +1188,17 @@ class _Layout:
         self.total_chunks = NC = int(nchunks.sum())
         seq = torch.repeat_interleave(torch.arange(N, dtype=torch.int64), nchunks)
         idx = torch.arange(NC, dtype=torch.int64) - chunk_off.repeat_interleave(nchunks)
-        # two host-to-device copies rather than five (a copy from pageable memory waits for the device)
-        dev32 = torch.cat([seq, idx, shift]).to(torch.int32).to(device)
+        # the chunks in order of their position in their sequence (then of the sequence): the order in which
+        # the serial chains reach them (_fwd_newton_alpha)
+        order = torch.argsort(idx * N + seq)
+        # and in the order the backward's reverse chains reach them (_bwd_dA_chain_grads)
+        rorder = torch.argsort((nchunks[seq] - 1 - idx) * N + seq)
+        # two host-to-device copies rather than seven (a copy from pageable memory waits for the device)
+        dev32 = torch.cat([seq, idx, order, rorder, shift]).to(torch.int32).to(device)
         dev64 = torch.cat([offsets - shift, chunk_off, torch.zeros(1, dtype=torch.int64)]).to(device)
-        self.chunk_seq, self.chunk_idx, self.shift = dev32[:NC], dev32[NC:2 * NC], dev32[2 * NC:]
+        self.chunk_seq, self.chunk_idx = dev32[:NC], dev32[NC:2 * NC]
+        self.order, self.rorder = dev32[2 * NC:3 * NC], dev32[3 * NC:4 * NC]
+        self.shift = dev32[4 * NC:]
         self.base, self.chunk_off = dev64[:N], dev64[N:2 * N]
         if self.cu is None:
             self.cu = dev64[2 * N:]  # unused
@@ -1048,7 +1293,19 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     # the R^{-1} of every phase-1 sub-chunk, for the backward (SAVE_RINV; only while training)
     rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32) if (save and SAVE_RINV) else None
     chain_saves = rinv is not None and not newton and bool(FUSE_ALPHA)
-    if newton:
+    w = torch.empty_like(k)
+    uu = torch.empty_like(v)
+    Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)  # (I + L)^{-1} per chunk; kept for the backward
+    DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
+    if newton and OVERLAP_CHAIN:
+        sync = torch.zeros(1 + NC * H, dtype=torch.int32, device=dev)  # ticket counter, then one flag per (chunk, head)
+        _fwd_newton_alpha[(N * H + NC * H,)](
+            u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, rinv if rinv is not None else A_chunks,
+            sync, lay.order, lay.cu, lay.shift, lay.base, lay.chunk_off, lay.chunk_seq, lay.chunk_idx, T, H, N * H,
+            eps, delta_min, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, SUB=SUB,
+            HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
+            PREC=PHASE1_PRECISION, SAVE_RINV=rinv is not None, num_warps=ALPHA_WARPS)
+    elif newton:
         _fwd_A_chain_newton[(N * H,)](
             u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
             T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
@@ -1060,30 +1317,27 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
             lay.chunk_off, T, H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=SUB,
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
             FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, SAVE_RINV=chain_saves, num_warps=CHAIN_WARPS)
-    if newton or not FUSE_ALPHA:
+    if (newton and not OVERLAP_CHAIN) or (not newton and not FUSE_ALPHA):
         _fwd_alpha[(NC, H)](
             u, k, alpha, A_chunks, rinv if rinv is not None else A_chunks, lay.cu, lay.shift, lay.chunk_seq,
             lay.chunk_idx, T, H, eps, delta_min, K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen,
             PREC=PHASE1_PRECISION, SAVE_RINV=rinv is not None, num_warps=ALPHA_WARPS)
     # phase 2: WY factors, then the S chain and the outputs
-    w = torch.empty_like(k)
-    uu = torch.empty_like(v)
-    DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
     _fwd_wy[(NC, H)](
-        k, v, alpha, w, uu, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps,
-        K=K, BK=BK, V=V, BV=BV, C=C, IS_VARLEN=lay.is_varlen, PREC=P2, DOT=DOT, num_warps=4)
+        k, v, alpha, w, uu, Tmat, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps,
+        K=K, BK=BK, V=V, BV=BV, C=C, IS_VARLEN=lay.is_varlen, PREC=P2, DOT=DOT, num_warps=_p2_warps(BV, WY_WARPS))
     o = torch.empty_like(v)
     S_chunks = torch.empty(NC, H, K, V, **f32) if save else A_chunks
     S_final = torch.empty(N, H, K, V, **f32) if want_final else A_chunks
     _fwd_S_chain[(N * H,)](
         q, alpha, w, uu, o, S0 if S0 is not None else A_chunks, S_chunks, S_final, lay.cu, lay.shift,
         lay.chunk_off, T, H, scale, K=K, BK=BK, V=V, BV=BV, C=C, HAS_S0=S0 is not None,
-        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=4)
+        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=_p2_warps(BV))
     final = (S_final, A_final) if want_final else None
-    return o, final, alpha, A_chunks, (S_chunks if save else None), rinv
+    return o, final, alpha, A_chunks, (S_chunks if save else None), rinv, (Tmat if save else None)
 
 
-def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, do, dS_final, dA_final, lay, has_S0, has_A0,
+def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, dA_final, lay, has_S0, has_A0,
               *, scale, delta_min, eps):
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -1098,23 +1352,22 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, do, dS_final, dA_fina
     per_chunk = (lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H)
     # phase 2: per-chunk factors, the dS chain, per-chunk gradients
     w = torch.empty_like(k)
-    Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)
     Gc = torch.empty(NC, H, K, V, **f32)
     _bwd_prep_dS[(NC, H)](q, k, alpha, do, w, Tmat, Gc, *per_chunk, scale, eps,
-                          K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=4, **common)
+                          K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BV), **common)
     dS_chunks = torch.empty(NC, H, K, V, **f32)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     _bwd_dS_chain[(N * H,)](
         alpha, w, Gc, dS_chunks, dS_final if dS_final is not None else Gc, dS0 if has_S0 else Gc,
         lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, V=V, BV=BV, C=C,
-        HAS_DSF=dS_final is not None, STORE_DS0=has_S0, PREC=P2, DOT=DOT, num_warps=4, **common)
+        HAS_DSF=dS_final is not None, STORE_DS0=has_S0, PREC=P2, DOT=DOT, num_warps=_p2_warps(BV), **common)
     del Gc, w
     dq = torch.empty_like(q)
     dv = torch.empty_like(v)
     dkh = torch.empty(q.shape, **f32)
     dal = torch.empty(q.shape, **f32)
     _bwd_phase2[(NC, H)](q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, *per_chunk, scale, eps,
-                         K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=BWD_PHASE2_WARPS, **common)
+                         K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BV, BWD_PHASE2_WARPS), **common)
     del Tmat, dS_chunks
     # phase 1: the dA chain's coefficients per chunk, the chain, then du and dk per chunk
     Fbuf = torch.empty(NC, H, K, K, **f32)
@@ -1131,16 +1384,25 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, do, dS_final, dA_fina
                                  **common)
     dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
-    _bwd_dA_chain[(N * H,)](
-        Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf,
-        lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, HAS_DAF=dA_final is not None,
-        STORE_DA0=has_A0, PREC=DA_CHAIN_PRECISION, num_warps=4, **common)
     dk = torch.empty_like(k)
     du = torch.empty_like(u)
-    _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, Acache, rinv, *per_chunk, eps,
-                               delta_min, K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
-                               HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **groups,
-                               **common)
+    chain = dict(HAS_DAF=dA_final is not None, STORE_DA0=has_A0)
+    p1 = dict(K=K, BK=BK, C=C, PREC=BWD_PHASE1_PRECISION, **common)
+    if OVERLAP_DA_CHAIN and BWD_PHASE1_WARPS == 4:
+        sync = torch.zeros(1 + NC * H, dtype=torch.int32, device=dev)  # ticket counter, then one flag per (chunk, head)
+        _bwd_dA_chain_grads[(N * H + NC * H,)](
+            u, k, dal, dkh, du, dk, A_chunks, Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf,
+            dA0 if has_A0 else Fbuf, Acache, rinv, sync, lay.rorder, lay.cu, lay.shift, lay.chunk_off, lay.chunk_seq,
+            lay.chunk_idx, T, H, N * H, eps, delta_min, SUB=SUB, CACHE_A=cache_a, HAS_RINV=has_rinv,
+            DA_PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **groups, **p1)
+    else:
+        _bwd_dA_chain[(N * H,)](
+            Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf,
+            lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4,
+            **chain, **common)
+        _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, Acache, rinv, *per_chunk, eps,
+                                   delta_min, SUB=SUB, CACHE_A=cache_a, HAS_RINV=has_rinv,
+                                   num_warps=BWD_PHASE1_WARPS, **groups, **p1)
     del Fbuf, Pbuf
     return dq, dk, dv, du, dS0, dA0
 
@@ -1152,10 +1414,10 @@ class ChunkVLAFunction(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         B, T = q.shape[:2]
         lay = _layout(B, T, offsets, cu_seqlens, C, nudge_eps, q.device)
-        o, final, alpha, A_chunks, S_chunks, rinv = _forward(
+        o, final, alpha, A_chunks, S_chunks, rinv, Tmat = _forward(
             q, k, v, u, S0, A0, lay, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
             delta_min=delta_min, eps=eps, want_final=output_final_state, save=True, norms=norms)
-        ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv)
+        ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat)
         ctx.lay = lay
         ctx.hyper = dict(scale=scale, delta_min=delta_min, eps=eps)
         ctx.init = ((None if S0 is None else S0.dtype), (None if A0 is None else A0.dtype))
@@ -1165,7 +1427,7 @@ class ChunkVLAFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dS_final, dA_final):
-        q, k, v, u, alpha, A_chunks, S_chunks, rinv = ctx.saved_tensors
+        q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat = ctx.saved_tensors
         do = torch.zeros_like(v) if do is None else do.contiguous()
         if dS_final is not None:
             dS_final = dS_final.contiguous().float()
@@ -1173,7 +1435,7 @@ class ChunkVLAFunction(torch.autograd.Function):
             dA_final = dA_final.contiguous().float()
         s_dt, a_dt = ctx.init
         dq, dk, dv, du, dS0, dA0 = _backward(
-            q, k, v, u, alpha, A_chunks, S_chunks, rinv, do, dS_final, dA_final, ctx.lay, s_dt is not None,
+            q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, dA_final, ctx.lay, s_dt is not None,
             a_dt is not None, **ctx.hyper)
         if dS0 is not None:
             dS0 = dS0.to(s_dt)
@@ -1216,8 +1478,8 @@ def chunk_vla_triton(
         raise ValueError(f"q, k, v, u: the Triton chunk kernels take {sorted(str(d) for d in SUPPORTED_DTYPES)}, "
                          f"got {q.dtype} (use backend='torch' for float64)")
     K, V = q.shape[-1], v.shape[-1]
-    if K > MAX_HEAD_DIM or V > MAX_HEAD_DIM:
-        raise ValueError(f"head sizes K={K}, V={V}: the Triton chunk kernels support K, V <= {MAX_HEAD_DIM} "
+    if K > MAX_K or V > MAX_V:
+        raise ValueError(f"head sizes K={K}, V={V}: the Triton chunk kernels support K <= {MAX_K} and V <= {MAX_V} "
                          "(use backend='torch', or the fused recurrent op for inference)")
     S0, A0 = initial_state if initial_state is not None else (None, None)
     if A0 is not None:
