@@ -19,6 +19,8 @@ VLA_PHASE1_PRECISION=tf32)
              compute-sanitizer, which names the kernel behind an illegal memory access
 --precision-groups  which groups of the backward phase-1 products take one tf32 pass (errors at T = 16k
              against the fp32 PyTorch chunk form, time at 16k)
+--wide       V = 128 (K = 64): forward and forward+backward time and peak memory at T = 16k (B=4, H=16, bf16),
+             against flash-linear-attention's chunk_delta_rule on the same inputs
 --profile-fwd  the forward at T = 4096 per kernel, Cholesky and Newton chains, and the host-side layout
 --diagnose   the smoke's cases taken apart by dtype, chunk size and build setting (DIAGNOSE)
 --variants   build settings side by side (VARIANTS, or --settings: a JSON list of {setting: value} dicts,
@@ -196,7 +198,8 @@ SMOKE_TOL = {"torch.float32": 1e-5, "torch.bfloat16": 4e-2, "torch.float16": 5e-
 
 def smoke(out):
     res = {"device": torch.cuda.get_device_name(), "cases": [], "settings": tri.settings()}
-    for dtype, K, V, C in ((torch.float32, 64, 32, 64), (torch.bfloat16, 32, 64, 32), (torch.float16, 64, 64, 16)):
+    for dtype, K, V, C in ((torch.float32, 64, 32, 64), (torch.bfloat16, 32, 64, 32), (torch.float16, 64, 64, 16),
+                          (torch.bfloat16, 64, 128, 64)):
         case = smoke_case(dtype, K, V, C)
         res["cases"].append(case)
         print(case, flush=True)
@@ -239,7 +242,7 @@ def diagnose(out):
 
 VARIANTS = [dict(), dict(BWD_PHASE1_WARPS=8), dict(BWD_CACHE_A=0), dict(ALPHA_WARPS=2), dict(ALPHA_WARPS=8),
             dict(BWD_PHASE2_WARPS=4), dict(CHAIN_SOLVER="cholesky"), dict(BWD_PHASE1_WARPS=2),
-            dict(BWD_CACHE_A=0, BWD_PHASE1_WARPS=2)]
+            dict(BWD_CACHE_A=0, BWD_PHASE1_WARPS=2), dict(OVERLAP_CHAIN=0), dict(OVERLAP_DA_CHAIN=0)]
 
 
 def sweep_settings(path, res, settings, measure):
@@ -394,6 +397,26 @@ def timing(out, which):
     write_json(os.path.join(out, f"chunk_triton_time_{which}.json"), res)
 
 
+def wide(out):
+    T, V = 16384, 128
+    res = {"device": torch.cuda.get_device_name(), "B": B, "T": T, "H": H, "K": D, "V": V, "dtype": "bf16",
+           "settings": tri.settings(), "rows": []}
+    xs = inputs(B, T, H, V=V, seed=T)
+    fns = {"vla_chunk_triton": f_vla}
+    try:
+        import fla  # noqa: F401
+        fns["chunk_delta_rule"] = f_dn
+    except ImportError:
+        pass
+    for name, fn in fns.items():
+        for bwd in (False, True):
+            ms, peak = bench(fn, xs, bwd)
+            row = {"name": name, "mode": "fwd+bwd" if bwd else "fwd", "ms": ms, "peak_bytes": peak}
+            res["rows"].append(row)
+            print(row, flush=True)
+            write_json(os.path.join(out, "chunk_triton_wide.json"), res)
+
+
 def profile(out):
     from torch.profiler import ProfilerActivity, profile as tprof
     T = 16384
@@ -510,7 +533,7 @@ def main():
     ap.add_argument("--settings", default=None,
                     help='with --variants: a JSON list of settings dicts instead of VARIANTS, e.g. \'[{}, {"CHAIN_WARPS": 8}]\'')
     for s in ("smoke", "variants", "check", "million", "time", "baselines", "profile", "tf32", "precision_groups",
-              "profile_fwd", "diagnose"):
+              "profile_fwd", "diagnose", "wide"):
         ap.add_argument(f"--{s.replace('_', '-')}", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -521,7 +544,7 @@ def main():
                      ("profile", lambda: profile(a.out)), ("time", lambda: timing(a.out, "vla")),
                      ("baselines", lambda: timing(a.out, "baselines")),
                      ("precision_groups", lambda: precision_groups(a.out)), ("profile_fwd", lambda: profile_fwd(a.out)),
-                     ("diagnose", lambda: diagnose(a.out))):
+                     ("diagnose", lambda: diagnose(a.out)), ("wide", lambda: wide(a.out))):
         if getattr(a, flag):
             try:
                 fn()

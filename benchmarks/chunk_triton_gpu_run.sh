@@ -2,14 +2,15 @@
 # Device calls for issue 6 on an H200, with the shipped build (VLA_* settings from the environment), in two
 # parts that each fit one call (at most 10 minutes):
 #   checks  the small float64 check (ragged cu_seqlens with offsets, K != V, states, fp32 / bf16 / fp16,
-#           chunks of 16 / 32 / 64, every output and gradient; pass: within the interpreter tests' bounds,
+#           chunks of 16 / 32 / 64, V = 128, every output and gradient; pass: within the interpreter tests' bounds,
 #           chunk_triton_dev.SMOKE_TOL), the check at T = 16k (bf16, against the fp32 PyTorch chunk
 #           form, and determinism), the same without the backward's A cache and with CHAIN_SOLVER="cholesky",
 #           T = 1M (B = 1, H = 16: finite, and against the fp32 PyTorch chunk form) and the forward at T = 4096
 #           per kernel; about 5 minutes
 #   timing  the suite (chunk Triton, flash-linear-attention's chunk_delta_rule, causal SDPA, the sequential
-#           loop: same run, same inputs), the build variants side by side (VARIANTS in chunk_triton_dev.py)
-#           and the per-kernel profile; about 6 minutes. The two parts ran side by side on the two GPUs of
+#           loop: same run, same inputs), the build variants side by side (VARIANTS in chunk_triton_dev.py),
+#           the per-kernel profile and V = 128 against DeltaNet (--wide); about 6 minutes. The two parts
+#           ran side by side on the two GPUs of
 #           one nvidia-h200-x2 call (CUDA_VISIBLE_DEVICES=0 and 1) in 7 minutes
 # Usage (repository root, fla importable for timing): bash benchmarks/chunk_triton_gpu_run.sh OUT checks|timing
 set -u
@@ -33,6 +34,7 @@ elif [ "$PART" = timing ]; then
    --no-decode --out "$OUT/suite_h200_chunk.json" 2>&1 | grep -v Warn | tail -3 | cut -c1-300)
 timeout 200 python3 $D --out "$OUT" --variants 2>&1 | grep -E "^\{|Error" | cut -c1-420
 timeout 40 python3 $D --out "$OUT" --profile 2>&1 | grep -E "_chain|_bwd|_fwd|Error" | grep -v "{$" | cut -c1-200
+timeout 60 python3 $D --out "$OUT" --wide 2>&1 | grep -E "^\{|Error" | cut -c1-200
 else
   echo "usage: bash benchmarks/chunk_triton_gpu_run.sh OUT checks|timing" >&2
   exit 2
