@@ -173,6 +173,23 @@ def test_wide_values(chunk, V):
     _check(errs, TOL[torch.float32])
 
 
+@pytest.mark.parametrize("K,V,solver", [(128, 64, "newton"), (96, 128, "newton"), (128, 32, "cholesky")])
+def test_wide_keys(monkeypatch, K, V, solver):
+    # K above 64 (chunks of 64): every kernel with more warps, the dA chain by 64 x 64 blocks through global
+    # memory; K = 96 is padded to 128, so its blocks are partly masked. Ragged sequences with offsets, both
+    # initial states and the final-state cotangents, every gradient against the float64 loop; both A chains
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
+    cu = torch.tensor([0, 50, 140], dtype=torch.int64)
+    xs = vla_inputs(1, 140, 1, K, V)
+    init = [torch.randn(2, 1, K, V, dtype=torch.float64), _spd(2, 1, K)]
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    errs = _compare(xs, dtype=torch.float32, chunk_size=64, hyper=hyper, offsets=[21, 0], cu_seqlens=cu,
+                    final=True, init=init)
+    _check(errs, TOL[torch.float32])
+
+
 def test_state_passing_two_pieces_equal_whole():
     B, T, H, K, V = 1, 40, 2, 16, 8
     q, k, v, u = (x.float() for x in vla_inputs(B, T, H, K, V))
@@ -204,8 +221,8 @@ def test_bad_arguments():
     big = torch.randn(1, 4, 1, 130)
     with pytest.raises(ValueError, match="K=130"):
         chunk_vla_triton(big, big, v, big, chunk_size=16, **kw)
-    wide_k = torch.randn(1, 4, 1, 128)  # the backward would need more shared memory than an H200 has
-    with pytest.raises(ValueError, match="K=128"):
+    wide_k = torch.randn(1, 4, 1, 128)  # K above 64: chunks of 64 only (the size checked on the H200)
+    with pytest.raises(ValueError, match="chunk_size=16 with K=128"):
         chunk_vla_triton(wide_k, wide_k, v, wide_k, chunk_size=16, **kw)
     wide_v = torch.randn(1, 4, 1, 129)
     with pytest.raises(ValueError, match="V=129"):
@@ -220,7 +237,9 @@ def test_auto_back_end_takes_triton_only_for_what_its_kernels_take():
     assert _triton_takes(torch.bfloat16, 64, 64) and _triton_takes(torch.float32, 32, 16)
     assert not _triton_takes(torch.float64, 64, 64)
     assert _triton_takes(torch.bfloat16, 64, 128) and _triton_takes(torch.float16, 16, 100)
-    assert not _triton_takes(torch.float32, 128, 64) and not _triton_takes(torch.bfloat16, 64, 129)
+    assert _triton_takes(torch.float32, 128, 64) and _triton_takes(torch.bfloat16, 96, 128, 64)
+    assert not _triton_takes(torch.float32, 128, 64, 32) and not _triton_takes(torch.bfloat16, 64, 129)
+    assert not _triton_takes(torch.float32, 130, 64)
 
 
 def test_public_dispatch_matches_torch_back_end():

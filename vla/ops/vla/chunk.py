@@ -148,7 +148,8 @@ def chunk_vla(
 
     ``chunk_size``: 16, 32 or 64; ``period`` must be a multiple of it while nudges are on.
     ``backend``: "torch", "triton", or "auto" (Triton for CUDA tensors in fp32, bf16 or fp16 with
-    K <= 64 and V <= 128, PyTorch otherwise; ``TRITON_CHUNK_VERIFIED_ON_GPU = False`` keeps it on PyTorch).
+    K, V <= 128 (K above 64 with chunk_size 64 only), PyTorch otherwise; ``TRITON_CHUNK_VERIFIED_ON_GPU = False``
+    keeps it on PyTorch).
     The Sherman-Morrison clamp ``delta_min`` never binds in exact arithmetic (delta >= 1 for SPD A), and
     the chunk form does not apply it. The initial A is symmetrised (A is symmetric by definition).
     """
@@ -164,7 +165,7 @@ def chunk_vla(
     if backend == "auto":
         # Triton on CUDA for the dtypes and head sizes its kernels take; PyTorch elsewhere.
         backend = "triton" if (q.is_cuda and TRITON_CHUNK_VERIFIED_ON_GPU
-                               and _triton_takes(q.dtype, info.K, info.V)) else "torch"
+                               and _triton_takes(q.dtype, info.K, info.V, chunk_size)) else "torch"
     scale = default_scale(scale, info.K)
     init = tuple(initial_state) if initial_state is not None else (None, None)
     if backend == "triton":  # (it symmetrises the initial A itself)
@@ -188,10 +189,11 @@ def chunk_vla(
 TRITON_CHUNK_VERIFIED_ON_GPU = True
 
 
-def _triton_takes(dtype: torch.dtype, K: int, V: int) -> bool:
-    """Whether the Triton chunk kernels can be imported and take these inputs (dtype, head sizes)."""
+def _triton_takes(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> bool:
+    """Whether the Triton chunk kernels can be imported and take these inputs (dtype, head sizes, chunk size)."""
     try:
-        from .triton.chunk import MAX_K, MAX_V, SUPPORTED_DTYPES
+        from .triton.chunk import MAX_K, MAX_V, SUPPORTED_DTYPES, WIDE_K_FROM
     except Exception:
         return False
-    return dtype in SUPPORTED_DTYPES and K <= MAX_K and V <= MAX_V
+    return (dtype in SUPPORTED_DTYPES and K <= MAX_K and V <= MAX_V
+            and (K <= WIDE_K_FROM or chunk_size == 64))

@@ -69,7 +69,8 @@ Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_trit
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
 T = 16k: relative L2 errors 5.8e-3 to 8.1e-3, the size of bf16 rounding; fp32 inputs: 4e-7 to 2e-6;
-fp16: 5e-4 to 8e-4), on ragged cu_seqlens with offsets, K != V (V = 128 included), initial and final states,
+fp16: 5e-4 to 8e-4; K = V = 128: 3e-3 to 6e-3 in bf16), on ragged cu_seqlens with offsets, K != V, initial and
+final states,
 chunks of 16, 32 and 64 (chunks of 16 with K = 64: right on the H200 only since BWD_SINGLE_STATIC, see there);
 outputs and gradients are bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within
 6.0e-3 of the fp32 PyTorch chunk form over all 1M tokens (chunk_triton_v7d_*.json). Where the time goes
@@ -78,7 +79,9 @@ at T = 4096 1.90 ms, of which the Newton chain with the write directions 1.49, t
 chain 0.14; forward+backward at T = 16k about 22 ms, of which the backward's per-chunk compose kernel 6.2 and
 the dA chain with du, dk 6.6 (255 registers with spills, bound by the latency of small tf32x3 products), the
 forward's chain with the write directions 5.5, and the phase-2 kernels and both state chains the rest
-(WY 1.0, S chain 0.7, dS prep 0.3, dS chain 0.7, phase-2 grads 0.8).
+(WY 1.0, S chain 0.7, dS prep 0.3, dS chain 0.7, phase-2 grads 0.8). K = V = 128 (chunks of 64) takes 33.7 ms
+forward and 158 ms forward+backward at T = 16k (chunk_triton_v7e_wide_k128.json): its phase-1 kernels spill
+1 to 7 KB per thread.
 """
 
 from __future__ import annotations
@@ -204,14 +207,17 @@ CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "auto")
 NEWTON_MAX_BOUND = float(os.environ.get("VLA_NEWTON_MAX_BOUND", "32"))
 NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
 LAST_CHAIN_SOLVER = None  # the chain the last forward ran ("auto" resolved), for benchmarks to report
-# Largest K and V. At K = 128 the backward's dA chain needs 262 KB and its phase-1 kernel 410 KB of
-# shared memory (the H200 has 227 KB per block), and the forward kernels spill 3-5 KB per thread
-# (ptxas, sm_90a), so K above 64 is refused rather than left to fail at launch. V enters only phase 2
-# (the S and dS chains hold K x V): up to 128, where phase 2's kernels run with P2_WIDE_WARPS warps
-# (ptxas, sm_90a, K = 64, V = 128, chunks of 64: at most 232 registers and no spills with 8 warps in every
-# phase-2 kernel but _bwd_phase2, which spills 1 KB per thread; 4 warps spilled 0.4 to 2.4 KB).
-MAX_K = 64
+# Largest K and V. V enters only phase 2 (the S and dS chains hold K x V): up to 128, where phase 2's kernels
+# run with P2_WIDE_WARPS warps (ptxas, sm_90a, K = 64, V = 128, chunks of 64: at most 232 registers and no
+# spills with 8 warps in every phase-2 kernel but _bwd_phase2, which spills 1 KB per thread; 4 warps spilled
+# 0.4 to 2.4 KB). K above 64 (WIDE_K_FROM) runs every kernel with at least 8 warps, the dA chain by 64 x 64
+# blocks through global memory (_dA_chain_blocked: its K x K x K products in registers needed 256 KB of shared
+# memory at K = 128, the H200 gives a block 227 KB), no overlapped launches, and only chunks of 64 (the size
+# checked on the H200). ptxas (sm_90a, K = 128, chunks of 64, 8 warps): shared memory 128 to 208 KB per kernel,
+# spills of 1 to 7 KB per thread in the phase-1 kernels, so K = 128 is slower per element than K = 64.
+MAX_K = 128
 MAX_V = 128
+WIDE_K_FROM = 64
 P2_WIDE_WARPS = int(os.environ.get("VLA_P2_WIDE_WARPS", "8"))
 # Input dtypes (computation in fp32 whatever the input; float64 inputs go to the PyTorch chunk form).
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -986,13 +992,81 @@ def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, cu, shift
 
 
 @triton.jit
-def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, cu, shift, chunk_off, T, H,
+def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, tmp, cu, shift, chunk_off, T, H,
                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
                   HAS_DAF: tl.constexpr, STORE_DA0: tl.constexpr, IS_VARLEN: tl.constexpr,
                   PREC: tl.constexpr):
-    """dA at every chunk end, in reverse: dA0 = P^T dA1 P + F (a nudge passes dA through)."""
-    _dA_chain(tl.program_id(0).to(tl.int64), Fbuf, Pbuf, dA_chunks, dA_final, dA_init, dA_init, cu, shift, chunk_off,
-              T, H, K, BK, C, HAS_DAF, STORE_DA0, IS_VARLEN, PREC, False)
+    """dA at every chunk end, in reverse: dA0 = P^T dA1 P + F (a nudge passes dA through). For K above 64,
+    by 64 x 64 blocks through global memory (_dA_chain_blocked; tmp: [sequences x heads, K, K] fp32)."""
+    if BK > 64:
+        _dA_chain_blocked(tl.program_id(0).to(tl.int64), Fbuf, Pbuf, dA_chunks, dA_final, dA_init, tmp, cu, shift,
+                          chunk_off, T, H, K, BK, C, HAS_DAF, STORE_DA0, IS_VARLEN, PREC)
+    else:
+        _dA_chain(tl.program_id(0).to(tl.int64), Fbuf, Pbuf, dA_chunks, dA_final, dA_init, dA_init, cu, shift,
+                  chunk_off, T, H, K, BK, C, HAS_DAF, STORE_DA0, IS_VARLEN, PREC, False)
+
+
+@triton.jit
+def _kk_block(ptr, ib: tl.constexpr, jb: tl.constexpr, K: tl.constexpr):
+    """Pointers and mask of the 64 x 64 block (ib, jb) of a row-major K x K matrix at ptr."""
+    r = tl.arange(0, 64)
+    rows = 64 * ib + r
+    cols = 64 * jb + r
+    return ptr + rows[:, None] * K + cols[None, :], (rows < K)[:, None] & (cols < K)[None, :]
+
+
+@triton.jit
+def _dA_chain_blocked(i_nh, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, tmp, cu, shift, chunk_off, T, H,
+                      K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, HAS_DAF: tl.constexpr,
+                      STORE_DA0: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """_dA_chain for K above 64, where the K x K x K products of one program would need more shared memory
+    than an H200 block has (256 KB at K = 128): dA lives in its slot of dA_chunks and the product dA P in
+    tmp, both read back in 64 x 64 blocks (the same sums, over blocks of 64 terms)."""
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(i_nh, cu, shift, chunk_off, T, H, C, IS_VARLEN)
+    NKB: tl.constexpr = BK // 64
+    tslot = tmp + i_nh * K * K
+    j = NT - 1  # (every sequence has a chunk: cu_seqlens admits no empty sequence)
+    last = ((c0 + j) * H + h) * K * K
+    for ib in tl.static_range(NKB):  # the dA after the last chunk (symmetrised) into the last chunk's slot
+        for jb in tl.static_range(NKB):
+            p, m = _kk_block(dA_chunks + last, ib, jb, K)
+            if HAS_DAF:
+                pf, _ = _kk_block(dA_final + i_nh * K * K, ib, jb, K)
+                pt, mt = _kk_block(dA_final + i_nh * K * K, jb, ib, K)
+                X = 0.5 * (tl.load(pf, mask=m, other=0.0) + tl.trans(tl.load(pt, mask=mt, other=0.0)))
+            else:
+                X = tl.zeros([64, 64], dtype=tl.float32)
+            tl.store(p, X, mask=m)
+    while j >= 0:
+        slot = ((c0 + j) * H + h) * K * K
+        prev = ((c0 + tl.maximum(j - 1, 0)) * H + h) * K * K
+        tl.debug_barrier()  # this chunk's dA was stored by every thread
+        for ib in tl.static_range(NKB):  # tmp = dA P
+            for jb in tl.static_range(NKB):
+                acc = tl.zeros([64, 64], dtype=tl.float32)
+                for kb in tl.static_range(NKB):
+                    pa, ma = _kk_block(dA_chunks + slot, ib, kb, K)
+                    pp, mp = _kk_block(Pbuf + slot, kb, jb, K)
+                    acc += tl.dot(tl.load(pa, mask=ma, other=0.0), tl.load(pp, mask=mp, other=0.0),
+                                  input_precision=PREC)
+                pt, mt = _kk_block(tslot, ib, jb, K)
+                tl.store(pt, acc, mask=mt)
+        tl.debug_barrier()
+        for ib in tl.static_range(NKB):  # the dA entering the chunk: P^T tmp + F
+            for jb in tl.static_range(NKB):
+                pf, mf = _kk_block(Fbuf + slot, ib, jb, K)
+                acc = tl.load(pf, mask=mf, other=0.0)
+                for kb in tl.static_range(NKB):
+                    pp, mp = _kk_block(Pbuf + slot, kb, ib, K)
+                    pt, mt = _kk_block(tslot, kb, jb, K)
+                    acc += tl.dot(tl.trans(tl.load(pp, mask=mp, other=0.0)), tl.load(pt, mask=mt, other=0.0),
+                                  input_precision=PREC)
+                po, mo = _kk_block(dA_chunks + prev, ib, jb, K)
+                tl.store(po, acc, mask=mo & (j >= 1))
+                if STORE_DA0:
+                    pi, _ = _kk_block(dA_init + i_nh * K * K, ib, jb, K)
+                    tl.store(pi, acc, mask=mo & (j == 0))
+        j -= 1
 
 
 @triton.jit
@@ -1158,9 +1232,14 @@ def _p2_prec(dtype):
     return PHASE2_FP32_PRECISION if dtype == torch.float32 else "ieee"
 
 
-def _p2_warps(BV: int, warps: int = 4) -> int:
-    """Warps of a phase-2 kernel: ``warps`` for V up to 64, at least P2_WIDE_WARPS above (see MAX_V)."""
-    return warps if BV <= 64 else max(warps, P2_WIDE_WARPS)
+def _p2_warps(BK: int, BV: int, warps: int = 4) -> int:
+    """Warps of a phase-2 kernel: ``warps`` for K and V up to 64, at least P2_WIDE_WARPS above (see MAX_V)."""
+    return warps if max(BK, BV) <= 64 else max(warps, P2_WIDE_WARPS)
+
+
+def _p1_warps(BK: int, warps: int) -> int:
+    """Warps of a phase-1 kernel: ``warps`` for K up to 64, at least 8 above (see MAX_K)."""
+    return warps if BK <= 64 else max(warps, 8)
 
 
 def _pow2(x: int) -> int:
@@ -1297,7 +1376,8 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     uu = torch.empty_like(v)
     Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)  # (I + L)^{-1} per chunk; kept for the backward
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
-    if newton and OVERLAP_CHAIN:
+    overlapped = newton and bool(OVERLAP_CHAIN) and BK <= 64
+    if overlapped:
         sync = torch.zeros(1 + NC * H, dtype=torch.int32, device=dev)  # ticket counter, then one flag per (chunk, head)
         _fwd_newton_alpha[(N * H + NC * H,)](
             u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, rinv if rinv is not None else A_chunks,
@@ -1309,30 +1389,31 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         _fwd_A_chain_newton[(N * H,)](
             u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
             T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
-            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, num_warps=CHAIN_WARPS)
+            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, num_warps=_p1_warps(BK, CHAIN_WARPS))
     else:
         _fwd_A_chain[(N * H,)](
             u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final,
             rinv if chain_saves else A_chunks, lay.cu, lay.shift, lay.base,
             lay.chunk_off, T, H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=SUB,
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
-            FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, SAVE_RINV=chain_saves, num_warps=CHAIN_WARPS)
-    if (newton and not OVERLAP_CHAIN) or (not newton and not FUSE_ALPHA):
+            FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, SAVE_RINV=chain_saves,
+            num_warps=_p1_warps(BK, CHAIN_WARPS))
+    if (newton and not overlapped) or (not newton and not FUSE_ALPHA):
         _fwd_alpha[(NC, H)](
             u, k, alpha, A_chunks, rinv if rinv is not None else A_chunks, lay.cu, lay.shift, lay.chunk_seq,
             lay.chunk_idx, T, H, eps, delta_min, K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen,
-            PREC=PHASE1_PRECISION, SAVE_RINV=rinv is not None, num_warps=ALPHA_WARPS)
+            PREC=PHASE1_PRECISION, SAVE_RINV=rinv is not None, num_warps=_p1_warps(BK, ALPHA_WARPS))
     # phase 2: WY factors, then the S chain and the outputs
     _fwd_wy[(NC, H)](
         k, v, alpha, w, uu, Tmat, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps,
-        K=K, BK=BK, V=V, BV=BV, C=C, IS_VARLEN=lay.is_varlen, PREC=P2, DOT=DOT, num_warps=_p2_warps(BV, WY_WARPS))
+        K=K, BK=BK, V=V, BV=BV, C=C, IS_VARLEN=lay.is_varlen, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV, WY_WARPS))
     o = torch.empty_like(v)
     S_chunks = torch.empty(NC, H, K, V, **f32) if save else A_chunks
     S_final = torch.empty(N, H, K, V, **f32) if want_final else A_chunks
     _fwd_S_chain[(N * H,)](
         q, alpha, w, uu, o, S0 if S0 is not None else A_chunks, S_chunks, S_final, lay.cu, lay.shift,
         lay.chunk_off, T, H, scale, K=K, BK=BK, V=V, BV=BV, C=C, HAS_S0=S0 is not None,
-        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=_p2_warps(BV))
+        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV))
     final = (S_final, A_final) if want_final else None
     return o, final, alpha, A_chunks, (S_chunks if save else None), rinv, (Tmat if save else None)
 
@@ -1354,20 +1435,20 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     w = torch.empty_like(k)
     Gc = torch.empty(NC, H, K, V, **f32)
     _bwd_prep_dS[(NC, H)](q, k, alpha, do, w, Tmat, Gc, *per_chunk, scale, eps,
-                          K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BV), **common)
+                          K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV), **common)
     dS_chunks = torch.empty(NC, H, K, V, **f32)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     _bwd_dS_chain[(N * H,)](
         alpha, w, Gc, dS_chunks, dS_final if dS_final is not None else Gc, dS0 if has_S0 else Gc,
         lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, V=V, BV=BV, C=C,
-        HAS_DSF=dS_final is not None, STORE_DS0=has_S0, PREC=P2, DOT=DOT, num_warps=_p2_warps(BV), **common)
+        HAS_DSF=dS_final is not None, STORE_DS0=has_S0, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV), **common)
     del Gc, w
     dq = torch.empty_like(q)
     dv = torch.empty_like(v)
     dkh = torch.empty(q.shape, **f32)
     dal = torch.empty(q.shape, **f32)
     _bwd_phase2[(NC, H)](q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, *per_chunk, scale, eps,
-                         K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BV, BWD_PHASE2_WARPS), **common)
+                         K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV, BWD_PHASE2_WARPS), **common)
     del Tmat, dS_chunks
     # phase 1: the dA chain's coefficients per chunk, the chain, then du and dk per chunk
     Fbuf = torch.empty(NC, H, K, K, **f32)
@@ -1380,7 +1461,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     groups = _bwd_group_precisions()  # the precision of each group of products, for both phase-1 kernels
     _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, *per_chunk, eps, delta_min,
                                  K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
-                                 HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **groups,
+                                 HAS_RINV=has_rinv, num_warps=_p1_warps(BK, BWD_PHASE1_WARPS), **groups,
                                  **common)
     dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
@@ -1388,7 +1469,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     du = torch.empty_like(u)
     chain = dict(HAS_DAF=dA_final is not None, STORE_DA0=has_A0)
     p1 = dict(K=K, BK=BK, C=C, PREC=BWD_PHASE1_PRECISION, **common)
-    if OVERLAP_DA_CHAIN and BWD_PHASE1_WARPS == 4:
+    if OVERLAP_DA_CHAIN and BWD_PHASE1_WARPS == 4 and BK <= 64:
         sync = torch.zeros(1 + NC * H, dtype=torch.int32, device=dev)  # ticket counter, then one flag per (chunk, head)
         _bwd_dA_chain_grads[(N * H + NC * H,)](
             u, k, dal, dkh, du, dk, A_chunks, Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf,
@@ -1396,13 +1477,14 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
             lay.chunk_idx, T, H, N * H, eps, delta_min, SUB=SUB, CACHE_A=cache_a, HAS_RINV=has_rinv,
             DA_PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **groups, **p1)
     else:
+        tmp = torch.empty(N * H, K, K, **f32) if BK > 64 else Fbuf  # _dA_chain_blocked's dA P
         _bwd_dA_chain[(N * H,)](
-            Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf,
-            lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4,
-            **chain, **common)
+            Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf, tmp,
+            lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION,
+            num_warps=_p1_warps(BK, 4), **chain, **common)
         _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, Acache, rinv, *per_chunk, eps,
                                    delta_min, SUB=SUB, CACHE_A=cache_a, HAS_RINV=has_rinv,
-                                   num_warps=BWD_PHASE1_WARPS, **groups, **p1)
+                                   num_warps=_p1_warps(BK, BWD_PHASE1_WARPS), **groups, **p1)
     del Fbuf, Pbuf
     return dq, dk, dv, du, dS0, dA0
 
@@ -1481,6 +1563,9 @@ def chunk_vla_triton(
     if K > MAX_K or V > MAX_V:
         raise ValueError(f"head sizes K={K}, V={V}: the Triton chunk kernels support K <= {MAX_K} and V <= {MAX_V} "
                          "(use backend='torch', or the fused recurrent op for inference)")
+    if K > WIDE_K_FROM and chunk_size != 64:
+        raise ValueError(f"chunk_size={chunk_size} with K={K}: the Triton chunk kernels take K above {WIDE_K_FROM} "
+                         "only with chunk_size=64 (the one checked on a GPU; use backend='torch')")
     S0, A0 = initial_state if initial_state is not None else (None, None)
     if A0 is not None:
         A0 = (0.5 * (A0 + A0.transpose(-1, -2))).contiguous()
