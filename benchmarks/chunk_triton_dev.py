@@ -20,7 +20,8 @@ VLA_PHASE1_PRECISION=tf32)
 --precision-groups  which groups of the backward phase-1 products take one tf32 pass (errors at T = 16k
              against the fp32 PyTorch chunk form, time at 16k)
 --wide       V = 128 (K = 64): forward and forward+backward time and peak memory at T = 16k (B=4, H=16, bf16),
-             against flash-linear-attention's chunk_delta_rule on the same inputs
+             against flash-linear-attention's chunk_delta_rule on the same inputs; --wide-k: the same with K = 128
+--smoke-wide-k  the smoke's check for K = V = 128 (chunks of 64), with the Newton and the Cholesky chain
 --profile-fwd  the forward at T = 4096 per kernel, Cholesky and Newton chains, and the host-side layout
 --diagnose   the smoke's cases taken apart by dtype, chunk size and build setting (DIAGNOSE)
 --variants   build settings side by side (VARIANTS, or --settings: a JSON list of {setting: value} dicts,
@@ -196,11 +197,23 @@ def smoke_case(dtype, K, V, C):
 SMOKE_TOL = {"torch.float32": 1e-5, "torch.bfloat16": 4e-2, "torch.float16": 5e-3}
 
 
-def smoke(out):
+SMOKE_CASES = ((torch.float32, 64, 32, 64, {}), (torch.bfloat16, 32, 64, 32, {}), (torch.float16, 64, 64, 16, {}),
+               (torch.bfloat16, 64, 128, 64, {}))
+# K above 64 (chunks of 64 only), both A chains
+SMOKE_WIDE_K = ((torch.bfloat16, 128, 128, 64, {}), (torch.bfloat16, 128, 128, 64, {"CHAIN_SOLVER": "cholesky"}))
+
+
+def smoke(out, cases=SMOKE_CASES, name="smoke"):
     res = {"device": torch.cuda.get_device_name(), "cases": [], "settings": tri.settings()}
-    for dtype, K, V, C in ((torch.float32, 64, 32, 64), (torch.bfloat16, 32, 64, 32), (torch.float16, 64, 64, 16),
-                          (torch.bfloat16, 64, 128, 64)):
-        case = smoke_case(dtype, K, V, C)
+    for dtype, K, V, C, settings in cases:
+        saved = {key: getattr(tri, key) for key in settings}
+        for key, val in settings.items():
+            setattr(tri, key, val)
+        try:
+            case = {**smoke_case(dtype, K, V, C), "settings": settings}
+        finally:
+            for key, val in saved.items():
+                setattr(tri, key, val)
         res["cases"].append(case)
         print(case, flush=True)
     # the verdict, within the interpreter tests' bounds (TOL in tests/ops/test_chunk_triton.py)
@@ -208,7 +221,7 @@ def smoke(out):
            if name in ("o", "S", "A", "dq", "dk", "dv", "du", "dS0", "dA0") and not err < SMOKE_TOL[c["dtype"]]]
     res["passed"] = not bad
     print("smoke:", "passed" if not bad else f"FAILED {bad}", flush=True)
-    write_json(os.path.join(out, "chunk_triton_smoke.json"), res)
+    write_json(os.path.join(out, f"chunk_triton_{name}.json"), res)
 
 
 F16, B16, F32 = torch.float16, torch.bfloat16, torch.float32
@@ -397,24 +410,24 @@ def timing(out, which):
     write_json(os.path.join(out, f"chunk_triton_time_{which}.json"), res)
 
 
-def wide(out):
+def wide(out, K=D, name="wide"):
     T, V = 16384, 128
-    res = {"device": torch.cuda.get_device_name(), "B": B, "T": T, "H": H, "K": D, "V": V, "dtype": "bf16",
+    res = {"device": torch.cuda.get_device_name(), "B": B, "T": T, "H": H, "K": K, "V": V, "dtype": "bf16",
            "settings": tri.settings(), "rows": []}
-    xs = inputs(B, T, H, V=V, seed=T)
+    xs = inputs(B, T, H, K=K, V=V, seed=T)
     fns = {"vla_chunk_triton": f_vla}
     try:
         import fla  # noqa: F401
         fns["chunk_delta_rule"] = f_dn
     except ImportError:
         pass
-    for name, fn in fns.items():
+    for op, fn in fns.items():
         for bwd in (False, True):
             ms, peak = bench(fn, xs, bwd)
-            row = {"name": name, "mode": "fwd+bwd" if bwd else "fwd", "ms": ms, "peak_bytes": peak}
+            row = {"name": op, "mode": "fwd+bwd" if bwd else "fwd", "ms": ms, "peak_bytes": peak}
             res["rows"].append(row)
             print(row, flush=True)
-            write_json(os.path.join(out, "chunk_triton_wide.json"), res)
+            write_json(os.path.join(out, f"chunk_triton_{name}.json"), res)
 
 
 def profile(out):
@@ -533,7 +546,7 @@ def main():
     ap.add_argument("--settings", default=None,
                     help='with --variants: a JSON list of settings dicts instead of VARIANTS, e.g. \'[{}, {"CHAIN_WARPS": 8}]\'')
     for s in ("smoke", "variants", "check", "million", "time", "baselines", "profile", "tf32", "precision_groups",
-              "profile_fwd", "diagnose", "wide"):
+              "profile_fwd", "diagnose", "wide", "smoke_wide_k", "wide_k"):
         ap.add_argument(f"--{s.replace('_', '-')}", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -544,7 +557,9 @@ def main():
                      ("profile", lambda: profile(a.out)), ("time", lambda: timing(a.out, "vla")),
                      ("baselines", lambda: timing(a.out, "baselines")),
                      ("precision_groups", lambda: precision_groups(a.out)), ("profile_fwd", lambda: profile_fwd(a.out)),
-                     ("diagnose", lambda: diagnose(a.out)), ("wide", lambda: wide(a.out))):
+                     ("diagnose", lambda: diagnose(a.out)), ("wide", lambda: wide(a.out)),
+                     ("smoke_wide_k", lambda: smoke(a.out, SMOKE_WIDE_K, "smoke_wide_k")),
+                     ("wide_k", lambda: wide(a.out, 128, "wide_k128"))):
         if getattr(a, flag):
             try:
                 fn()
