@@ -6,12 +6,13 @@
 #           chunk_triton_dev.SMOKE_TOL), the check at T = 16k (bf16, against the fp32 PyTorch chunk
 #           form, and determinism), the same without the backward's A cache and with CHAIN_SOLVER="cholesky",
 #           T = 1M (B = 1, H = 16: finite, and against the fp32 PyTorch chunk form) and the forward at T = 4096
-#           per kernel; about 5 minutes
+#           per kernel, and the float64 check of K = V = 128 (bf16, chunks of 64, both A chains); about 6 minutes
 #   timing  the suite (chunk Triton, flash-linear-attention's chunk_delta_rule, causal SDPA, the sequential
 #           loop: same run, same inputs), the build variants side by side (VARIANTS in chunk_triton_dev.py),
-#           the per-kernel profile and V = 128 against DeltaNet (--wide); about 6 minutes. The two parts
-#           ran side by side on the two GPUs of
-#           one nvidia-h200-x2 call (CUDA_VISIBLE_DEVICES=0 and 1) in 7 minutes
+#           the per-kernel profile and V = 128, then K = V = 128, against DeltaNet (--wide, --wide-k); about 8
+#           minutes. The two parts
+#           ran side by side on the two GPUs of one nvidia-h200-x2 call (CUDA_VISIBLE_DEVICES=0 and 1) in 7
+#           minutes before the two K = 128 / V = 128 steps were added
 # Usage (repository root, fla importable for timing): bash benchmarks/chunk_triton_gpu_run.sh OUT checks|timing
 set -u
 OUT=$1
@@ -27,6 +28,8 @@ VLA_BWD_CACHE_A=0 timeout 90 python3 $D --out "$OUT/no_cache_a" --check 2>&1 | g
 mkdir -p "$OUT/cholesky"
 VLA_CHAIN_SOLVER=cholesky timeout 90 python3 $D --out "$OUT/cholesky" --check 2>&1 | grep -E "^\{|determin|Error" | cut -c1-420
 timeout 75 python3 $D --out "$OUT" --million 2>&1 | grep -E "^\{|Error" | cut -c1-600
+# heads wider than 64 (K = V = 128), both A chains
+timeout 120 python3 $D --out "$OUT" --smoke-wide-k 2>&1 | grep -v Warn | grep -E "^smoke:|Error|error" | tail -2 | cut -c1-420
 # the forward at T = 4096 per kernel, both chains (where the 500x goal is measured)
 timeout 60 python3 $D --out "$OUT" --profile-fwd 2>&1 | grep -E "_fwd_ms|layout|Error" | cut -c1-200
 elif [ "$PART" = timing ]; then
@@ -35,6 +38,7 @@ elif [ "$PART" = timing ]; then
 timeout 200 python3 $D --out "$OUT" --variants 2>&1 | grep -E "^\{|Error" | cut -c1-420
 timeout 40 python3 $D --out "$OUT" --profile 2>&1 | grep -E "_chain|_bwd|_fwd|Error" | grep -v "{$" | cut -c1-200
 timeout 60 python3 $D --out "$OUT" --wide 2>&1 | grep -E "^\{|Error" | cut -c1-200
+timeout 120 python3 $D --out "$OUT" --wide-k 2>&1 | grep -E "^\{|Error" | cut -c1-200
 else
   echo "usage: bash benchmarks/chunk_triton_gpu_run.sh OUT checks|timing" >&2
   exit 2

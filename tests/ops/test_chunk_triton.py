@@ -159,35 +159,43 @@ def test_chunk16_full_width_heads(monkeypatch, single_static):
     _check(errs, TOL[torch.float32])
 
 
-@pytest.mark.parametrize("chunk,V", [(64, 128), (32, 100)])
-def test_wide_values(chunk, V):
+@pytest.mark.parametrize("V,dtype", [(128, torch.float32), (100, torch.float32), (128, torch.bfloat16)])
+def test_wide_values(monkeypatch, V, dtype):
     # V up to 128 (phase 2 only: the S and dS chains hold K x V, with more warps above 64): V = 128 and
-    # V = 100 (padded to 128), K = 32, ragged sequences with offsets and both initial states; every
-    # gradient against the float64 loop
+    # V = 100 (padded to 128), K = 32, chunks of 64, ragged sequences with offsets and both initial states;
+    # every gradient against the float64 loop. The back end takes wide heads in bf16 only (WIDE_DTYPES: what
+    # the H200 checked); fp32 is let through here to check the formulas at fp32's bound
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "WIDE_DTYPES", (torch.bfloat16, torch.float32))
+    chunk = 64
     cu = torch.tensor([0, 50, 140], dtype=torch.int64)
     xs = vla_inputs(1, 140, 1, 32, V)
     init = [torch.randn(2, 1, 32, V, dtype=torch.float64), _spd(2, 1, 32)]
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
-    errs = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[21, 0], cu_seqlens=cu,
+    errs = _compare(xs, dtype=dtype, chunk_size=chunk, hyper=hyper, offsets=[21, 0], cu_seqlens=cu,
                     final=True, init=init)
-    _check(errs, TOL[torch.float32])
+    _check(errs, TOL[dtype])
 
 
-@pytest.mark.parametrize("K,V,solver", [(128, 64, "newton"), (96, 128, "newton"), (128, 32, "cholesky")])
-def test_wide_keys(monkeypatch, K, V, solver):
+@pytest.mark.parametrize("K,V,solver,dtype", [(128, 64, "newton", torch.float32), (96, 128, "newton", torch.float32),
+                                              (128, 32, "cholesky", torch.float32), (128, 128, "newton", torch.bfloat16)])
+def test_wide_keys(monkeypatch, K, V, solver, dtype):
     # K above 64 (chunks of 64): every kernel with more warps, the dA chain by 64 x 64 blocks through global
     # memory; K = 96 is padded to 128, so its blocks are partly masked. Ragged sequences with offsets, both
-    # initial states and the final-state cotangents, every gradient against the float64 loop; both A chains
+    # initial states and the final-state cotangents, every gradient against the float64 loop; both A chains.
+    # fp32 is let through (WIDE_DTYPES) to check the formulas at fp32's bound, as in test_wide_values
     from vla.ops.vla.triton import chunk as tri
 
+    monkeypatch.setattr(tri, "WIDE_DTYPES", (torch.bfloat16, torch.float32))
     monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
     cu = torch.tensor([0, 50, 140], dtype=torch.int64)
     xs = vla_inputs(1, 140, 1, K, V)
     init = [torch.randn(2, 1, K, V, dtype=torch.float64), _spd(2, 1, K)]
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
-    errs = _compare(xs, dtype=torch.float32, chunk_size=64, hyper=hyper, offsets=[21, 0], cu_seqlens=cu,
+    errs = _compare(xs, dtype=dtype, chunk_size=64, hyper=hyper, offsets=[21, 0], cu_seqlens=cu,
                     final=True, init=init)
-    _check(errs, TOL[torch.float32])
+    _check(errs, TOL[dtype])
 
 
 def test_state_passing_two_pieces_equal_whole():
@@ -221,9 +229,13 @@ def test_bad_arguments():
     big = torch.randn(1, 4, 1, 130)
     with pytest.raises(ValueError, match="K=130"):
         chunk_vla_triton(big, big, v, big, chunk_size=16, **kw)
-    wide_k = torch.randn(1, 4, 1, 128)  # K above 64: chunks of 64 only (the size checked on the H200)
+    wide_k = torch.randn(1, 4, 1, 128)  # heads wider than 64: bf16 and chunks of 64 only (what the H200 checked)
     with pytest.raises(ValueError, match="chunk_size=16 with K=128"):
         chunk_vla_triton(wide_k, wide_k, v, wide_k, chunk_size=16, **kw)
+    with pytest.raises(ValueError, match="heads wider than 64.*float32"):
+        chunk_vla_triton(wide_k, wide_k, v, wide_k, chunk_size=64, **kw)  # fp32 would not launch on an H200
+    with pytest.raises(ValueError, match="heads wider than 64.*float16"):
+        chunk_vla_triton(q.half(), k.half(), torch.randn(1, 4, 1, 128).half(), u.half(), chunk_size=64, **kw)
     wide_v = torch.randn(1, 4, 1, 129)
     with pytest.raises(ValueError, match="V=129"):
         chunk_vla_triton(q, k, wide_v, u, chunk_size=16, **kw)
@@ -236,10 +248,11 @@ def test_auto_back_end_takes_triton_only_for_what_its_kernels_take():
 
     assert _triton_takes(torch.bfloat16, 64, 64) and _triton_takes(torch.float32, 32, 16)
     assert not _triton_takes(torch.float64, 64, 64)
-    assert _triton_takes(torch.bfloat16, 64, 128) and _triton_takes(torch.float16, 16, 100)
-    assert _triton_takes(torch.float32, 128, 64) and _triton_takes(torch.bfloat16, 96, 128, 64)
-    assert not _triton_takes(torch.float32, 128, 64, 32) and not _triton_takes(torch.bfloat16, 64, 129)
-    assert not _triton_takes(torch.float32, 130, 64)
+    assert _triton_takes(torch.bfloat16, 64, 128) and _triton_takes(torch.bfloat16, 16, 100)
+    assert _triton_takes(torch.bfloat16, 128, 64) and _triton_takes(torch.bfloat16, 96, 128, 64)
+    assert not _triton_takes(torch.bfloat16, 128, 64, 32) and not _triton_takes(torch.bfloat16, 64, 129)
+    assert not _triton_takes(torch.float32, 128, 64) and not _triton_takes(torch.float16, 64, 128)
+    assert not _triton_takes(torch.bfloat16, 130, 64) and _triton_takes(torch.float32, 64, 64, 16)
 
 
 def test_public_dispatch_matches_torch_back_end():
@@ -411,10 +424,22 @@ def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk):
     # waits on it; the arithmetic is the same, so outputs, final states and every gradient must be bit for
     # bit those of the separate launches (and right against the float64 loop). Ragged sequences of
     # different chunk counts with offsets, initial states, the Newton chain. The interpreter runs programs
-    # one after another, so it checks the work and its order, not the waiting: that runs on the GPU
-    # (benchmarks/chunk_triton_dev.py --smoke and --check).
+    # one after another, chains first, so it checks the work of the fused kernels, not their waiting or the
+    # order they hand out (that order: test_chain_orders_follow_the_chains; the waiting runs on the GPU,
+    # benchmarks/chunk_triton_dev.py --smoke and --check).
     from vla.ops.vla.triton import chunk as tri
 
+    class Launches:  # counts the launches of a kernel
+        def __init__(self, kernel):
+            self.kernel, self.n = kernel, 0
+
+        def __getitem__(self, grid):
+            self.n += 1
+            return self.kernel[grid]
+
+    fused = {name: Launches(getattr(tri, name)) for name in ("_fwd_newton_alpha", "_bwd_dA_chain_grads")}
+    for name, spy in fused.items():
+        monkeypatch.setattr(tri, name, spy)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
     cu = torch.tensor([0, 45, 195, 215], dtype=torch.int64)
     xs = vla_inputs(1, 215, 2, 32, 16)
@@ -431,6 +456,7 @@ def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk):
         loss = sum((t * torch.randn(t.shape, generator=g)).sum() for t in (o, S, A))
         loss.backward()
         runs.append([o, S, A] + [t.grad for t in x])
+        assert [spy.n for spy in fused.values()] == [overlap, overlap]  # the fused kernels ran exactly when asked
     assert all(torch.equal(a, b) for a, b in zip(*runs))
     errs = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[37, 0, 5], cu_seqlens=cu,
                     final=True, init=init)

@@ -148,7 +148,7 @@ def chunk_vla(
 
     ``chunk_size``: 16, 32 or 64; ``period`` must be a multiple of it while nudges are on.
     ``backend``: "torch", "triton", or "auto" (Triton for CUDA tensors in fp32, bf16 or fp16 with
-    K, V <= 128 (K above 64 with chunk_size 64 only), PyTorch otherwise; ``TRITON_CHUNK_VERIFIED_ON_GPU = False``
+    K, V <= 64, or up to 128 in bf16 with chunk_size 64; PyTorch otherwise; ``TRITON_CHUNK_VERIFIED_ON_GPU = False``
     keeps it on PyTorch).
     The Sherman-Morrison clamp ``delta_min`` never binds in exact arithmetic (delta >= 1 for SPD A), and
     the chunk form does not apply it. The initial A is symmetrised (A is symmetric by definition).
@@ -192,8 +192,7 @@ TRITON_CHUNK_VERIFIED_ON_GPU = True
 def _triton_takes(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> bool:
     """Whether the Triton chunk kernels can be imported and take these inputs (dtype, head sizes, chunk size)."""
     try:
-        from .triton.chunk import MAX_K, MAX_V, SUPPORTED_DTYPES, WIDE_K_FROM
+        from .triton.chunk import takes
     except Exception:
         return False
-    return (dtype in SUPPORTED_DTYPES and K <= MAX_K and V <= MAX_V
-            and (K <= WIDE_K_FROM or chunk_size == 64))
+    return takes(dtype, K, V, chunk_size)

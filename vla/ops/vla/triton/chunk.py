@@ -14,9 +14,10 @@ with C1 x C1 factorisations, which keeps the serial A chain short; A is kept onl
 Phase 2 uses chunks of C = chunk_size rows. Only the state chains are sequential over chunks;
 everything else runs one program per (chunk, head). Forward:
 
-  ``_fwd_newton_alpha`` (the default, CHAIN_SOLVER "auto" resolved to "newton", OVERLAP_CHAIN) the Newton A
-                        chain and the per-chunk write directions in one launch: each chunk's alpha_hat is
-                        computed as soon as the chain has stored the A entering it
+  ``_fwd_newton_alpha`` (the default: CHAIN_SOLVER "auto" resolved to "newton", OVERLAP_CHAIN, K <= 64,
+                        CHAIN_WARPS = ALPHA_WARPS) the Newton A chain and the per-chunk write directions in
+                        one launch: each chunk's alpha_hat is computed as soon as the chain has stored the A
+                        entering it
   ``_fwd_A_chain``      (the Cholesky chain) A at every chunk start (the only serial factorisations,
                         C1 x C1) and, by default, alpha_hat on the way (FUSE_ALPHA)
   ``_fwd_A_chain_newton``, ``_fwd_alpha``  the Newton chain and the write directions in two launches
@@ -33,12 +34,13 @@ Backward, in reverse:
                         maps A to (A^{-1} + U^T U)^{-1}, whose derivative is E -> P E P^T with
                         P = I - Zt^T R^{-1} U; so dA_b = P_b^T dA_{b+1} P_b + F_b, composed over the
                         sub-chunks (F_b: the part free of dA_{b+1})
-  ``_bwd_dA_chain``     dA at every chunk end (products only)
+  ``_bwd_dA_chain``     dA at every chunk end (products only; for K above 64 by 64 x 64 blocks through
+                        global memory)
   ``_bwd_phase1_grads`` per chunk: du and dk, sub-chunk by sub-chunk in reverse carrying dA (the A
                         entering each sub-chunk recomputed from the chunk's, or read from the cache
                         _bwd_phase1_compose wrote, BWD_CACHE_A)
-  ``_bwd_dA_chain_grads`` (OVERLAP_DA_CHAIN) the last two in one launch, each chunk's du, dk as soon as
-                        the chain has stored the dA at its end
+  ``_bwd_dA_chain_grads`` (OVERLAP_DA_CHAIN, K <= 64, BWD_PHASE1_WARPS = 4) the last two in one launch,
+                        each chunk's du, dk as soon as the chain has stored the dA at its end
 
 The serial chains run one program per (sequence, head), NH of them (64 at B = 4, H = 16, on an H200's 132
 SMs). In the fused launches, each program takes a ticket from an atomic counter: the first NH tickets run
@@ -125,14 +127,14 @@ BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "tf32x3")
 # the same errors against the float64 loop; 2 warps took 210 ms (benchmarks/results/chunk_triton_v6b_variants.json,
 # chunk_triton_v6c_variants.json).
 BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "4"))
-# Warps of the per-chunk write directions (_fwd_alpha, which runs after the Newton chain) and of the
-# backward's per-chunk phase-2 kernel. Measured on the H200 (same shapes; chunk_triton_v6c_variants.json,
+# Warps of the per-chunk write directions (_fwd_alpha, or _fwd_newton_alpha, which runs the Newton chain in the
+# same launch with these warps where they equal CHAIN_WARPS) and of the backward's per-chunk phase-2 kernel. Measured on the H200 (same shapes; chunk_triton_v6c_variants.json,
 # chunk_triton_v6d_variants_phase2_w4.json): _fwd_alpha with 2 or 8 warps made the forward slower (11.0 and
 # 12.0 against 10.2 ms); _bwd_phase2 with 4 warps instead of 8 made forward+backward 0.8 ms faster (27.17 and
 # 27.18 against 28.02 and 27.99 ms, alternating runs), with the same errors, and passed the float64 smoke
 # (chunk_triton_v6d_smoke_phase2_w4.json).
 ALPHA_WARPS = int(os.environ.get("VLA_ALPHA_WARPS", "4"))
-# Warps of the per-chunk WY factors (_fwd_wy) for V up to 64 (on the H200 at T = 16k, 8 warps made the forward
+# Warps of the per-chunk WY factors (_fwd_wy) for K and V up to 64 (on the H200 at T = 16k, 8 warps made the forward
 # 9.74 against 8.90 ms; chunk_triton_v7a_variants.json).
 WY_WARPS = int(os.environ.get("VLA_WY_WARPS", "4"))
 BWD_PHASE2_WARPS = int(os.environ.get("VLA_BWD_PHASE2_WARPS", "4"))
@@ -174,7 +176,8 @@ BWD_SINGLE_STATIC = int(os.environ.get("VLA_BWD_SINGLE_STATIC", "1"))
 # and spills about as they were and removes 24 of 456 and 24 of 333 tensor-core instructions from the two
 # backward loop bodies.
 SAVE_RINV = int(os.environ.get("VLA_SAVE_RINV", "1"))
-# Warps of the serial forward A chain; and the backward's cache of the A entering every phase-1
+# Warps of the serial forward A chain (with the Newton chain in _fwd_newton_alpha they are ALPHA_WARPS, and
+# the two launches apart are used where the settings differ); and the backward's cache of the A entering every phase-1
 # sub-chunk, written by _bwd_phase1_compose so that _bwd_phase1_grads loads it instead of recomputing it
 # (4 instead of 10 sub-chunk factorisations per chunk of 64 rows, for NC * H * (C/16 - 1) * K * K * 4
 # bytes during the backward). On by default: on the H200 (bf16, B = 4, H = 16, T = 16k) forward+backward
@@ -184,7 +187,8 @@ SAVE_RINV = int(os.environ.get("VLA_SAVE_RINV", "1"))
 CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
 BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 # The forward A chain's solver: "cholesky" (16-row factorisations, _fwd_A_chain) or "newton" (matrix
-# products only, _fwd_A_chain_newton; the write directions then come from _fwd_alpha), iterating until
+# products only, _newton_chain; the write directions then come from _alpha_chunk, in one launch with the chain by
+# default, OVERLAP_CHAIN), iterating until
 # the residual bound falls below NEWTON_TOL. "newton" is less accurate when M = I + U A U^T is ill
 # conditioned: in the interpreter, fp32, ragged batch of tests/ops/test_chunk_triton.py's newton test
 # with |u| = 8 (the layer keeps |u| = 1/sqrt(K)), the output's relative error was 1.5e-3 against
@@ -207,17 +211,21 @@ CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "auto")
 NEWTON_MAX_BOUND = float(os.environ.get("VLA_NEWTON_MAX_BOUND", "32"))
 NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
 LAST_CHAIN_SOLVER = None  # the chain the last forward ran ("auto" resolved), for benchmarks to report
-# Largest K and V. V enters only phase 2 (the S and dS chains hold K x V): up to 128, where phase 2's kernels
-# run with P2_WIDE_WARPS warps (ptxas, sm_90a, K = 64, V = 128, chunks of 64: at most 232 registers and no
-# spills with 8 warps in every phase-2 kernel but _bwd_phase2, which spills 1 KB per thread; 4 warps spilled
-# 0.4 to 2.4 KB). K above 64 (WIDE_K_FROM) runs every kernel with at least 8 warps, the dA chain by 64 x 64
-# blocks through global memory (_dA_chain_blocked: its K x K x K products in registers needed 256 KB of shared
-# memory at K = 128, the H200 gives a block 227 KB), no overlapped launches, and only chunks of 64 (the size
-# checked on the H200). ptxas (sm_90a, K = 128, chunks of 64, 8 warps): shared memory 128 to 208 KB per kernel,
-# spills of 1 to 7 KB per thread in the phase-1 kernels, so K = 128 is slower per element than K = 64.
+# Largest K and V. Heads wider than 64 (K or V above WIDE_FROM) are taken only with the input dtypes in WIDE_DTYPES
+# and chunks of 64: what was checked on the H200 (bf16; chunk_triton_v7a_smoke.json with K = 64, V = 128,
+# chunk_triton_v7e_smoke_wide_k.json with K = V = 128). fp32 cannot launch there with K above 64: ptxas (sm_90a)
+# gives _bwd_phase2 256 to 384 KB of shared memory, a block has 227 KB; fp32 with V = 128 and chunks of 16 or 32
+# spills 11 to 25 KB per thread. V enters only phase 2 (the S and dS chains hold K x V); above 64 phase 2's kernels
+# run with P2_WIDE_WARPS warps (K = 64, V = 128, chunks of 64, bf16: at most 232 registers and no spills with 8
+# warps in every phase-2 kernel but _bwd_phase2, which spills 1 KB per thread; 4 warps spilled 0.4 to 2.4 KB). K
+# above 64 runs the phase-1 kernels with at least 8 warps, the dA chain by 64 x 64 blocks through global memory
+# (_dA_chain_blocked: its K x K x K products in registers needed 256 KB of shared memory at K = 128) and no
+# overlapped launches; bf16, K = 128, chunks of 64, 8 warps: shared memory 128 to 208 KB per kernel and spills of
+# 1 to 7 KB per thread in the phase-1 kernels, so K = 128 is slower per element than K = 64.
 MAX_K = 128
 MAX_V = 128
-WIDE_K_FROM = 64
+WIDE_FROM = 64
+WIDE_DTYPES = (torch.bfloat16,)
 P2_WIDE_WARPS = int(os.environ.get("VLA_P2_WIDE_WARPS", "8"))
 # Input dtypes (computation in fp32 whatever the input; float64 inputs go to the PyTorch chunk form).
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -244,6 +252,13 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
             "OVERLAP_DA_CHAIN")
+
+
+def takes(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> bool:
+    """Whether chunk_vla_triton takes inputs of this dtype, these head sizes and this chunk size."""
+    if dtype not in SUPPORTED_DTYPES or K > MAX_K or V > MAX_V:
+        return False
+    return max(K, V) <= WIDE_FROM or (dtype in WIDE_DTYPES and chunk_size == 64)
 
 
 def settings() -> dict:
@@ -1136,7 +1151,8 @@ def _bwd_phase1_grads(u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, r
                       P_WDIR: tl.constexpr, P_CHOL: tl.constexpr, P_MAIN: tl.constexpr,
                       SINGLE_STATIC: tl.constexpr, HAS_RINV: tl.constexpr):
     """Per chunk, given dA at its end: du and dk, sub-chunk by sub-chunk in reverse, carrying dA
-    through the sub-chunks (the A entering each sub-chunk is recomputed from the chunk's)."""
+    through the sub-chunks (the A entering each sub-chunk read from the cache _bwd_phase1_compose wrote,
+    BWD_CACHE_A, or recomputed from the chunk's)."""
     _grads_chunk(tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), u, k, dal, dkh, du, dk_out, A_chunks,
                  dA_chunks, Acache, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min, K, BK, C, SUB,
                  IS_VARLEN, PREC, CACHE_A, P_WDIR, P_CHOL, P_MAIN, SINGLE_STATIC, HAS_RINV)
@@ -1376,7 +1392,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     uu = torch.empty_like(v)
     Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)  # (I + L)^{-1} per chunk; kept for the backward
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
-    overlapped = newton and bool(OVERLAP_CHAIN) and BK <= 64
+    overlapped = newton and bool(OVERLAP_CHAIN) and BK <= 64 and CHAIN_WARPS == ALPHA_WARPS
     if overlapped:
         sync = torch.zeros(1 + NC * H, dtype=torch.int32, device=dev)  # ticket counter, then one flag per (chunk, head)
         _fwd_newton_alpha[(N * H + NC * H,)](
@@ -1563,9 +1579,12 @@ def chunk_vla_triton(
     if K > MAX_K or V > MAX_V:
         raise ValueError(f"head sizes K={K}, V={V}: the Triton chunk kernels support K <= {MAX_K} and V <= {MAX_V} "
                          "(use backend='torch', or the fused recurrent op for inference)")
-    if K > WIDE_K_FROM and chunk_size != 64:
-        raise ValueError(f"chunk_size={chunk_size} with K={K}: the Triton chunk kernels take K above {WIDE_K_FROM} "
-                         "only with chunk_size=64 (the one checked on a GPU; use backend='torch')")
+    if max(K, V) > WIDE_FROM and chunk_size != 64:
+        raise ValueError(f"chunk_size={chunk_size} with K={K}, V={V}: the Triton chunk kernels take heads wider than "
+                         f"{WIDE_FROM} only with chunk_size=64 (see MAX_K; use backend='torch')")
+    if max(K, V) > WIDE_FROM and q.dtype not in WIDE_DTYPES:
+        raise ValueError(f"q, k, v, u: the Triton chunk kernels take heads wider than {WIDE_FROM} (K={K}, V={V}) only "
+                         f"in {[str(d) for d in WIDE_DTYPES]}, got {q.dtype} (see MAX_K; use backend='torch')")
     S0, A0 = initial_state if initial_state is not None else (None, None)
     if A0 is not None:
         A0 = (0.5 * (A0 + A0.transpose(-1, -2))).contiguous()
