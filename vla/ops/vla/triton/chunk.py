@@ -684,6 +684,17 @@ def _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_
 
 
 @triton.jit
+def _wait_for_chunk(sync, order, t, NH, H):
+    """For ticket t (>= NH) of a fused launch: its (chunk, head), ``order`` giving the chunks in the order the
+    chains reach them, returned once the chain has set that chunk's flag (sync[1 + chunk * H + head])."""
+    c = tl.load(order + (t - NH) // H).to(tl.int64)
+    h = (t - NH) % H
+    while tl.atomic_add(sync + 1 + c * H + h, 0, sem="acquire") == 0:
+        pass
+    return c, h
+
+
+@triton.jit
 def _fwd_newton_alpha(u, k, alpha, A_init, A_chunks, A_final, rinv, sync, order, cu, shift, base, chunk_off,
                       chunk_seq, chunk_idx, T, H, NH, eps, delta_min, nudge_eps, inv_lambda0, period, tol,
                       K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
@@ -703,10 +714,7 @@ def _fwd_newton_alpha(u, k, alpha, A_init, A_chunks, A_final, rinv, sync, order,
         _newton_chain(t, u, A_init, A_chunks, A_final, sync + 1, cu, shift, base, chunk_off, T, H, nudge_eps,
                       inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, True)
     else:
-        c = tl.load(order + (t - NH) // H).to(tl.int64)
-        h = (t - NH) % H
-        while tl.atomic_add(sync + 1 + c * H + h, 0, sem="acquire") == 0:
-            pass
+        c, h = _wait_for_chunk(sync, order, t, NH, H)
         _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
                      K, BK, C, SUB, IS_VARLEN, PREC, SAVE_RINV)
 
@@ -1220,10 +1228,7 @@ def _bwd_dA_chain_grads(u, k, dal, dkh, du, dk_out, A_chunks, Fbuf, Pbuf, dA_chu
         _dA_chain(t, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, sync + 1, cu, shift, chunk_off, T, H, K, BK, C,
                   HAS_DAF, STORE_DA0, IS_VARLEN, DA_PREC, True)
     else:
-        c = tl.load(rorder + (t - NH) // H).to(tl.int64)
-        h = (t - NH) % H
-        while tl.atomic_add(sync + 1 + c * H + h, 0, sem="acquire") == 0:
-            pass
+        c, h = _wait_for_chunk(sync, rorder, t, NH, H)
         _grads_chunk(c, h, u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, rinv, cu, shift, chunk_seq,
                      chunk_idx, T, H, eps, delta_min, K, BK, C, SUB, IS_VARLEN, PREC, CACHE_A, P_WDIR, P_CHOL,
                      P_MAIN, SINGLE_STATIC, HAS_RINV)
