@@ -33,6 +33,7 @@ Writes DIR/chunk_triton_<section>.json (raw numbers, atomically).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -203,17 +204,24 @@ SMOKE_CASES = ((torch.float32, 64, 32, 64, {}), (torch.bfloat16, 32, 64, 32, {})
 SMOKE_WIDE_K = ((torch.bfloat16, 128, 128, 64, {}), (torch.bfloat16, 128, 128, 64, {"CHAIN_SOLVER": "cholesky"}))
 
 
+@contextlib.contextmanager
+def build_settings(settings):
+    """The chunk module's build settings ({name: value}) set for the block, restored after it."""
+    saved = {key: getattr(tri, key) for key in settings}
+    try:
+        for key, val in settings.items():
+            setattr(tri, key, val)
+        yield
+    finally:
+        for key, val in saved.items():
+            setattr(tri, key, val)
+
+
 def smoke(out, cases=SMOKE_CASES, name="smoke"):
     res = {"device": torch.cuda.get_device_name(), "cases": [], "settings": tri.settings()}
     for dtype, K, V, C, settings in cases:
-        saved = {key: getattr(tri, key) for key in settings}
-        for key, val in settings.items():
-            setattr(tri, key, val)
-        try:
+        with build_settings(settings):
             case = {**smoke_case(dtype, K, V, C), "settings": settings}
-        finally:
-            for key, val in saved.items():
-                setattr(tri, key, val)
         res["cases"].append(case)
         print(case, flush=True)
     # the verdict, within the interpreter tests' bounds (TOL in tests/ops/test_chunk_triton.py)
@@ -238,15 +246,11 @@ DIAGNOSE = [  # (dtype, K, V, C, settings): the smoke's failing fp16 case (du, d
 def diagnose(out):
     res = {"device": torch.cuda.get_device_name(), "cases": []}
     for dtype, K, V, C, settings in tqdm(DIAGNOSE, desc="diagnose"):
-        saved = {k: getattr(tri, k) for k in settings}
-        for key, val in settings.items():
-            setattr(tri, key, val)
         try:
-            case = {"settings": settings, **smoke_case(dtype, K, V, C)}
+            with build_settings(settings):
+                case = {"settings": settings, **smoke_case(dtype, K, V, C)}
         except Exception as e:
             case = {"settings": settings, "dtype": str(dtype), "K": K, "V": V, "C": C, "error": repr(e)[:300]}
-        for key, val in saved.items():
-            setattr(tri, key, val)
         res["cases"].append(case)
         print({k: (f"{v:.2e}" if isinstance(v, float) else v) for k, v in case.items() if k not in ("lens", "offsets")},
               flush=True)
@@ -264,11 +268,9 @@ def sweep_settings(path, res, settings, measure):
     ``path`` after each case. Stops at the first exception (an illegal memory access poisons the CUDA
     context); the settings are restored at the end."""
     keys = sorted({k for st in settings for k in st})
-    saved = {k: getattr(tri, k) for k in keys}
-    try:
-        for st in tqdm(settings, desc=os.path.basename(path)):
-            for key in keys:
-                setattr(tri, key, st.get(key, saved[key]))
+    defaults = {k: getattr(tri, k) for k in keys}
+    for st in tqdm(settings, desc=os.path.basename(path)):
+        with build_settings({**defaults, **st}):
             case = {k: getattr(tri, k) for k in keys}
             try:
                 measure(case)
@@ -277,12 +279,9 @@ def sweep_settings(path, res, settings, measure):
                 res["cases"].append(case)
                 print(case, flush=True)
                 break
-            res["cases"].append(case)
-            print(case, flush=True)
-            write_json(path, res)
-    finally:
-        for key, val in saved.items():
-            setattr(tri, key, val)
+        res["cases"].append(case)
+        print(case, flush=True)
+        write_json(path, res)
     write_json(path, res)
 
 
@@ -458,8 +457,7 @@ def profile(out):
     # phase 1 in chunks of 32 rows against the default
     chain = {}
     for sub in (32, tri.PHASE1_CHUNK):
-        old, tri.PHASE1_CHUNK = tri.PHASE1_CHUNK, sub
-        with torch.no_grad():
+        with build_settings({"PHASE1_CHUNK": sub}), torch.no_grad():
             run_triton(*xs)
             torch.cuda.synchronize()
             t0 = time.time()
@@ -467,7 +465,6 @@ def profile(out):
                 run_triton(*xs)
             torch.cuda.synchronize()
         chain[f"fwd_ms_phase1_chunk{sub}"] = (time.time() - t0) / 3 * 1e3
-        tri.PHASE1_CHUNK = old
     res = {"T": T, "B": B, "H": H, "ms_per_fwd_bwd_by_kernel": kern, "registers": regs, "phase1_chunk": chain,
            "settings": tri.settings()}
     print(json.dumps(res, indent=1), flush=True)
@@ -514,23 +511,22 @@ def profile_fwd(out):
     xs = inputs(B, T, H, seed=T)
     res = {"T": T, "B": B, "H": H, "chain_solver": tri.CHAIN_SOLVER}
     for solver in ("cholesky", "newton"):
-        old, tri.CHAIN_SOLVER = tri.CHAIN_SOLVER, solver
-        with torch.no_grad():
-            for _ in range(3):
-                run_triton(*xs)
-            torch.cuda.synchronize()
-            with tprof(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(10):
+        with build_settings({"CHAIN_SOLVER": solver}):
+            with torch.no_grad():
+                for _ in range(3):
                     run_triton(*xs)
                 torch.cuda.synchronize()
-        kern = {}
-        for e in prof.key_averages():
-            t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
-            if t > 0:
-                kern[e.key] = t / 10 / 1e3
-        res[f"{solver}_ms_by_kernel"] = kern
-        res[f"{solver}_fwd_ms"] = bench(f_vla, xs, False)[0]
-        tri.CHAIN_SOLVER = old
+                with tprof(activities=[ProfilerActivity.CUDA]) as prof:
+                    for _ in range(10):
+                        run_triton(*xs)
+                    torch.cuda.synchronize()
+            kern = {}
+            for e in prof.key_averages():
+                t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+                if t > 0:
+                    kern[e.key] = t / 10 / 1e3
+            res[f"{solver}_ms_by_kernel"] = kern
+            res[f"{solver}_fwd_ms"] = bench(f_vla, xs, False)[0]
     t0 = time.perf_counter()
     for _ in range(20):
         tri._Layout(B, T, torch.zeros(B, dtype=torch.int64), None, 64, 1e-3, "cuda")  # (uncached)

@@ -154,9 +154,8 @@ def main() -> None:
                 f"({args.budget_s:.0f} s x {args.workers} workers x efficiency {args.parallel_efficiency})")
         per_run = {m: s * steps / cfg.steps for m, s in per_run.items()}
     print(f"plan: {note}; one lr round ~{round_serial * steps / cfg.steps:.0f} s single-process", flush=True)
-    overrides.update(steps=steps)
-    cfg = mqar.config_for("full", **overrides, skip_done=skip, workers=args.workers, threads_per_worker=1,
-                          time_budget_s=args.budget_s, backend=args.backend,
+    cfg = mqar.config_for("full", **{**overrides, "steps": steps}, skip_done=skip, workers=args.workers,
+                          threads_per_worker=1, time_budget_s=args.budget_s, backend=args.backend,
                           label=f"full preset on {torch.cuda.get_device_name(0) if device.startswith('cuda') else 'a CPU'}"
                                 + (f", settings overridden: {json.dumps(overrides)}" if overrides else "") + ": " + note)
     extra = {"probe": probes, "probe_s": probe_s, "plan_note": note, "budget_s": args.budget_s,

@@ -80,7 +80,7 @@ def finite_witness(kind: str, x: torch.Tensor) -> torch.Tensor:
         w = torch.minimum(torch.linalg.vector_norm(x, dim=(-2, -1), dtype=wide), sums).amax()
     else:
         w = x.sum(dtype=torch.float32)
-    return w.double()
+    return w  # (fp32, or fp64 for fp64 x; torch.stack promotes a mix of both)
 
 
 def _check_finite_all(tensors: dict, kinds: dict) -> dict:

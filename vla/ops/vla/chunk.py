@@ -153,8 +153,11 @@ def chunk_vla(
     The Sherman-Morrison clamp ``delta_min`` never binds in exact arithmetic (delta >= 1 for SPD A), and
     the chunk form does not apply it. The initial A is symmetrised (A is symmetric by definition).
     """
-    # the norms that the Triton back end's chain solver reads, measured only where it may run
-    may_triton = backend == "triton" or (backend == "auto" and getattr(q, "is_cuda", False))
+    # "auto": Triton on CUDA for the dtypes, head sizes and chunk sizes its kernels take, PyTorch elsewhere; the
+    # norms that the Triton back end's chain solver reads are measured only where it runs
+    may_triton = backend == "triton" or (backend == "auto" and getattr(q, "is_cuda", False)
+                                         and TRITON_CHUNK_VERIFIED_ON_GPU and isinstance(v, torch.Tensor)
+                                         and _triton_takes(q.dtype, q.shape[-1], v.shape[-1], chunk_size))
     info = check_vla_inputs(q, k, v, u, lambda0=lambda0, scale=scale, period=period,
                             nudge_eps=nudge_eps, delta_min=delta_min, eps=eps,
                             initial_state=initial_state, offset=offset, cu_seqlens=cu_seqlens,
@@ -163,9 +166,7 @@ def chunk_vla(
     if backend not in ("auto", "torch", "triton"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
     if backend == "auto":
-        # Triton on CUDA for the dtypes and head sizes its kernels take; PyTorch elsewhere.
-        backend = "triton" if (q.is_cuda and TRITON_CHUNK_VERIFIED_ON_GPU
-                               and _triton_takes(q.dtype, info.K, info.V, chunk_size)) else "torch"
+        backend = "triton" if may_triton else "torch"
     scale = default_scale(scale, info.K)
     init = tuple(initial_state) if initial_state is not None else (None, None)
     if backend == "triton":  # (it symmetrises the initial A itself)
@@ -192,7 +193,7 @@ TRITON_CHUNK_VERIFIED_ON_GPU = True
 def _triton_takes(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> bool:
     """Whether the Triton chunk kernels can be imported and take these inputs (dtype, head sizes, chunk size)."""
     try:
-        from .triton.chunk import takes
+        from .triton.chunk import refusal
     except Exception:
         return False
-    return takes(dtype, K, V, chunk_size)
+    return refusal(dtype, K, V, chunk_size) is None

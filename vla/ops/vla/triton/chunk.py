@@ -254,11 +254,24 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "OVERLAP_DA_CHAIN")
 
 
-def takes(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> bool:
-    """Whether chunk_vla_triton takes inputs of this dtype, these head sizes and this chunk size."""
-    if dtype not in SUPPORTED_DTYPES or K > MAX_K or V > MAX_V:
-        return False
-    return max(K, V) <= WIDE_FROM or (dtype in WIDE_DTYPES and chunk_size == 64)
+def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
+    """Why chunk_vla_triton refuses inputs of this dtype, these head sizes and this chunk size (the message of
+    its ValueError), or None where it takes them."""
+    if chunk_size not in (16, 32, 64):
+        return f"chunk_size must be 16, 32 or 64, got {chunk_size}"
+    if dtype not in SUPPORTED_DTYPES:
+        return (f"q, k, v, u: the Triton chunk kernels take {sorted(str(d) for d in SUPPORTED_DTYPES)}, "
+                f"got {dtype} (use backend='torch' for float64)")
+    if K > MAX_K or V > MAX_V:
+        return (f"head sizes K={K}, V={V}: the Triton chunk kernels support K <= {MAX_K} and V <= {MAX_V} "
+                "(use backend='torch', or the fused recurrent op for inference)")
+    if max(K, V) > WIDE_FROM and chunk_size != 64:
+        return (f"chunk_size={chunk_size} with K={K}, V={V}: the Triton chunk kernels take heads wider than "
+                f"{WIDE_FROM} only with chunk_size=64 (see MAX_K; use backend='torch')")
+    if max(K, V) > WIDE_FROM and dtype not in WIDE_DTYPES:
+        return (f"q, k, v, u: the Triton chunk kernels take heads wider than {WIDE_FROM} (K={K}, V={V}) only "
+                f"in {[str(d) for d in WIDE_DTYPES]}, got {dtype} (see MAX_K; use backend='torch')")
+    return None
 
 
 def settings() -> dict:
@@ -1350,7 +1363,8 @@ def _chain_bound(u, A0, lay, lambda0, period, nudge_eps, norms=None):
         a0 = 1.0 / lambda0
     if u2 is None or a0 is None:
         u2t = finite_witness("row_norm2", u)
-        a0t = finite_witness("norm2_bound", A0) if A0 is not None else u2t.new_tensor(a0)
+        a0t = (finite_witness("norm2_bound", A0) if A0 is not None
+               else torch.tensor(a0, dtype=torch.float64, device=u2t.device))
         u2, a0 = torch.stack([u2t, a0t]).tolist()
     nudges = lay.max_end // period + 1 if nudge_eps > 0 else 0
     return lay.C * u2 * (a0 + nudges * nudge_eps)
@@ -1575,21 +1589,10 @@ def chunk_vla_triton(
     Differentiable w.r.t. q, k, v, u and the initial S and A (A's gradient comes back symmetric:
     A is symmetric by definition, and the initial A is symmetrised before use).
     """
-    if chunk_size not in (16, 32, 64):
-        raise ValueError(f"chunk_size must be 16, 32 or 64, got {chunk_size}")
-    if q.dtype not in SUPPORTED_DTYPES:
-        raise ValueError(f"q, k, v, u: the Triton chunk kernels take {sorted(str(d) for d in SUPPORTED_DTYPES)}, "
-                         f"got {q.dtype} (use backend='torch' for float64)")
     K, V = q.shape[-1], v.shape[-1]
-    if K > MAX_K or V > MAX_V:
-        raise ValueError(f"head sizes K={K}, V={V}: the Triton chunk kernels support K <= {MAX_K} and V <= {MAX_V} "
-                         "(use backend='torch', or the fused recurrent op for inference)")
-    if max(K, V) > WIDE_FROM and chunk_size != 64:
-        raise ValueError(f"chunk_size={chunk_size} with K={K}, V={V}: the Triton chunk kernels take heads wider than "
-                         f"{WIDE_FROM} only with chunk_size=64 (see MAX_K; use backend='torch')")
-    if max(K, V) > WIDE_FROM and q.dtype not in WIDE_DTYPES:
-        raise ValueError(f"q, k, v, u: the Triton chunk kernels take heads wider than {WIDE_FROM} (K={K}, V={V}) only "
-                         f"in {[str(d) for d in WIDE_DTYPES]}, got {q.dtype} (see MAX_K; use backend='torch')")
+    why = refusal(q.dtype, K, V, chunk_size)
+    if why is not None:
+        raise ValueError(why)
     S0, A0 = initial_state if initial_state is not None else (None, None)
     if A0 is not None:
         A0 = (0.5 * (A0 + A0.transpose(-1, -2))).contiguous()
