@@ -448,7 +448,8 @@ def profile(out):
             kern[e.key] = t / 5 / 1e3  # ms per fwd+bwd
     regs = {}
     for fn_name in ("_fwd_A_chain", "_fwd_alpha", "_fwd_wy", "_fwd_S_chain", "_bwd_prep_dS", "_bwd_dS_chain", "_bwd_phase2",
-                    "_bwd_phase1_compose", "_bwd_dA_chain", "_bwd_phase1_grads"):
+                    "_bwd_phase1_compose", "_bwd_dA_chain", "_bwd_phase1_grads", "_fwd_newton_alpha",
+                    "_bwd_dA_chain_grads", "_bwd_phase1_full", "_bwd_du"):
         fn = getattr(tri, fn_name)
         for dev, cache in fn.device_caches.items():
             for key, ck in cache[0].items():
@@ -474,8 +475,8 @@ def profile(out):
 PRECISION_GROUPS = ["", "wdir", "chol", "main", "wdir,chol", "wdir,main", "chol,main", "wdir,chol,main"]
 
 
-def precision_groups(out):
-    """Which groups of the backward phase-1 kernels' own products one tf32 pass is enough for
+def precision_groups(out, settings=None):
+    """(``settings``: a list of settings dicts to measure instead.) Which groups of the backward phase-1 kernels' own products one tf32 pass is enough for
     (BWD_FAST_GROUPS; tf32x3 elsewhere): for each choice, the output and gradient errors at T = 16k
     (B=2, H=4, bf16, final-state gradients as in --check) against the fp32 PyTorch chunk form, computed
     once, and forward+backward time and peak memory at T = 16k (B=4, H=16); with and without the
@@ -497,8 +498,9 @@ def precision_groups(out):
         case["first_call_s"] = time.time() - t0
         case.update({"o": rel(o, o_r), "A": rel(fin[1], fin_r[1])},
                     **{n: rel(a, b) for n, a, b in zip(["dq", "dk", "dv", "du"], g, g_r)})
+        case["fwd_ms_T16k"] = bench(f_vla, big, False)[0]
         case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
-    settings = [dict(BWD_FAST_GROUPS=g, BWD_CACHE_A=1) for g in PRECISION_GROUPS] + [dict(BWD_CACHE_A=0)]
+    settings = settings or [dict(BWD_FAST_GROUPS=g, BWD_CACHE_A=1) for g in PRECISION_GROUPS] + [dict(BWD_CACHE_A=0)]
     sweep_settings(os.path.join(out, "chunk_triton_precision_groups.json"), res, settings, measure)
 
 
@@ -540,7 +542,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--settings", default=None,
-                    help='with --variants: a JSON list of settings dicts instead of VARIANTS, e.g. \'[{}, {"CHAIN_WARPS": 8}]\'')
+                    help='with --variants or --precision-groups: a JSON list of settings dicts instead of VARIANTS, e.g. \'[{}, {"CHAIN_WARPS": 8}]\'')
     for s in ("smoke", "variants", "check", "million", "time", "baselines", "profile", "tf32", "precision_groups",
               "profile_fwd", "diagnose", "wide", "smoke_wide_k", "wide_k"):
         ap.add_argument(f"--{s.replace('_', '-')}", action="store_true")
@@ -552,7 +554,7 @@ def main():
     for flag, fn in (("smoke", lambda: smoke(a.out)), ("variants", lambda: variants(a.out, json.loads(a.settings) if a.settings else None)), ("check", lambda: check(a.out)), ("million", lambda: million(a.out)),
                      ("profile", lambda: profile(a.out)), ("time", lambda: timing(a.out, "vla")),
                      ("baselines", lambda: timing(a.out, "baselines")),
-                     ("precision_groups", lambda: precision_groups(a.out)), ("profile_fwd", lambda: profile_fwd(a.out)),
+                     ("precision_groups", lambda: precision_groups(a.out, json.loads(a.settings) if a.settings else None)), ("profile_fwd", lambda: profile_fwd(a.out)),
                      ("diagnose", lambda: diagnose(a.out)), ("wide", lambda: wide(a.out)),
                      ("smoke_wide_k", lambda: smoke(a.out, SMOKE_WIDE_K, "smoke_wide_k")),
                      ("wide_k", lambda: wide(a.out, 128, "wide_k128"))):

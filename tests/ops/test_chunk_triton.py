@@ -121,16 +121,19 @@ def test_chunk32_no_nudge_non_multiple_period():
     _check(errs, TOL[torch.float32])
 
 
-@pytest.mark.parametrize("fuse_alpha,cache_a,solver,bwd_sub", [
-    (0, 0, "cholesky", 0), (1, 0, "cholesky", 0), (1, 1, "cholesky", 0), (1, 0, "newton", 0),
-    (1, 1, "cholesky", 32), (1, 0, "cholesky", 32), (1, 1, "cholesky", 64)])
-def test_chunk64_full_width_heads(monkeypatch, fuse_alpha, cache_a, solver, bwd_sub):
+@pytest.mark.parametrize("fuse_alpha,cache_a,solver,bwd_sub,form", [
+    (0, 0, "cholesky", 0, "full"), (1, 0, "cholesky", 0, "full"), (1, 1, "cholesky", 0, "sub"),
+    (1, 0, "newton", 0, "full"), (1, 0, "newton", 0, "sub"), (1, 1, "cholesky", 32, "sub"),
+    (1, 0, "cholesky", 32, "full"), (1, 1, "cholesky", 64, "sub"), (1, 0, "cholesky", 64, "full")])
+def test_chunk64_full_width_heads(monkeypatch, fuse_alpha, cache_a, solver, bwd_sub, form):
     # the benchmark's configuration in small: K = V = 64 (no padding), chunk 64 for phase 2 and 16 for
     # phase 1, offset 37 (shortened first chunk); write directions inside the A chain or in their own
-    # per-chunk kernel; the backward recomputing the A inside each chunk or reading it from its cache,
-    # in sub-chunks of 16 rows as the forward or of 32 or 64 (BWD_PHASE1_CHUNK)
+    # per-chunk kernel; the backward's phase 1 over whole chunks ("full") or sub-chunk by sub-chunk ("sub",
+    # recomputing the A inside each chunk or reading it from its cache), its sub-chunks of 16 rows as the
+    # forward's (the forward's R^{-1} used) or of 32 or 64 (BWD_PHASE1_CHUNK: R^{-1} factorised again)
     from vla.ops.vla.triton import chunk as tri
 
+    monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
     monkeypatch.setattr(tri, "FUSE_ALPHA", fuse_alpha)
     monkeypatch.setattr(tri, "BWD_CACHE_A", cache_a)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
@@ -151,6 +154,7 @@ def test_chunk16_full_width_heads(monkeypatch, single_static):
     # benchmarks/chunk_triton_dev.py --smoke, whose fp16 case is this shape (chunk_triton_v5c_smoke*.json).
     from vla.ops.vla.triton import chunk as tri
 
+    monkeypatch.setattr(tri, "BWD_PHASE1_FORM", "sub")  # (the "full" form has no such loop)
     monkeypatch.setattr(tri, "BWD_SINGLE_STATIC", single_static)
     xs = vla_inputs(1, 70, 1, 64, 64)
     hyper = dict(HYPER, period=32, nudge_eps=1e-3)
@@ -284,9 +288,10 @@ def test_empty_sequence_passes_states_through():
     assert torch.equal(S, S0) and torch.allclose(A, torch.eye(8).expand(2, 1, 8, 8) * 2)
 
 
-@pytest.mark.parametrize("solver,cache_a,fast", [("newton", 0, ""), ("cholesky", 0, ""),
-                                                  ("cholesky", 1, "wdir,chol,main")])
-def test_experimental_settings_on_ragged_batches(monkeypatch, solver, cache_a, fast):
+@pytest.mark.parametrize("solver,cache_a,fast,form", [("newton", 0, "", "sub"), ("cholesky", 0, "", "sub"),
+                                                       ("cholesky", 1, "wdir,chol,main", "sub"),
+                                                       ("cholesky", 0, "wdir,main", "full")])
+def test_experimental_settings_on_ragged_batches(monkeypatch, solver, cache_a, fast, form):
     # settings other than the defaults (CHAIN_SOLVER = "newton": matrix products only; BWD_CACHE_A; groups of the
     # backward's products in one tf32 pass, which the interpreter computes in fp32 all the same, so this
     # checks that every product still gets its operands): ragged sequences with offsets (chunks cut short
@@ -296,6 +301,7 @@ def test_experimental_settings_on_ragged_batches(monkeypatch, solver, cache_a, f
     monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
     monkeypatch.setattr(tri, "BWD_CACHE_A", cache_a)
     monkeypatch.setattr(tri, "BWD_FAST_GROUPS", fast)
+    monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
     lens = [20, 70, 41]
     cu = torch.tensor([0, 20, 90, 131], dtype=torch.int64)
     xs = vla_inputs(1, sum(lens), 1, 32, 16)
@@ -353,10 +359,12 @@ def test_auto_chain_solver_takes_newton_only_under_its_bound(monkeypatch):
         assert real(u * scale_u, None, lay, 0.1, 64, 1e-3, seen[-1]) == want
 
 
-@pytest.mark.parametrize("chunk,fuse_alpha,cache_a,solver,bwd_sub", [
-    (64, 1, 1, "cholesky", 0), (64, 1, 0, "cholesky", 0), (64, 0, 1, "cholesky", 0), (64, 1, 1, "newton", 0),
-    (16, 1, 0, "cholesky", 0), (64, 1, 1, "cholesky", 32)])
-def test_backward_with_the_forwards_saved_factors(monkeypatch, chunk, fuse_alpha, cache_a, solver, bwd_sub):
+@pytest.mark.parametrize("chunk,fuse_alpha,cache_a,solver,bwd_sub,form", [
+    (64, 1, 1, "cholesky", 0, "sub"), (64, 1, 0, "cholesky", 0, "sub"), (64, 0, 1, "cholesky", 0, "sub"),
+    (64, 1, 1, "newton", 0, "sub"), (16, 1, 0, "cholesky", 0, "sub"), (64, 1, 1, "cholesky", 32, "sub"),
+    (64, 1, 0, "newton", 0, "full"), (32, 0, 0, "cholesky", 0, "full"), (16, 1, 0, "cholesky", 0, "full"),
+    (64, 1, 0, "newton", 32, "full")])
+def test_backward_with_the_forwards_saved_factors(monkeypatch, chunk, fuse_alpha, cache_a, solver, bwd_sub, form):
     # SAVE_RINV: the forward (the A chain, or _fwd_alpha with the Newton chain or unfused write directions)
     # saves every sub-chunk's R^{-1} and the backward loads it (also where it recomputes the A inside a chunk,
     # without the A cache); with backward sub-chunks of another size it is not used. Ragged sequences with
@@ -368,6 +376,7 @@ def test_backward_with_the_forwards_saved_factors(monkeypatch, chunk, fuse_alpha
     monkeypatch.setattr(tri, "BWD_CACHE_A", cache_a)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
     monkeypatch.setattr(tri, "BWD_PHASE1_CHUNK", bwd_sub)
+    monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
     seen = []
     real = tri._backward
     monkeypatch.setattr(tri, "_backward", lambda *a, **kw: seen.append(a[7]) or real(*a, **kw))
@@ -441,6 +450,7 @@ def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk):
     for name, spy in fused.items():
         monkeypatch.setattr(tri, name, spy)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    monkeypatch.setattr(tri, "BWD_PHASE1_FORM", "sub")  # (the backward's overlapped launch is the "sub" form's)
     cu = torch.tensor([0, 45, 195, 215], dtype=torch.int64)
     xs = vla_inputs(1, 215, 2, 32, 16)
     init = [torch.randn(3, 2, 32, 16, dtype=torch.float64), _spd(3, 2, 32)]
@@ -461,3 +471,83 @@ def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk):
     errs = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[37, 0, 5], cu_seqlens=cu,
                     final=True, init=init)
     _check(errs, TOL[torch.float32])
+
+
+@pytest.mark.parametrize("chunk,K,V", [(64, 64, 48), (32, 48, 64), (16, 32, 32)])
+def test_full_and_sub_backward_forms_agree(monkeypatch, chunk, K, V):
+    # BWD_PHASE1_FORM: the backward's phase 1 over whole chunks (_bwd_phase1_full, the dA chain, _bwd_du) and
+    # sub-chunk by sub-chunk (_bwd_phase1_compose, _bwd_phase1_grads) are two derivations of the same
+    # gradient; in fp32 both must match the float64 loop and each other to fp32 rounding. Ragged sequences
+    # with offsets (chunks cut short at both ends), initial states and final-state cotangents, K != V, K
+    # padded to a power of two; the "full" form's kernels must have run, and the "sub" form's must not.
+    from vla.ops.vla.triton import chunk as tri
+
+    launched = []
+
+    class Spy:
+        def __init__(self, name):
+            self.name, self.kernel = name, getattr(tri, name)
+
+        def __getitem__(self, grid):
+            launched.append(self.name)
+            return self.kernel[grid]
+
+    for name in ("_bwd_phase1_full", "_bwd_du", "_bwd_phase1_compose"):
+        monkeypatch.setattr(tri, name, Spy(name))
+    cu = torch.tensor([0, 30, 160, 171], dtype=torch.int64)
+    xs = vla_inputs(1, 171, 2, K, V)
+    init = [torch.randn(3, 2, K, V, dtype=torch.float64), _spd(3, 2, K)]
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    grads = {}
+    for form in ("full", "sub"):
+        monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
+        launched.clear()
+        errs = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[11, 0, 60], cu_seqlens=cu,
+                        final=True, init=init)
+        _check(errs, TOL[torch.float32])
+        assert launched == (["_bwd_phase1_full", "_bwd_du"] if form == "full" else ["_bwd_phase1_compose"])
+        x = [t.float().requires_grad_() for t in xs + init]
+        o, (S, A) = chunk_vla_triton(*x[:4], scale=K ** -0.5, initial_state=tuple(x[4:]), output_final_state=True,
+                                     offsets=torch.tensor([11, 0, 60]), cu_seqlens=cu, chunk_size=chunk, **hyper)
+        g = torch.Generator().manual_seed(1)
+        sum((t * torch.randn(t.shape, generator=g)).sum() for t in (o, S, A)).backward()
+        grads[form] = [t.grad for t in x]
+    for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], grads["full"], grads["sub"]):
+        assert rel_err(a, b) < 1e-5, name
+
+
+def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
+    # "auto" (PHASE1_PRECISION, CHAIN_PRECISION, BWD_PHASE1_PRECISION): one tf32 pass for bf16 and fp16 inputs,
+    # tf32x3 for fp32; the "sub" backward form keeps tf32x3 for every dtype (one pass there left du at 9e-2 on
+    # the H200), and a setting other than "auto" is taken as given
+    from vla.ops.vla.triton import chunk as tri
+
+    assert [tri._precision("auto", d) for d in (torch.float32, torch.bfloat16, torch.float16)] == \
+        ["tf32x3", "tf32", "tf32"]
+    assert tri._precision("ieee", torch.bfloat16) == "ieee"
+    seen = {}
+
+    class Spy:
+        def __init__(self, name):
+            self.name, self.kernel = name, getattr(tri, name)
+
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                seen[self.name] = kw.get("PREC")
+                return self.kernel[grid](*args, **kw)
+            return launch
+
+    for name in ("_fwd_alpha", "_bwd_phase1_full", "_bwd_phase1_compose"):
+        monkeypatch.setattr(tri, name, Spy(name))
+    monkeypatch.setattr(tri, "OVERLAP_CHAIN", 0)
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    xs = vla_inputs(1, 40, 1, 16, 16)
+    for dtype, form, want in ((torch.bfloat16, "full", "tf32"), (torch.float32, "full", "tf32x3"),
+                              (torch.bfloat16, "sub", "tf32x3")):
+        monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
+        q, k, v, u = (x.to(dtype).requires_grad_() for x in xs)
+        o, _ = chunk_vla_triton(q, k, v, u, scale=0.25, offsets=torch.tensor([0]), chunk_size=16, **HYPER)
+        o.float().sum().backward()
+        bwd = "_bwd_phase1_full" if form == "full" else "_bwd_phase1_compose"
+        assert seen["_fwd_alpha"] == ("tf32" if dtype != torch.float32 else "tf32x3")
+        assert seen[bwd] == want

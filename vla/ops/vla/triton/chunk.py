@@ -101,8 +101,13 @@ from ...utils import finite_witness, needs_grad
 # fp32; the default), "tf32" (one pass, about 1e-3 relative) or "ieee" (fp32 on the FMA units). On the
 # H200 (triton 3.6) "ieee" builds 64x64 products that spill hundreds of registers (the backward's phase-1
 # kernels ran 30-100x slower than with tf32x3; benchmarks/results/chunk_triton_v3_profile_ieee.json);
-# "tf32x3" gives the same forward error there (chunk_triton_v3_bisect.json).
-PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "tf32x3")
+# "tf32x3" gives the same forward error there (chunk_triton_v3_bisect.json). "auto" (the default, as for
+# CHAIN_PRECISION and BWD_PHASE1_PRECISION): one tf32 pass for bf16 and fp16 inputs, tf32x3 for fp32 inputs
+# (_precision). SPEC §3 allows tf32 in phase 1; with bf16 inputs at T = 16k (B = 4, H = 16) one pass in the
+# forward's phase 1 and Newton chain took the forward from 7.6 to 4.8 ms, left the output's error against the
+# fp32 PyTorch chunk form at 6.0e-3 and made the final A's 1.5e-3 (from 8e-7), below bf16's own rounding
+# (chunk_triton_v8a_precision.json).
+PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "auto")
 # Rows per phase-1 sub-chunk (16 .. chunk_size): its factorisations are C1 x C1, which keeps the
 # serial A chain short. Exact for any value.
 PHASE1_CHUNK = int(os.environ.get("VLA_PHASE1_CHUNK", "16"))
@@ -119,8 +124,11 @@ PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32x3")
 # _bwd_phase1_compose: 120 of the 176 ms of a forward+backward at T = 16k). One tf32 pass is not
 # enough: on the H200 it left du with a relative error of 9e-2 at T = 16k (bf16 inputs; 8e-3 with
 # fp32 products), because du is a small difference of large terms that carry dA, the gradient
-# accumulated from every later token. Default "tf32x3" (about fp32) for every input dtype.
-BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "tf32x3")
+# accumulated from every later token. That holds for BWD_PHASE1_FORM = "sub", which therefore always runs "auto"
+# as tf32x3. The "full" form has no such difference: all its products in one tf32 pass left du at 8.8e-3
+# against 8.1e-3 with tf32x3 (bf16, T = 16k) and took forward+backward from 21.4 to 14.8 ms
+# (chunk_triton_v8a_precision.json), so "auto" is one tf32 pass there for bf16 and fp16 inputs.
+BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "auto")
 # Warps of the backward's two phase-1 kernels. They run at 255 registers per thread, so 8 warps leave room
 # for one block per SM and 4 warps for two. On the H200 (bf16, B = 4, H = 16, T = 16k, with SAVE_RINV and the
 # A cache) forward+backward took 27.8 ms with 4 warps against 35.3 ms with 8 (twice: 27.9 against 35.5), with
@@ -210,6 +218,9 @@ BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "auto")
 NEWTON_MAX_BOUND = float(os.environ.get("VLA_NEWTON_MAX_BOUND", "32"))
 NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
+# Precision of the Newton chain's products but its first Newton-Schulz iterations (which take one tf32 pass anyway);
+# "auto" as PHASE1_PRECISION.
+CHAIN_PRECISION = os.environ.get("VLA_CHAIN_PRECISION", "auto")
 LAST_CHAIN_SOLVER = None  # the chain the last forward ran ("auto" resolved), for benchmarks to report
 # Largest K and V. Heads wider than 64 (K or V above WIDE_FROM) are taken only with the input dtypes in WIDE_DTYPES
 # and chunks of 64: what was checked on the H200 (bf16; chunk_triton_v7a_smoke.json with K = 64, V = 128,
@@ -246,12 +257,17 @@ OVERLAP_CHAIN = int(os.environ.get("VLA_OVERLAP_CHAIN", "1"))
 # (4) equal BWD_PHASE1_WARPS: 6.46 ms in one launch against 1.68 + 5.10 apart; forward+backward 21.95 against
 # 22.61 ms (chunk_triton_v7b_variants.json).
 OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
+# The backward's phase 1 for K up to 64: "full" (_bwd_phase1_full, then _du_chunk after the dA chain) takes the
+# products over whole chunks (C rows), from G = R^{-1} U built sub-chunk by sub-chunk; "sub" (_bwd_phase1_compose,
+# then _grads_chunk) walks the sub-chunks carrying K x K matrices through 16-row products and, in _grads_chunk, dA.
+# K above 64 always runs "sub".
+BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
 # Every build setting above (each read from the environment variable VLA_<name>), for benchmarks to record.
 SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP32_PRECISION", "BWD_PHASE1_PRECISION",
             "BWD_PHASE1_WARPS", "ALPHA_WARPS", "BWD_PHASE2_WARPS", "BWD_PHASE1_CHUNK", "BWD_FAST_GROUPS",
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
-            "OVERLAP_DA_CHAIN")
+            "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -599,7 +615,7 @@ def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off
                         T, H, nudge_eps, inv_lambda0, period, tol,
                         K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
                         HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                        NUDGE: tl.constexpr):
+                        NUDGE: tl.constexpr, CPREC: tl.constexpr):
     """The A chain without a factorisation on the serial path (CHAIN_SOLVER = "newton"): per chunk,
     A1 = A0 - Wt^T M^{-1} Wt (Woodbury on all C rows at once; Wt = U A0, M = I + Wt U^T), with M^{-1}
     by Newton-Schulz iterations X <- X (2I - M X) from X = 2 I / (2 + |G|_F), G = M - I. M's
@@ -608,14 +624,14 @@ def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off
     in one tf32 pass (Newton-Schulz corrects its own rounding), the last two in tf32x3. Only matrix
     products: on tensor cores, where the 16-step eliminations of _fwd_A_chain wait on reductions."""
     _newton_chain(tl.program_id(0).to(tl.int64), u, A_init, A_chunks, A_final, A_final, cu, shift, base, chunk_off,
-                  T, H, nudge_eps, inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, False)
+                  T, H, nudge_eps, inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, False, CPREC)
 
 
 @triton.jit
 def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, chunk_off, T, H, nudge_eps,
                   inv_lambda0, period, tol, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
                   HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                  NUDGE: tl.constexpr, SIGNAL: tl.constexpr):
+                  NUDGE: tl.constexpr, SIGNAL: tl.constexpr, CPREC: tl.constexpr):
     """The Newton chain of (sequence x head) i_nh (_fwd_A_chain_newton). SIGNAL: after each A entering a
     chunk is stored, set that chunk's flag (flags[chunk * H + head] = 1, with release semantics) for the
     programs of _fwd_newton_alpha that wait on it."""
@@ -634,8 +650,8 @@ def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, ch
         U = U_next.to(tl.float32)
         row, valid = _rows(bos, j + 1, s, Tn, H, h, C)
         U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
-        Wt = tl.dot(U, A, input_precision="tf32x3")
-        G = tl.dot(Wt, tl.trans(U), input_precision="tf32x3")
+        Wt = tl.dot(U, A, input_precision=CPREC)
+        G = tl.dot(Wt, tl.trans(U), input_precision=CPREC)
         gf = tl.sqrt(tl.sum(tl.sum(G * G, axis=1), axis=0))
         M = G + eyeC
         X = eyeC * (2.0 / (2.0 + gf))
@@ -649,9 +665,9 @@ def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, ch
             X = tl.dot(X, 2.0 * eyeC - tl.dot(M, X, input_precision="tf32"), input_precision="tf32")
             it += 1
         while it < n_it:
-            X = tl.dot(X, 2.0 * eyeC - tl.dot(M, X, input_precision="tf32x3"), input_precision="tf32x3")
+            X = tl.dot(X, 2.0 * eyeC - tl.dot(M, X, input_precision=CPREC), input_precision=CPREC)
             it += 1
-        P = tl.dot(tl.trans(Wt), tl.dot(X, Wt, input_precision="tf32x3"), input_precision="tf32x3")
+        P = tl.dot(tl.trans(Wt), tl.dot(X, Wt, input_precision=CPREC), input_precision=CPREC)
         A = A - 0.5 * (P + tl.trans(P))
         if NUDGE:
             hit = ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
@@ -712,7 +728,7 @@ def _fwd_newton_alpha(u, k, alpha, A_init, A_chunks, A_final, rinv, sync, order,
                       chunk_seq, chunk_idx, T, H, NH, eps, delta_min, nudge_eps, inv_lambda0, period, tol,
                       K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
                       HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                      NUDGE: tl.constexpr, PREC: tl.constexpr, SAVE_RINV: tl.constexpr):
+                      NUDGE: tl.constexpr, PREC: tl.constexpr, SAVE_RINV: tl.constexpr, CPREC: tl.constexpr):
     """The Newton chain and the write directions in one launch (OVERLAP_CHAIN), so that the per-chunk write
     directions run on the SMs the NH serial chains leave idle, each as soon as its chunk's A is stored.
     Grid: NH + chunks x heads programs. Each program first takes a ticket (sync[0], an atomic counter):
@@ -725,7 +741,7 @@ def _fwd_newton_alpha(u, k, alpha, A_init, A_chunks, A_final, rinv, sync, order,
     t = tl.atomic_add(sync, 1).to(tl.int64)
     if t < NH:
         _newton_chain(t, u, A_init, A_chunks, A_final, sync + 1, cu, shift, base, chunk_off, T, H, nudge_eps,
-                      inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, True)
+                      inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, True, CPREC)
     else:
         c, h = _wait_for_chunk(sync, order, t, NH, H)
         _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
@@ -1247,6 +1263,111 @@ def _bwd_dA_chain_grads(u, k, dal, dkh, du, dk_out, A_chunks, Fbuf, Pbuf, dA_chu
                      P_MAIN, SINGLE_STATIC, HAS_RINV)
 
 
+@triton.jit
+def _bwd_phase1_full(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H,
+                     eps, delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                     IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr,
+                     P_WDIR: tl.constexpr, P_MAIN: tl.constexpr):
+    """Per chunk, the backward of phase 1 with products over the whole chunk (BWD_PHASE1_FORM = "full"; K <= 64).
+    Inside a chunk A_t = A0 - sum_{i<=t} z_i z_i^T and A_t A0^{-1} = Pi_t = I - sum_{i<=t} z_i g_i^T, with
+    z_i = A0 g_i and g_i = Pi_{i-1}^T u_i / sqrt(delta_i) (G = R^{-1} U for the chunk's M = I + U A0 U^T = R R^T).
+    G comes sub-chunk by sub-chunk from the forward's R^{-1} (G_b = R_b^{-1} U_b Pi_b, Pi_{b+1} = Pi_b - Zt_b^T G_b);
+    then, with a_t = A_t k_hat_t and ga_t the gradient of a_t (rows of a and Ga):
+      B = Ga A0 - tril(Ga Zt^T) Zt          (row t = A_t ga_t: the gradient of k_hat_t)
+      dA0 = Pm^T Qm + Pi^T dA1 Pi,  Pm = Ga - tril(Ga Zt^T) G,  Qm = K_hat - tril(K_hat Zt^T) G
+      du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (dA1 + dA1^T) A1      (A1 = Pi A0, the A after the chunk)
+    This kernel stores dk, the dA chain's coefficients F = sym(Pm^T Qm) and P = Pi, and the part of du free of
+    dA1 (into the chunk's slot of gbuf, [chunks, H, C, K] fp32, which first holds G); _du_chunk adds the rest
+    once the chain has dA1. Precision: PREC for what recomputes the forward (G, Zt, a), P_WDIR for the write
+    directions' backward (GZ, Pm, F, B), P_MAIN for du (BWD_FAST_GROUPS)."""
+    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    h = tl.program_id(1).to(tl.int64)
+    dk = tl.arange(0, BK)
+    kmask = dk < K
+    kk = dk[:, None] * K + dk[None, :]
+    kkmask = kmask[:, None] & kmask[None, :]
+    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
+    Pi = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
+    NB: tl.constexpr = C // SUB
+    gslot = gbuf + (c * H + h) * C * K
+    rs = tl.arange(0, SUB)
+    for b in tl.static_range(NB):
+        row, valid = _rows(bos, j * NB + b, s, Tn, H, h, SUB)
+        U = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0).to(tl.float32)
+        if HAS_RINV:
+            Rinv = tl.load(_rinv_tile(rinv, c, H, h, NB, b, SUB) + rs[:, None] * SUB + rs[None, :])
+        else:
+            Wt, Rinv, Zt = _phase1_chunk(tl.dot(Pi, A0, input_precision=PREC), U, SUB, delta_min, PREC)
+        if b == 0:
+            Gb = tl.dot(Rinv, U, input_precision=PREC)
+        else:
+            Gb = tl.dot(Rinv, tl.dot(U, Pi, input_precision=PREC), input_precision=PREC)
+        Pi = Pi - tl.dot(tl.trans(tl.dot(Gb, A0, input_precision=PREC)), Gb, input_precision=PREC)
+        tl.store(gslot + (b * SUB + rs)[:, None] * K + dk[None, :], Gb, mask=kmask[None, :])
+    tl.store(Pbuf + (c * H + h) * K * K + kk, Pi, mask=kkmask)
+    tl.debug_barrier()  # G's rows were stored by every thread
+    r = tl.arange(0, C)
+    incl = r[:, None] >= r[None, :]
+    row, valid = _rows(bos, j, s, Tn, H, h, C)
+    offs = row[:, None] * K + dk[None, :]
+    m2 = valid[:, None] & kmask[None, :]
+    # (in an order that keeps few C x K tiles live at once; k is read twice rather than kept)
+    G = tl.load(gslot + r[:, None] * K + dk[None, :], mask=kmask[None, :], other=0.0)
+    Zt = tl.dot(G, A0, input_precision=PREC)
+    Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
+    KZ = tl.where(incl, tl.dot(Kh, tl.trans(Zt), input_precision=PREC), 0.0)
+    a = tl.dot(Kh, A0, input_precision=PREC) - tl.dot(KZ, Zt, input_precision=PREC)
+    Qm = Kh - tl.dot(KZ, G, input_precision=PREC)
+    al, na = _rownorm(a, eps)
+    Ga = _rownorm_bwd(al, na, tl.load(dal + offs, mask=m2, other=0.0), eps)
+    GZ = tl.where(incl, tl.dot(Ga, tl.trans(Zt), input_precision=P_WDIR), 0.0)
+    Pm = Ga - tl.dot(GZ, G, input_precision=P_WDIR)
+    F = tl.dot(tl.trans(Pm), Qm, input_precision=P_WDIR)
+    tl.store(Fbuf + (c * H + h) * K * K + kk, 0.5 * (F + tl.trans(F)), mask=kkmask)
+    Bm = tl.dot(Ga, A0, input_precision=P_WDIR) - tl.dot(GZ, Zt, input_precision=P_WDIR)
+    Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
+    dKh = tl.load(dkh + offs, mask=m2, other=0.0) + Bm
+    tl.store(dk_out + offs, _rownorm_bwd(Kh, nk, dKh, eps).to(dk_out.dtype.element_ty), mask=m2)
+    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
+    upper = r[:, None] <= r[None, :]
+    dU = -(tl.dot(tl.where(upper, tl.dot(U, tl.trans(a), input_precision=P_MAIN), 0.0), Bm, input_precision=P_MAIN)
+           + tl.dot(tl.where(upper, tl.dot(U, tl.trans(Bm), input_precision=P_MAIN), 0.0), a, input_precision=P_MAIN))
+    tl.debug_barrier()  # every thread has read G before its slot takes du
+    tl.store(gslot + r[:, None] * K + dk[None, :], dU, mask=kmask[None, :])
+
+
+@triton.jit
+def _du_chunk(c, h, u, du, A_chunks, Pbuf, dA_chunks, gbuf, cu, shift, chunk_seq, chunk_idx, T, H,
+              K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """du of chunk c, head h, given dA1 (the gradient of the A after it, symmetric): the part
+    _bwd_phase1_full left in gbuf, minus U A1 (2 dA1) A1 with A1 = Pi A0."""
+    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    dk = tl.arange(0, BK)
+    kmask = dk < K
+    kk = dk[:, None] * K + dk[None, :]
+    kkmask = kmask[:, None] & kmask[None, :]
+    slot = (c * H + h) * K * K + kk
+    A1 = tl.dot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
+                input_precision=PREC)
+    dA1 = tl.load(dA_chunks + slot, mask=kkmask, other=0.0)
+    r = tl.arange(0, C)
+    row, valid = _rows(bos, j, s, Tn, H, h, C)
+    offs = row[:, None] * K + dk[None, :]
+    m2 = valid[:, None] & kmask[None, :]
+    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
+    X = tl.dot(tl.dot(U, A1, input_precision=PREC), dA1, input_precision=PREC)
+    dU = (tl.load(gbuf + (c * H + h) * C * K + r[:, None] * K + dk[None, :], mask=kmask[None, :], other=0.0)
+          - 2.0 * tl.dot(X, A1, input_precision=PREC))
+    tl.store(du + offs, dU.to(du.dtype.element_ty), mask=m2)
+
+
+@triton.jit
+def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, cu, shift, chunk_seq, chunk_idx, T, H,
+            K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Per chunk, after the dA chain: du (_du_chunk)."""
+    _du_chunk(tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), u, du, A_chunks, Pbuf, dA_chunks, gbuf,
+              cu, shift, chunk_seq, chunk_idx, T, H, K, BK, C, IS_VARLEN, PREC)
+
 # ----------------------------------------------------------------------------------------------
 # Python side
 # ----------------------------------------------------------------------------------------------
@@ -1274,6 +1395,14 @@ def _p2_warps(BK: int, BV: int, warps: int = 4) -> int:
 def _p1_warps(BK: int, warps: int) -> int:
     """Warps of a phase-1 kernel: ``warps`` for K up to 64, at least 8 above (see MAX_K)."""
     return warps if BK <= 64 else max(warps, 8)
+
+
+def _precision(setting: str, dtype: torch.dtype) -> str:
+    """A phase-1 precision setting with "auto" resolved for inputs of this dtype: one tf32 pass for bf16 and
+    fp16 inputs (their own rounding is coarser), tf32x3 (about fp32) for fp32 inputs."""
+    if setting != "auto":
+        return setting
+    return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
 def _pow2(x: int) -> int:
@@ -1338,13 +1467,14 @@ def _layout(B, T, offsets, cu_seqlens, C, nudge_eps, device):
     return lay
 
 
-def _bwd_group_precisions():
-    """The precision of each group of the backward phase-1 kernels' own products (BWD_FAST_GROUPS)."""
+def _bwd_group_precisions(base):
+    """The precision of each group of the backward phase-1 kernels' own products (BWD_FAST_GROUPS; the others
+    in ``base``)."""
     fast = {g.strip() for g in BWD_FAST_GROUPS.split(",") if g.strip()}
     unknown = fast - set(BWD_GROUPS)
     if unknown:
         raise ValueError(f"VLA_BWD_FAST_GROUPS: unknown groups {sorted(unknown)} (known: {', '.join(BWD_GROUPS)})")
-    out = {f"P_{g.upper()}": ("tf32" if g in fast else BWD_PHASE1_PRECISION) for g in BWD_GROUPS}
+    out = {f"P_{g.upper()}": ("tf32" if g in fast else base) for g in BWD_GROUPS}
     out["SINGLE_STATIC"] = bool(BWD_SINGLE_STATIC)
     return out
 
@@ -1411,6 +1541,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     uu = torch.empty_like(v)
     Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)  # (I + L)^{-1} per chunk; kept for the backward
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
+    P1, CP = _precision(PHASE1_PRECISION, q.dtype), _precision(CHAIN_PRECISION, q.dtype)
     overlapped = newton and bool(OVERLAP_CHAIN) and BK <= 64 and CHAIN_WARPS == ALPHA_WARPS
     if overlapped:
         sync = torch.zeros(1 + NC * H, dtype=torch.int32, device=dev)  # ticket counter, then one flag per (chunk, head)
@@ -1419,25 +1550,26 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
             sync, lay.order, lay.cu, lay.shift, lay.base, lay.chunk_off, lay.chunk_seq, lay.chunk_idx, T, H, N * H,
             eps, delta_min, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, SUB=SUB,
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
-            PREC=PHASE1_PRECISION, SAVE_RINV=rinv is not None, num_warps=ALPHA_WARPS)
+            PREC=P1, SAVE_RINV=rinv is not None, CPREC=CP, num_warps=ALPHA_WARPS)
     elif newton:
         _fwd_A_chain_newton[(N * H,)](
             u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
             T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
-            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, num_warps=_p1_warps(BK, CHAIN_WARPS))
+            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP,
+            num_warps=_p1_warps(BK, CHAIN_WARPS))
     else:
         _fwd_A_chain[(N * H,)](
             u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final,
             rinv if chain_saves else A_chunks, lay.cu, lay.shift, lay.base,
             lay.chunk_off, T, H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, K=K, BK=BK, C=C, SUB=SUB,
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
-            FUSE_ALPHA=bool(FUSE_ALPHA), PREC=PHASE1_PRECISION, SAVE_RINV=chain_saves,
+            FUSE_ALPHA=bool(FUSE_ALPHA), PREC=P1, SAVE_RINV=chain_saves,
             num_warps=_p1_warps(BK, CHAIN_WARPS))
     if (newton and not overlapped) or (not newton and not FUSE_ALPHA):
         _fwd_alpha[(NC, H)](
             u, k, alpha, A_chunks, rinv if rinv is not None else A_chunks, lay.cu, lay.shift, lay.chunk_seq,
             lay.chunk_idx, T, H, eps, delta_min, K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen,
-            PREC=PHASE1_PRECISION, SAVE_RINV=rinv is not None, num_warps=_p1_warps(BK, ALPHA_WARPS))
+            PREC=P1, SAVE_RINV=rinv is not None, num_warps=_p1_warps(BK, ALPHA_WARPS))
     # phase 2: WY factors, then the S chain and the outputs
     _fwd_wy[(NC, H)](
         k, v, alpha, w, uu, Tmat, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps,
@@ -1488,22 +1620,41 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     # phase 1: the dA chain's coefficients per chunk, the chain, then du and dk per chunk
     Fbuf = torch.empty(NC, H, K, K, **f32)
     Pbuf = torch.empty(NC, H, K, K, **f32)
-    cache_a = bool(BWD_CACHE_A) and C // SUB > 1
-    Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
-    # the forward's R^{-1} serve only if the backward cuts chunks as the forward did
-    has_rinv = rinv is not None and rinv.shape[-1] == SUB
-    rinv = rinv if has_rinv else Fbuf
-    groups = _bwd_group_precisions()  # the precision of each group of products, for both phase-1 kernels
-    _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, *per_chunk, eps, delta_min,
-                                 K=K, BK=BK, C=C, SUB=SUB, PREC=BWD_PHASE1_PRECISION, CACHE_A=cache_a,
-                                 HAS_RINV=has_rinv, num_warps=_p1_warps(BK, BWD_PHASE1_WARPS), **groups,
-                                 **common)
     dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
     dk = torch.empty_like(k)
     du = torch.empty_like(u)
     chain = dict(HAS_DAF=dA_final is not None, STORE_DA0=has_A0)
-    p1 = dict(K=K, BK=BK, C=C, PREC=BWD_PHASE1_PRECISION, **common)
+    # the forward's R^{-1} serve only if the backward cuts chunks as the forward did
+    has_rinv = rinv is not None and rinv.shape[-1] == SUB
+    rinv = rinv if has_rinv else Fbuf
+    if BWD_PHASE1_FORM not in ("full", "sub"):
+        raise ValueError(f"VLA_BWD_PHASE1_FORM must be 'full' or 'sub', got {BWD_PHASE1_FORM!r}")
+    if BWD_PHASE1_FORM == "full" and BK <= 64:
+        BP = _precision(BWD_PHASE1_PRECISION, q.dtype)
+        groups = _bwd_group_precisions(BP)
+        gbuf = torch.empty(NC, H, C, K, **f32)  # G, then the part of du free of the dA after the chunk
+        _bwd_phase1_full[(NC, H)](u, k, dal, dkh, dk, A_chunks, Fbuf, Pbuf, gbuf, rinv, *per_chunk, eps, delta_min,
+                                  K=K, BK=BK, C=C, SUB=SUB, PREC=BP, HAS_RINV=has_rinv, P_WDIR=groups["P_WDIR"],
+                                  P_MAIN=groups["P_MAIN"], num_warps=BWD_PHASE1_WARPS, **common)
+        del dal, dkh
+        _bwd_dA_chain[(N * H,)](
+            Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf, Fbuf,
+            lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain,
+            **common)
+        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, *per_chunk, K=K, BK=BK, C=C, PREC=groups["P_MAIN"],
+                         num_warps=4, **common)
+        return dq, dk, dv, du, dS0, dA0
+    # "sub" (and K above 64): "auto" is tf32x3 here for every input dtype (see BWD_PHASE1_PRECISION)
+    BP = "tf32x3" if BWD_PHASE1_PRECISION == "auto" else BWD_PHASE1_PRECISION
+    groups = _bwd_group_precisions(BP)
+    cache_a = bool(BWD_CACHE_A) and C // SUB > 1
+    Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
+    _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, *per_chunk, eps, delta_min,
+                                 K=K, BK=BK, C=C, SUB=SUB, PREC=BP, CACHE_A=cache_a,
+                                 HAS_RINV=has_rinv, num_warps=_p1_warps(BK, BWD_PHASE1_WARPS), **groups,
+                                 **common)
+    p1 = dict(K=K, BK=BK, C=C, PREC=BP, **common)
     if OVERLAP_DA_CHAIN and BWD_PHASE1_WARPS == 4 and BK <= 64:
         sync = torch.zeros(1 + NC * H, dtype=torch.int32, device=dev)  # ticket counter, then one flag per (chunk, head)
         _bwd_dA_chain_grads[(N * H + NC * H,)](
