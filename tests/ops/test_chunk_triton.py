@@ -427,15 +427,18 @@ def test_chain_orders_follow_the_chains():
         assert bool((k[1:] > k[:-1]).all())
 
 
-@pytest.mark.parametrize("chunk", [64, 16])
-def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk):
+@pytest.mark.parametrize("chunk,form", [(64, "sub"), (16, "sub"), (64, "full"), (32, "full")])
+def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk, form):
     # OVERLAP_CHAIN / OVERLAP_DA_CHAIN run each serial chain in one launch with the per-chunk kernel that
-    # waits on it; the arithmetic is the same, so outputs, final states and every gradient must be bit for
-    # bit those of the separate launches (and right against the float64 loop). Ragged sequences of
-    # different chunk counts with offsets, initial states, the Newton chain. The interpreter runs programs
-    # one after another, chains first, so it checks the work of the fused kernels, not their waiting or the
-    # order they hand out (that order: test_chain_orders_follow_the_chains; the waiting runs on the GPU,
-    # benchmarks/chunk_triton_dev.py --smoke and --check).
+    # waits on it or that it waits on (forward: the A chain then the write directions, _fwd_newton_alpha; the
+    # WY factors then the S chain, _fwd_wy_S; backward, "sub" form only: the dA chain then du, dk,
+    # _bwd_dA_chain_grads; the "full" form's backward runs its launches apart either way); the
+    # arithmetic is the same, so outputs, final states and every gradient must be bit for bit those of the
+    # separate launches (and right against the float64 loop). Ragged sequences of different chunk counts with
+    # offsets, initial states, the Newton chain. The interpreter runs programs one after another, in ticket
+    # order (chains that wait take the last tickets there, _role), so it checks the work of the fused
+    # kernels, not their waiting or the order they hand out (that order: test_chain_orders_follow_the_chains;
+    # the waiting runs on the GPU, benchmarks/chunk_triton_dev.py --smoke and --check).
     from vla.ops.vla.triton import chunk as tri
 
     class Launches:  # counts the launches of a kernel
@@ -446,11 +449,11 @@ def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk):
             self.n += 1
             return self.kernel[grid]
 
-    fused = {name: Launches(getattr(tri, name)) for name in ("_fwd_newton_alpha", "_bwd_dA_chain_grads")}
+    fused = {name: Launches(getattr(tri, name)) for name in ("_fwd_newton_alpha", "_fwd_wy_S", "_bwd_dA_chain_grads")}
     for name, spy in fused.items():
         monkeypatch.setattr(tri, name, spy)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
-    monkeypatch.setattr(tri, "BWD_PHASE1_FORM", "sub")  # (the backward's overlapped launch is the "sub" form's)
+    monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
     cu = torch.tensor([0, 45, 195, 215], dtype=torch.int64)
     xs = vla_inputs(1, 215, 2, 32, 16)
     init = [torch.randn(3, 2, 32, 16, dtype=torch.float64), _spd(3, 2, 32)]
@@ -466,7 +469,8 @@ def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk):
         loss = sum((t * torch.randn(t.shape, generator=g)).sum() for t in (o, S, A))
         loss.backward()
         runs.append([o, S, A] + [t.grad for t in x])
-        assert [spy.n for spy in fused.values()] == [overlap, overlap]  # the fused kernels ran exactly when asked
+        # the fused kernels ran exactly when asked
+        assert [spy.n for spy in fused.values()] == [overlap, overlap, overlap if form == "sub" else 0]
     assert all(torch.equal(a, b) for a, b in zip(*runs))
     errs = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[37, 0, 5], cu_seqlens=cu,
                     final=True, init=init)
@@ -540,6 +544,7 @@ def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
     for name in ("_fwd_alpha", "_bwd_phase1_full", "_bwd_phase1_compose"):
         monkeypatch.setattr(tri, name, Spy(name))
     monkeypatch.setattr(tri, "OVERLAP_CHAIN", 0)
+    monkeypatch.setattr(tri, "OVERLAP_DA_CHAIN", 0)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
     xs = vla_inputs(1, 40, 1, 16, 16)
     for dtype, form, want in ((torch.bfloat16, "full", "tf32"), (torch.float32, "full", "tf32x3"),

@@ -645,8 +645,7 @@ def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, ch
     while j < NT:
         tl.store(A_chunks + ((c0 + j) * H + h) * K * K + kk, A, mask=kkmask)
         if SIGNAL:
-            tl.debug_barrier()  # every thread's part of A is stored before the flag is set
-            tl.atomic_xchg(flags + (c0 + j) * H + h, 1, sem="release")
+            _set_flag(flags + (c0 + j) * H + h)
         U = U_next.to(tl.float32)
         row, valid = _rows(bos, j + 1, s, Tn, H, h, C)
         U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
@@ -718,9 +717,22 @@ def _wait_for_chunk(sync, order, t, NH, H):
     chains reach them, returned once the chain has set that chunk's flag (sync[1 + chunk * H + head])."""
     c = tl.load(order + (t - NH) // H).to(tl.int64)
     h = (t - NH) % H
-    while tl.atomic_add(sync + 1 + c * H + h, 0, sem="acquire") == 0:
-        pass
+    _wait_flag(sync + 1 + c * H + h)
     return c, h
+
+
+@triton.jit
+def _wait_flag(flag):
+    """Spin until *flag is set (acquire: what its setter stored before its release is visible after)."""
+    while tl.atomic_add(flag, 0, sem="acquire") == 0:
+        pass
+
+
+@triton.jit
+def _set_flag(flag):
+    """Set *flag once every thread of this program has stored its part (release)."""
+    tl.debug_barrier()
+    tl.atomic_xchg(flag, 1, sem="release")
 
 
 @triton.jit
@@ -791,7 +803,18 @@ def _fwd_S_chain(q, alpha, w, uu, o, S_init, S_chunks, S_final, cu, shift, chunk
                  SAVE_CHUNKS: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
     """Phase 2's chain over chunks for one head (all value columns):
     E = uu - w S0,  O = scale (Q S0 + tril(Q alpha^T) E),  S1 = S0 + alpha^T E."""
-    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
+    _S_chain(tl.program_id(0).to(tl.int64), q, alpha, w, uu, o, S_init, S_chunks, S_final, S_init, cu, shift,
+             chunk_off, T, H, scale, K, BK, V, BV, C, HAS_S0, STORE_FINAL, IS_VARLEN, SAVE_CHUNKS, PREC, DOT, False)
+
+
+@triton.jit
+def _S_chain(i_nh, q, alpha, w, uu, o, S_init, S_chunks, S_final, flags, cu, shift, chunk_off, T, H, scale,
+             K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+             HAS_S0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr, SAVE_CHUNKS: tl.constexpr,
+             PREC: tl.constexpr, DOT: tl.constexpr, WAIT: tl.constexpr):
+    """The S chain of (sequence x head) i_nh (_fwd_S_chain). WAIT: before reading a chunk's WY factors, wait for
+    its flag (flags[chunk * H + head]), which _fwd_wy_S's per-chunk programs set once they are stored."""
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(i_nh, cu, shift, chunk_off, T, H, C, IS_VARLEN)
     r = tl.arange(0, C)
     dk = tl.arange(0, BK)
     dv = tl.arange(0, BV)
@@ -814,6 +837,8 @@ def _fwd_S_chain(q, alpha, w, uu, o, S_init, S_chunks, S_final, cu, shift, chunk
         offs_v = row[:, None] * V + dv[None, :]
         mk = valid[:, None] & kmask[None, :]
         mv = valid[:, None] & vmask[None, :]
+        if WAIT:
+            _wait_flag(flags + (c0 + j) * H + h)
         Q = tl.load(q + offs_k, mask=mk, other=0.0).to(DOT)
         Al = tl.load(alpha + offs_k, mask=mk, other=0.0).to(DOT)
         Wd = tl.load(w + offs_k, mask=mk, other=0.0).to(DOT)
@@ -1144,8 +1169,7 @@ def _dA_chain(i_nh, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, flags, cu, shift, 
     while j >= 0:  # the coefficients of chunk j - 1 are loaded while chunk j's products run
         tl.store(dA_chunks + slot, dA, mask=kkmask)
         if SIGNAL:
-            tl.debug_barrier()  # every thread's part of dA is stored before the flag is set
-            tl.atomic_xchg(flags + (c0 + j) * H + h, 1, sem="release")
+            _set_flag(flags + (c0 + j) * H + h)
         P = P_next
         F = F_next
         slot = ((c0 + tl.maximum(j - 1, 0)) * H + h) * K * K + kk
@@ -1280,8 +1304,18 @@ def _bwd_phase1_full(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, c
     dA1 (into the chunk's slot of gbuf, [chunks, H, C, K] fp32, which first holds G); _du_chunk adds the rest
     once the chain has dA1. Precision: PREC for what recomputes the forward (G, Zt, a), P_WDIR for the write
     directions' backward (GZ, Pm, F, B), P_MAIN for du (BWD_FAST_GROUPS)."""
-    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    h = tl.program_id(1).to(tl.int64)
+    _p1_full_chunk(tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), u, k, dal, dkh, dk_out, A_chunks, Fbuf,
+                   Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min, K, BK, C, SUB, IS_VARLEN,
+                   PREC, HAS_RINV, P_WDIR, P_MAIN)
+
+
+@triton.jit
+def _p1_full_chunk(c, h, u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H,
+                   eps, delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                   IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr, P_WDIR: tl.constexpr,
+                   P_MAIN: tl.constexpr):
+    """_bwd_phase1_full's work for chunk c, head h."""
+    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     dk = tl.arange(0, BK)
     kmask = dk < K
     kk = dk[:, None] * K + dk[None, :]
@@ -1368,6 +1402,42 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, cu, shift, chunk_seq, chunk_
     _du_chunk(tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), u, du, A_chunks, Pbuf, dA_chunks, gbuf,
               cu, shift, chunk_seq, chunk_idx, T, H, K, BK, C, IS_VARLEN, PREC)
 
+@triton.jit
+def _role(t, NH, NW, CHAINS_FIRST: tl.constexpr):
+    """For ticket t of a launch of NH chains that wait on NW per-chunk programs (_fwd_wy_S):
+    (is a chain, index among its kind). CHAINS_FIRST: the chains take the first tickets, so that they start at
+    once and follow the per-chunk programs as these finish; only where every chain can be resident beside at
+    least one per-chunk program (NH below the SM count: _chains_first), else a chain could wait on programs that
+    never get an SM. Otherwise (and in Triton's interpreter, which runs programs one after another) they take the
+    last tickets."""
+    if CHAINS_FIRST:
+        return t < NH, tl.where(t < NH, t, t - NH)
+    else:
+        return t >= NW, tl.where(t >= NW, t - NW, t)
+
+
+@triton.jit
+def _fwd_wy_S(q, k, v, alpha, w, uu, Tmat, o, S_init, S_chunks, S_final, sync, order, cu, shift, chunk_off,
+              chunk_seq, chunk_idx, T, H, NH, NW, scale, eps, K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr,
+              BV: tl.constexpr, C: tl.constexpr, HAS_S0: tl.constexpr, STORE_FINAL: tl.constexpr,
+              IS_VARLEN: tl.constexpr, SAVE_CHUNKS: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr,
+              CHAINS_FIRST: tl.constexpr):
+    """The WY factors and the S chain in one launch (OVERLAP_CHAIN): NW = chunks x heads programs run _wy_chunk, in the
+    order the chains reach the chunks (``order``), each setting its chunk's flag (sync[1 + chunk * H + head]) once w,
+    uu and T are stored; NH programs run the S chains (_S_chain), each waiting for a chunk's flag before reading
+    its factors (roles by ticket, _role). Results are bit for bit those of _fwd_wy and _fwd_S_chain."""
+    t = tl.atomic_add(sync, 1).to(tl.int64)
+    chain, i = _role(t, NH, NW, CHAINS_FIRST)
+    if chain:
+        _S_chain(i, q, alpha, w, uu, o, S_init, S_chunks, S_final, sync + 1, cu, shift, chunk_off, T, H, scale,
+                 K, BK, V, BV, C, HAS_S0, STORE_FINAL, IS_VARLEN, SAVE_CHUNKS, PREC, DOT, True)
+    else:
+        c = tl.load(order + i // H).to(tl.int64)
+        h = i % H
+        _wy_chunk(c, h, k, v, alpha, w, uu, Tmat, cu, shift, chunk_seq, chunk_idx, T, H, eps, K, BK, V, BV, C,
+                  IS_VARLEN, PREC, DOT)
+        _set_flag(sync + 1 + c * H + h)
+
 # ----------------------------------------------------------------------------------------------
 # Python side
 # ----------------------------------------------------------------------------------------------
@@ -1403,6 +1473,21 @@ def _precision(setting: str, dtype: torch.dtype) -> str:
     if setting != "auto":
         return setting
     return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
+_SM_COUNT: dict = {}
+
+
+def _chains_first(NH: int, device) -> bool:
+    """Whether NH chains may take the first tickets of a launch whose chains wait on later tickets (_role): on a
+    GPU with more SMs than chains (each SM holds at least one program of the launch, so a per-chunk program always
+    finds room); never in the interpreter."""
+    if _INTERPRET:
+        return False
+    dev = torch.device(device)
+    if dev not in _SM_COUNT:
+        _SM_COUNT[dev] = torch.cuda.get_device_properties(dev).multi_processor_count
+    return NH < _SM_COUNT[dev]
 
 
 def _pow2(x: int) -> int:
@@ -1570,17 +1655,24 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
             u, k, alpha, A_chunks, rinv if rinv is not None else A_chunks, lay.cu, lay.shift, lay.chunk_seq,
             lay.chunk_idx, T, H, eps, delta_min, K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen,
             PREC=P1, SAVE_RINV=rinv is not None, num_warps=_p1_warps(BK, ALPHA_WARPS))
-    # phase 2: WY factors, then the S chain and the outputs
-    _fwd_wy[(NC, H)](
-        k, v, alpha, w, uu, Tmat, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps,
-        K=K, BK=BK, V=V, BV=BV, C=C, IS_VARLEN=lay.is_varlen, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV, WY_WARPS))
+    # phase 2: WY factors, then the S chain and the outputs (in one launch with OVERLAP_CHAIN)
     o = torch.empty_like(v)
     S_chunks = torch.empty(NC, H, K, V, **f32) if save else A_chunks
     S_final = torch.empty(N, H, K, V, **f32) if want_final else A_chunks
-    _fwd_S_chain[(N * H,)](
-        q, alpha, w, uu, o, S0 if S0 is not None else A_chunks, S_chunks, S_final, lay.cu, lay.shift,
-        lay.chunk_off, T, H, scale, K=K, BK=BK, V=V, BV=BV, C=C, HAS_S0=S0 is not None,
-        STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, SAVE_CHUNKS=save, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV))
+    p2 = dict(K=K, BK=BK, V=V, BV=BV, C=C, IS_VARLEN=lay.is_varlen, PREC=P2, DOT=DOT)
+    chain = dict(HAS_S0=S0 is not None, STORE_FINAL=want_final, SAVE_CHUNKS=save)
+    S_in = S0 if S0 is not None else A_chunks
+    if OVERLAP_CHAIN and _p2_warps(BK, BV, WY_WARPS) == _p2_warps(BK, BV):
+        sync = torch.zeros(1 + NC * H, dtype=torch.int32, device=dev)  # tickets, then a flag per (chunk, head)
+        _fwd_wy_S[(N * H + NC * H,)](
+            q, k, v, alpha, w, uu, Tmat, o, S_in, S_chunks, S_final, sync, lay.order, lay.cu, lay.shift, lay.chunk_off,
+            lay.chunk_seq, lay.chunk_idx, T, H, N * H, NC * H, scale, eps, CHAINS_FIRST=_chains_first(N * H, dev),
+            num_warps=_p2_warps(BK, BV), **chain, **p2)
+    else:
+        _fwd_wy[(NC, H)](k, v, alpha, w, uu, Tmat, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps,
+                         num_warps=_p2_warps(BK, BV, WY_WARPS), **p2)
+        _fwd_S_chain[(N * H,)](q, alpha, w, uu, o, S_in, S_chunks, S_final, lay.cu, lay.shift, lay.chunk_off, T, H,
+                               scale, num_warps=_p2_warps(BK, BV), **chain, **p2)
     final = (S_final, A_final) if want_final else None
     return o, final, alpha, A_chunks, (S_chunks if save else None), rinv, (Tmat if save else None)
 
@@ -1634,14 +1726,17 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
         BP = _precision(BWD_PHASE1_PRECISION, q.dtype)
         groups = _bwd_group_precisions(BP)
         gbuf = torch.empty(NC, H, C, K, **f32)  # G, then the part of du free of the dA after the chunk
+        full = dict(K=K, BK=BK, C=C, SUB=SUB, PREC=BP, HAS_RINV=has_rinv, P_WDIR=groups["P_WDIR"],
+                    P_MAIN=groups["P_MAIN"], **common)
+        ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)
+        # (in separate launches: with the dA chain in one launch, _bwd_phase1_full then the chain as _fwd_wy_S does,
+        # forward+backward took 13.2 against 12.7 ms at T = 16k, bf16, on the H200: the chains' programs hold the
+        # per-chunk kernel's 128 KB of shared memory, a whole SM each; chunk_triton_v8c_precision.json)
         _bwd_phase1_full[(NC, H)](u, k, dal, dkh, dk, A_chunks, Fbuf, Pbuf, gbuf, rinv, *per_chunk, eps, delta_min,
-                                  K=K, BK=BK, C=C, SUB=SUB, PREC=BP, HAS_RINV=has_rinv, P_WDIR=groups["P_WDIR"],
-                                  P_MAIN=groups["P_MAIN"], num_warps=BWD_PHASE1_WARPS, **common)
+                                  num_warps=BWD_PHASE1_WARPS, **full)
+        _bwd_dA_chain[(N * H,)](Fbuf, Pbuf, dA_chunks, *ends, Fbuf, lay.cu, lay.shift, lay.chunk_off, T, H,
+                                K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **common)
         del dal, dkh
-        _bwd_dA_chain[(N * H,)](
-            Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf, Fbuf,
-            lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain,
-            **common)
         _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, *per_chunk, K=K, BK=BK, C=C, PREC=groups["P_MAIN"],
                          num_warps=4, **common)
         return dq, dk, dv, du, dS0, dA0
