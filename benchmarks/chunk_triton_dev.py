@@ -257,9 +257,9 @@ def diagnose(out):
         write_json(os.path.join(out, "chunk_triton_diagnose.json"), res)
 
 
-VARIANTS = [dict(), dict(BWD_PHASE1_WARPS=8), dict(BWD_CACHE_A=0), dict(ALPHA_WARPS=2), dict(ALPHA_WARPS=8),
-            dict(BWD_PHASE2_WARPS=4), dict(CHAIN_SOLVER="cholesky"), dict(BWD_PHASE1_WARPS=2),
-            dict(BWD_CACHE_A=0, BWD_PHASE1_WARPS=2), dict(OVERLAP_CHAIN=0), dict(OVERLAP_DA_CHAIN=0)]
+VARIANTS = [dict(), dict(BWD_PHASE1_FORM="sub"), dict(BWD_PHASE1_WARPS=8), dict(CHAIN_SOLVER="cholesky"),
+            dict(OVERLAP_CHAIN=0), dict(NEWTON_TOL=1e-5), dict(PHASE1_CHUNK=32),
+            dict(PHASE1_PRECISION="tf32x3", CHAIN_PRECISION="tf32x3", BWD_PHASE1_PRECISION="tf32x3")]
 
 
 def sweep_settings(path, res, settings, measure):

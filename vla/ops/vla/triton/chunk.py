@@ -23,6 +23,8 @@ everything else runs one program per (chunk, head). Forward:
   ``_fwd_A_chain_newton``, ``_fwd_alpha``  the Newton chain and the write directions in two launches
   ``_fwd_wy``           per chunk: T (by 16 x 16 blocks, kept for the backward), w, uu
   ``_fwd_S_chain``      S at every chunk start and the outputs (matrix products only)
+  ``_fwd_wy_S``         (OVERLAP_CHAIN, the default) the last two in one launch: each S chain reads a chunk's
+                        WY factors as soon as they are stored
 
 Backward, in reverse:
 
@@ -30,6 +32,17 @@ Backward, in reverse:
                         dS0 = dS1 - w^T (alpha_hat dS1) + Gc
   ``_bwd_dS_chain``     dS at every chunk end (products only)
   ``_bwd_phase2``       per chunk: dq, dv, phase 2's d k_hat and d alpha_hat
+
+then phase 1, for K <= 64 over whole chunks (BWD_PHASE1_FORM = "full", the default):
+
+  ``_bwd_phase1_full``  per chunk: G = R^{-1} U (sub-chunk by sub-chunk from the forward's R^{-1}), then dk, the
+                        part of du free of the dA after the chunk, and the dA chain's coefficients (F, P) from
+                        C-row products (formulas in its docstring)
+  ``_bwd_dA_chain``     dA at every chunk end, dA0 = P^T dA1 P + F (products only)
+  ``_bwd_du``           per chunk: the rest of du, -2 U A1 dA1 A1
+
+or sub-chunk by sub-chunk ("sub", and always for K above 64):
+
   ``_bwd_phase1_compose`` per chunk: the dA chain's coefficients dA0 = Q^T dA1 Q + G. A sub-chunk
                         maps A to (A^{-1} + U^T U)^{-1}, whose derivative is E -> P E P^T with
                         P = I - Zt^T R^{-1} U; so dA_b = P_b^T dA_{b+1} P_b + F_b, composed over the
@@ -44,10 +57,14 @@ Backward, in reverse:
 
 The serial chains run one program per (sequence, head), NH of them (64 at B = 4, H = 16, on an H200's 132
 SMs). In the fused launches, each program takes a ticket from an atomic counter: the first NH tickets run
-the chains, which raise a flag per (chunk, head) once its state is stored; the rest run the per-chunk work
-in the order the chains reach the chunks, each after its flag. A waiting program waits only on programs
-holding earlier tickets, which are already running, so the wait ends; the flags only order the work, and the
-results are bit for bit those of the separate launches (tests/ops/test_chunk_triton.py).
+the chains. In _fwd_newton_alpha and _bwd_dA_chain_grads the chains raise a flag per (chunk, head) once its
+state is stored, and the rest run the per-chunk work in the order the chains reach the chunks, each after its
+flag: a waiting program waits only on programs holding earlier tickets, which are already running, so the
+wait ends. In _fwd_wy_S the chains wait on the per-chunk programs: they take the first tickets only where NH is
+below the GPU's SM count (_chains_first), so that a per-chunk program always finds an SM beside the waiting
+chains; elsewhere, and in Triton's interpreter, they take the last tickets (no overlap, no wait). The flags
+only order the work, and the results are bit for bit those of the separate launches
+(tests/ops/test_chunk_triton.py).
 
 The elimination divides by ``max(pivot, delta_min)``: that is the naive recurrence's clamp, applied
 where the naive loop applies it (the pivot of column i is 1 + u_i^T A_{i-1} u_i). In exact arithmetic
@@ -67,23 +84,22 @@ is, by default, the Newton chain where a bound allows it (CHAIN_SOLVER = "auto")
 reduction is done inside one program, so results are bit-identical run to run (the fused launches' ticket
 counter and flags are atomics, but they only order the work). Token row indices are int64 (T = 1M and beyond).
 
-Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v7*,
+Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v8*,
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
-T = 16k: relative L2 errors 5.8e-3 to 8.1e-3, the size of bf16 rounding; fp32 inputs: 4e-7 to 2e-6;
-fp16: 5e-4 to 8e-4; K = V = 128: 3e-3 to 6e-3 in bf16), on ragged cu_seqlens with offsets, K != V, initial and
-final states,
-chunks of 16, 32 and 64 (chunks of 16 with K = 64: right on the H200 only since BWD_SINGLE_STATIC, see there);
-outputs and gradients are bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within
-6.0e-3 of the fp32 PyTorch chunk form over all 1M tokens (chunk_triton_v7d_*.json). Where the time goes
-(chunk_triton_v7d_profile.json, chunk_triton_v7d_profile_fwd4k.json; B = 4, H = 16, K = V = 64, bf16): forward
-at T = 4096 1.90 ms, of which the Newton chain with the write directions 1.49, the WY factors 0.26, the S
-chain 0.14; forward+backward at T = 16k about 22 ms, of which the backward's per-chunk compose kernel 6.2 and
-the dA chain with du, dk 6.6 (255 registers with spills, bound by the latency of small tf32x3 products), the
-forward's chain with the write directions 5.5, and the phase-2 kernels and both state chains the rest
-(WY 1.0, S chain 0.7, dS prep 0.3, dS chain 0.7, phase-2 grads 0.8). K = V = 128 (chunks of 64) takes 33.7 ms
-forward and 158 ms forward+backward at T = 16k (chunk_triton_v7e_wide_k128.json): its phase-1 kernels spill
-1 to 7 KB per thread.
+T = 16k: relative L2 errors 5.6e-3 to 8.2e-3, the size of bf16 rounding, final A 1.5e-3 with one tf32 pass in
+phase 1; fp32 inputs: 4e-7 to 1e-6; fp16: 5e-4 to 9e-4, du 2.9e-3; K = V = 128: 3e-3 to 6e-3 in bf16), on ragged
+cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 64 (chunks of 16 with K = 64 in
+the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
+bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3 of the fp32 PyTorch
+chunk form over all 1M tokens (chunk_triton_v8b_*.json, chunk_triton_v8c_*.json). Where the time goes
+(chunk_triton_v8c_profile.json; B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k, 11.8 in
+all): the Newton chain with the write directions 2.85 (the 64 serial chains, one program per head, with the
+write directions on the SMs beside them), the WY factors with the S chain 1.48, the input check's u norms
+0.26, dS prep 0.29, dS chain 0.65, phase-2 grads 0.80, _bwd_phase1_full 2.86 (255 registers, spills, 128 KB
+of shared memory: one program per SM), the dA chain 1.68 (serial, tf32x3: one tf32 pass there left du at
+5.5e-2), _bwd_du 0.40. K = V = 128 (chunks of 64, the "sub" backward) takes 15.3 ms forward and 142 ms
+forward+backward at T = 16k (chunk_triton_v8c_wide_k128.json): its phase-1 kernels spill 1 to 7 KB per thread.
 """
 
 from __future__ import annotations
@@ -185,8 +201,8 @@ BWD_SINGLE_STATIC = int(os.environ.get("VLA_BWD_SINGLE_STATIC", "1"))
 # backward loop bodies.
 SAVE_RINV = int(os.environ.get("VLA_SAVE_RINV", "1"))
 # Warps of the serial forward A chain (with the Newton chain in _fwd_newton_alpha they are ALPHA_WARPS, and
-# the two launches apart are used where the settings differ); and the backward's cache of the A entering every phase-1
-# sub-chunk, written by _bwd_phase1_compose so that _bwd_phase1_grads loads it instead of recomputing it
+# the two launches apart are used where the settings differ); and the "sub" backward's cache of the A entering every
+# phase-1 sub-chunk, written by _bwd_phase1_compose so that _bwd_phase1_grads loads it instead of recomputing it
 # (4 instead of 10 sub-chunk factorisations per chunk of 64 rows, for NC * H * (C/16 - 1) * K * K * 4
 # bytes during the backward). On by default: on the H200 (bf16, B = 4, H = 16, T = 16k) forward+backward
 # 45.6 against 50.9 ms, peak memory 3.22 against 2.42 GB (DeltaNet's chunk_delta_rule: 1.93 GB), the same
@@ -251,11 +267,13 @@ FUSE_ALPHA = int(os.environ.get("VLA_FUSE_ALPHA", "1"))
 # directions took 5.70 ms in one launch against 3.53 + 3.38 ms apart; forward 7.75 against 8.94 ms
 # (chunk_triton_v7b_*.json). Also measured and not kept (chunk_triton_v7c_variants.json): the WY factors in the same
 # programs (forward 16.4 ms inlined, 8 KB of spills; 7.71 ms with the bodies as separate device functions), the
-# bodies as separate device functions alone (8.45 ms), 8 warps (10.6 ms).
+# bodies as separate device functions alone (8.45 ms), 8 warps (10.6 ms). OVERLAP_CHAIN also runs the WY factors and
+# the S chain in one launch (_fwd_wy_S): with bf16 at T = 16k the forward took 4.78 ms (chunk_triton_v8c_precision.json)
+# against 5.14 ms with these two apart (chunk_triton_v8b_variants.json, another call on the same kind of GPU).
 OVERLAP_CHAIN = int(os.environ.get("VLA_OVERLAP_CHAIN", "1"))
-# The same for the backward's dA chain and the per-chunk du, dk (_bwd_dA_chain_grads), where the chain's warps
-# (4) equal BWD_PHASE1_WARPS: 6.46 ms in one launch against 1.68 + 5.10 apart; forward+backward 21.95 against
-# 22.61 ms (chunk_triton_v7b_variants.json).
+# The same for the backward's dA chain and the per-chunk du, dk of the "sub" form (_bwd_dA_chain_grads), where the
+# chain's warps (4) equal BWD_PHASE1_WARPS: 6.46 ms in one launch against 1.68 + 5.10 apart; forward+backward 21.95
+# against 22.61 ms (chunk_triton_v7b_variants.json). The "full" form runs its launches apart (see _backward).
 OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # The backward's phase 1 for K up to 64: "full" (_bwd_phase1_full, then _du_chunk after the dA chain) takes the
 # products over whole chunks (C rows), from G = R^{-1} U built sub-chunk by sub-chunk; "sub" (_bwd_phase1_compose,
