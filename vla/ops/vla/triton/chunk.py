@@ -374,6 +374,14 @@ def _unit_lower_inverse(Lm, C: tl.constexpr):
 
 
 @triton.jit
+def _kk_grid(K: tl.constexpr, BK: tl.constexpr):
+    """A program's K x K index grid: dk = arange(BK), its mask (dk < K), row-major offsets and their mask."""
+    dk = tl.arange(0, BK)
+    kmask = dk < K
+    return dk, kmask, dk[:, None] * K + dk[None, :], kmask[:, None] & kmask[None, :]
+
+
+@triton.jit
 def _rownorm(x, eps):
     n = tl.sqrt(tl.sum(x * x, axis=1))
     return x / tl.maximum(n, eps)[:, None], n
@@ -563,10 +571,7 @@ def _A_chain_start(i_nh, A_init, cu, shift, base, chunk_off, T, H, inv_lambda0,
     position, the K x K index grid and the A entering the sequence."""
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(i_nh, cu, shift, chunk_off, T, H, C, IS_VARLEN)
     b0 = tl.load(base + n)
-    dk = tl.arange(0, BK)
-    kmask = dk < K
-    kk = dk[:, None] * K + dk[None, :]
-    kkmask = kmask[:, None] & kmask[None, :]
+    dk, kmask, kk, kkmask = _kk_grid(K, BK)
     eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
     if HAS_A0:
         A = tl.load(A_init + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
@@ -710,10 +715,8 @@ def _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_
                  IS_VARLEN: tl.constexpr, PREC: tl.constexpr, SAVE_RINV: tl.constexpr):
     """_fwd_alpha's work for chunk c, head h."""
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    dk = tl.arange(0, BK)
-    kmask = dk < K
-    kk = dk[:, None] * K + dk[None, :]
-    A = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kmask[:, None] & kmask[None, :], other=0.0)
+    dk, kmask, kk, kkmask = _kk_grid(K, BK)
+    A = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     for b in tl.static_range(C // SUB):
         row, valid = _rows(bos, j * (C // SUB) + b, s, Tn, H, h, SUB)
         offs = row[:, None] * K + dk[None, :]
@@ -1061,10 +1064,7 @@ def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, cu, shift
     G <- G + Q^T F_b Q, then Q <- P_b Q."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
-    dk = tl.arange(0, BK)
-    kmask = dk < K
-    kk = dk[:, None] * K + dk[None, :]
-    kkmask = kmask[:, None] & kmask[None, :]
+    dk, kmask, kk, kkmask = _kk_grid(K, BK)
     eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
     A = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     Q = eyeK
@@ -1171,10 +1171,7 @@ def _dA_chain(i_nh, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, flags, cu, shift, 
     """The dA chain of (sequence x head) i_nh (_bwd_dA_chain). SIGNAL: set a chunk's flag (flags[chunk * H +
     head] = 1, release) once the dA at its end is stored, for _bwd_dA_chain_grads."""
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(i_nh, cu, shift, chunk_off, T, H, C, IS_VARLEN)
-    dk = tl.arange(0, BK)
-    kmask = dk < K
-    kk = dk[:, None] * K + dk[None, :]
-    kkmask = kmask[:, None] & kmask[None, :]
+    dk, kmask, kk, kkmask = _kk_grid(K, BK)
     if HAS_DAF:
         dA = tl.load(dA_final + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
         dA = 0.5 * (dA + tl.trans(dA))
@@ -1246,10 +1243,7 @@ def _grads_chunk(c, h, u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, 
                  SINGLE_STATIC: tl.constexpr, HAS_RINV: tl.constexpr):
     """_bwd_phase1_grads's work for chunk c, head h."""
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    dk = tl.arange(0, BK)
-    kmask = dk < K
-    kk = dk[:, None] * K + dk[None, :]
-    kkmask = kmask[:, None] & kmask[None, :]
+    dk, kmask, kk, kkmask = _kk_grid(K, BK)
     A_c = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     dA = tl.load(dA_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     NB: tl.constexpr = C // SUB
@@ -1334,10 +1328,7 @@ def _p1_full_chunk(c, h, u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rin
                    P_MAIN: tl.constexpr):
     """_bwd_phase1_full's work for chunk c, head h."""
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    dk = tl.arange(0, BK)
-    kmask = dk < K
-    kk = dk[:, None] * K + dk[None, :]
-    kkmask = kmask[:, None] & kmask[None, :]
+    dk, kmask, kk, kkmask = _kk_grid(K, BK)
     A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     Pi = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
     NB: tl.constexpr = C // SUB
@@ -1394,10 +1385,7 @@ def _du_chunk(c, h, u, du, A_chunks, Pbuf, dA_chunks, gbuf, cu, shift, chunk_seq
     """du of chunk c, head h, given dA1 (the gradient of the A after it, symmetric): the part
     _bwd_phase1_full left in gbuf, minus U A1 (2 dA1) A1 with A1 = Pi A0."""
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    dk = tl.arange(0, BK)
-    kmask = dk < K
-    kk = dk[:, None] * K + dk[None, :]
-    kkmask = kmask[:, None] & kmask[None, :]
+    dk, kmask, kk, kkmask = _kk_grid(K, BK)
     slot = (c * H + h) * K * K + kk
     A1 = tl.dot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
                 input_precision=PREC)
