@@ -233,13 +233,14 @@ def smoke(out, cases=SMOKE_CASES, name="smoke"):
 
 
 F16, B16, F32 = torch.float16, torch.bfloat16, torch.float32
+_SUB = {"BWD_PHASE1_FORM": "sub"}  # (the v5 bug was in the "sub" form's kernels, the default form then)
 DIAGNOSE = [  # (dtype, K, V, C, settings): the smoke's failing fp16 case (du, dA0 at 2.0) taken apart
-    (F16, 64, 64, 16, {}), (F16, 64, 64, 16, {"BWD_SINGLE_STATIC": 0}),
-    (B16, 64, 64, 16, {"BWD_SINGLE_STATIC": 0}), (F32, 64, 64, 16, {"BWD_SINGLE_STATIC": 0}),
-    (F16, 64, 64, 32, {}), (F16, 64, 64, 64, {}), (B16, 32, 64, 16, {"BWD_SINGLE_STATIC": 0}),
-    (F16, 64, 64, 16, {"BWD_SINGLE_STATIC": 0, "BWD_PHASE1_PRECISION": "tf32"}),
-    (F16, 64, 64, 16, {"BWD_SINGLE_STATIC": 0, "DA_CHAIN_PRECISION": "tf32"}),
-    (F32, 64, 32, 16, {}), (B16, 32, 64, 16, {}),
+    (F16, 64, 64, 16, _SUB), (F16, 64, 64, 16, {**_SUB, "BWD_SINGLE_STATIC": 0}),
+    (B16, 64, 64, 16, {**_SUB, "BWD_SINGLE_STATIC": 0}), (F32, 64, 64, 16, {**_SUB, "BWD_SINGLE_STATIC": 0}),
+    (F16, 64, 64, 32, _SUB), (F16, 64, 64, 64, _SUB), (B16, 32, 64, 16, {**_SUB, "BWD_SINGLE_STATIC": 0}),
+    (F16, 64, 64, 16, {**_SUB, "BWD_SINGLE_STATIC": 0, "BWD_PHASE1_PRECISION": "tf32"}),
+    (F16, 64, 64, 16, {**_SUB, "BWD_SINGLE_STATIC": 0, "DA_CHAIN_PRECISION": "tf32"}),
+    (F32, 64, 32, 16, _SUB), (B16, 32, 64, 16, _SUB),
 ]
 
 
@@ -450,7 +451,7 @@ def profile(out):
     regs = {}
     for fn_name in ("_fwd_A_chain", "_fwd_alpha", "_fwd_wy", "_fwd_S_chain", "_bwd_prep_dS", "_bwd_dS_chain", "_bwd_phase2",
                     "_bwd_phase1_compose", "_bwd_dA_chain", "_bwd_phase1_grads", "_fwd_newton_alpha",
-                    "_bwd_dA_chain_grads", "_bwd_phase1_full", "_bwd_du"):
+                    "_bwd_dA_chain_grads", "_bwd_phase1_full", "_bwd_du", "_fwd_wy_S", "_fwd_A_chain_newton"):
         fn = getattr(tri, fn_name)
         for dev, cache in fn.device_caches.items():
             for key, ck in cache[0].items():
@@ -477,11 +478,10 @@ PRECISION_GROUPS = ["", "wdir", "chol", "main", "wdir,chol", "wdir,main", "chol,
 
 
 def precision_groups(out, settings=None):
-    """(``settings``: a list of settings dicts to measure instead.) Which groups of the backward phase-1 kernels' own products one tf32 pass is enough for
-    (BWD_FAST_GROUPS; tf32x3 elsewhere): for each choice, the output and gradient errors at T = 16k
-    (B=2, H=4, bf16, final-state gradients as in --check) against the fp32 PyTorch chunk form, computed
-    once, and forward+backward time and peak memory at T = 16k (B=4, H=16); with and without the
-    backward's A cache for the shipped choice."""
+    """For each dict of build settings (``settings``; by default the "sub" form's groups of backward phase-1
+    products in one tf32 pass, BWD_FAST_GROUPS, with and without its A cache): the output, final A and gradient
+    errors at T = 16k (B=2, H=4, bf16, final-state gradients as in --check) against the fp32 PyTorch chunk form,
+    computed once, and forward and forward+backward time and peak memory at T = 16k (B=4, H=16)."""
     res = {"device": torch.cuda.get_device_name(), "T": 16384, "bwd_phase1_precision": tri.BWD_PHASE1_PRECISION,
            "cases": []}
     T = 16384
@@ -501,7 +501,8 @@ def precision_groups(out, settings=None):
                     **{n: rel(a, b) for n, a, b in zip(["dq", "dk", "dv", "du"], g, g_r)})
         case["fwd_ms_T16k"] = bench(f_vla, big, False)[0]
         case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
-    settings = settings or [dict(BWD_FAST_GROUPS=g, BWD_CACHE_A=1) for g in PRECISION_GROUPS] + [dict(BWD_CACHE_A=0)]
+    settings = settings or ([dict(BWD_FAST_GROUPS=g, BWD_CACHE_A=1, BWD_PHASE1_FORM="sub") for g in PRECISION_GROUPS]
+                            + [dict(BWD_CACHE_A=0, BWD_PHASE1_FORM="sub")])
     sweep_settings(os.path.join(out, "chunk_triton_precision_groups.json"), res, settings, measure)
 
 

@@ -441,17 +441,9 @@ def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk, form):
     # the waiting runs on the GPU, benchmarks/chunk_triton_dev.py --smoke and --check).
     from vla.ops.vla.triton import chunk as tri
 
-    class Launches:  # counts the launches of a kernel
-        def __init__(self, kernel):
-            self.kernel, self.n = kernel, 0
-
-        def __getitem__(self, grid):
-            self.n += 1
-            return self.kernel[grid]
-
-    fused = {name: Launches(getattr(tri, name)) for name in ("_fwd_newton_alpha", "_fwd_wy_S", "_bwd_dA_chain_grads")}
-    for name, spy in fused.items():
-        monkeypatch.setattr(tri, name, spy)
+    fused = {name: [] for name in ("_fwd_newton_alpha", "_fwd_wy_S", "_bwd_dA_chain_grads")}  # their launches
+    for name, launches in fused.items():
+        monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), launches.append))
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
     monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
     cu = torch.tensor([0, 45, 195, 215], dtype=torch.int64)
@@ -470,7 +462,9 @@ def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk, form):
         loss.backward()
         runs.append([o, S, A] + [t.grad for t in x])
         # the fused kernels ran exactly when asked
-        assert [spy.n for spy in fused.values()] == [overlap, overlap, overlap if form == "sub" else 0]
+        assert [len(launches) for launches in fused.values()] == [overlap, overlap, overlap if form == "sub" else 0]
+        for launches in fused.values():
+            launches.clear()
     assert all(torch.equal(a, b) for a, b in zip(*runs))
     errs = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[37, 0, 5], cu_seqlens=cu,
                     final=True, init=init)
@@ -487,17 +481,8 @@ def test_full_and_sub_backward_forms_agree(monkeypatch, chunk, K, V):
     from vla.ops.vla.triton import chunk as tri
 
     launched = []
-
-    class Spy:
-        def __init__(self, name):
-            self.name, self.kernel = name, getattr(tri, name)
-
-        def __getitem__(self, grid):
-            launched.append(self.name)
-            return self.kernel[grid]
-
     for name in ("_bwd_phase1_full", "_bwd_du", "_bwd_phase1_compose"):
-        monkeypatch.setattr(tri, name, Spy(name))
+        monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: launched.append(n)))
     cu = torch.tensor([0, 30, 160, 171], dtype=torch.int64)
     xs = vla_inputs(1, 171, 2, K, V)
     init = [torch.randn(3, 2, K, V, dtype=torch.float64), _spd(3, 2, K)]
@@ -521,38 +506,52 @@ def test_full_and_sub_backward_forms_agree(monkeypatch, chunk, K, V):
 
 
 def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
-    # "auto" (PHASE1_PRECISION, CHAIN_PRECISION, BWD_PHASE1_PRECISION): one tf32 pass for bf16 and fp16 inputs,
-    # tf32x3 for fp32; the "sub" backward form keeps tf32x3 for every dtype (one pass there left du at 9e-2 on
-    # the H200), and a setting other than "auto" is taken as given
+    # "auto" (PHASE1_PRECISION, CHAIN_PRECISION, BWD_PHASE1_PRECISION): one tf32 pass only for bf16 inputs with
+    # K <= 64 and the "full" backward form (what the H200 measured), tf32x3 for fp32 and fp16 inputs, heads wider
+    # than 64 and the "sub" form; a setting other than "auto" is taken as given. The interpreter computes every
+    # product in fp32 whatever it is asked, so this checks what each kernel is asked: the precision constexprs of
+    # every phase-1 launch, forward and backward
     from vla.ops.vla.triton import chunk as tri
 
-    assert [tri._precision("auto", d) for d in (torch.float32, torch.bfloat16, torch.float16)] == \
-        ["tf32x3", "tf32", "tf32"]
-    assert tri._precision("ieee", torch.bfloat16) == "ieee"
+    assert [tri._precision("auto", d, 64) for d in (torch.float32, torch.bfloat16, torch.float16)] == \
+        ["tf32x3", "tf32", "tf32x3"]
+    assert tri._precision("auto", torch.bfloat16, 128) == "tf32x3"
+    assert tri._precision("ieee", torch.bfloat16, 64) == "ieee"
     seen = {}
-
-    class Spy:
-        def __init__(self, name):
-            self.name, self.kernel = name, getattr(tri, name)
-
-        def __getitem__(self, grid):
-            def launch(*args, **kw):
-                seen[self.name] = kw.get("PREC")
-                return self.kernel[grid](*args, **kw)
-            return launch
-
-    for name in ("_fwd_alpha", "_bwd_phase1_full", "_bwd_phase1_compose"):
-        monkeypatch.setattr(tri, name, Spy(name))
+    names = ("_fwd_A_chain_newton", "_fwd_alpha", "_bwd_phase1_full", "_bwd_du", "_bwd_phase1_compose",
+             "_bwd_phase1_grads")
+    keep = ("PREC", "CPREC", "P_WDIR", "P_CHOL", "P_MAIN")
+    for name in names:
+        monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: seen.setdefault(n, []).append(
+            {key: kw[key] for key in keep if key in kw})))
     monkeypatch.setattr(tri, "OVERLAP_CHAIN", 0)
     monkeypatch.setattr(tri, "OVERLAP_DA_CHAIN", 0)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
     xs = vla_inputs(1, 40, 1, 16, 16)
     for dtype, form, want in ((torch.bfloat16, "full", "tf32"), (torch.float32, "full", "tf32x3"),
-                              (torch.bfloat16, "sub", "tf32x3")):
+                              (torch.float16, "full", "tf32x3"), (torch.bfloat16, "sub", "tf32x3")):
         monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
+        seen.clear()
         q, k, v, u = (x.to(dtype).requires_grad_() for x in xs)
         o, _ = chunk_vla_triton(q, k, v, u, scale=0.25, offsets=torch.tensor([0]), chunk_size=16, **HYPER)
         o.float().sum().backward()
-        bwd = "_bwd_phase1_full" if form == "full" else "_bwd_phase1_compose"
-        assert seen["_fwd_alpha"] == ("tf32" if dtype != torch.float32 else "tf32x3")
-        assert seen[bwd] == want
+        launched = sorted(seen)
+        assert launched == sorted(["_fwd_A_chain_newton", "_fwd_alpha"] + (
+            ["_bwd_phase1_full", "_bwd_du"] if form == "full" else ["_bwd_phase1_compose", "_bwd_phase1_grads"]))
+        for name in launched:
+            for kw in seen[name]:
+                assert set(kw.values()) == {want}, (dtype, form, name, kw)
+
+
+class _Spy:
+    """Stands for a Triton kernel: at each launch calls ``on_launch`` with the launch's keyword arguments, then
+    launches the kernel."""
+
+    def __init__(self, kernel, on_launch):
+        self.kernel, self.on_launch = kernel, on_launch
+
+    def __getitem__(self, grid):
+        def launch(*args, **kw):
+            self.on_launch(kw)
+            return self.kernel[grid](*args, **kw)
+        return launch
