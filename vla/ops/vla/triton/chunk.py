@@ -94,11 +94,11 @@ cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 
 the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
 bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3 of the fp32 PyTorch
 chunk form over all 1M tokens (chunk_triton_v8b_*.json, chunk_triton_v8c_*.json). Where the time goes
-(chunk_triton_v8c_profile.json; B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k, 11.8 in
-all): the Newton chain with the write directions 2.85 (the 64 serial chains, one program per head, with the
+(chunk_triton_v8c_profile.json; B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 11.8 ms in
+all in the suite of that call): the Newton chain with the write directions 2.85 (the 64 serial chains, one program per head, with the
 write directions on the SMs beside them), the WY factors with the S chain 1.48, the input check's u norms
-0.26, dS prep 0.29, dS chain 0.65, phase-2 grads 0.80, _bwd_phase1_full 2.86 (255 registers, spills, 128 KB
-of shared memory: one program per SM), the dA chain 1.68 (serial, tf32x3: one tf32 pass there left du at
+0.26, dS prep 0.29, dS chain 0.65, phase-2 grads 0.80, _bwd_phase1_full 2.86 (255 registers and 120 KB of
+shared memory: one program per SM), the dA chain 1.68 (serial, tf32x3: one tf32 pass there left du at
 5.5e-2), _bwd_du 0.40. K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart: v7e's path) takes
 33.7 ms forward and 158 ms forward+backward at T = 16k (chunk_triton_v7e_wide_k128.json): its phase-1 kernels
 spill 1 to 7 KB per thread. (With one tf32 pass and the fused WY launch it took 15.3 / 142 ms,
@@ -1753,8 +1753,9 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
                     P_MAIN=groups["P_MAIN"], **common)
         ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)
         # (in separate launches: with the dA chain in one launch, _bwd_phase1_full then the chain as _fwd_wy_S does,
-        # forward+backward took 13.2 against 12.7 ms at T = 16k, bf16, on the H200: the chains' programs hold the
-        # per-chunk kernel's 128 KB of shared memory, a whole SM each; chunk_triton_v8c_precision.json)
+        # that launch took 5.93 ms against 2.86 + 1.68 apart at T = 16k, bf16, on the H200: the chains' programs hold
+        # the per-chunk kernel's 120 KB of shared memory, a whole SM each; chunk_triton_v8c_profile_fused_bwd.json,
+        # chunk_triton_v8c_profile.json)
         _bwd_phase1_full[(NC, H)](u, k, dal, dkh, dk, A_chunks, Fbuf, Pbuf, gbuf, rinv, *per_chunk, eps, delta_min,
                                   num_warps=BWD_PHASE1_WARPS, **full)
         _bwd_dA_chain[(N * H,)](Fbuf, Pbuf, dA_chunks, *ends, Fbuf, lay.cu, lay.shift, lay.chunk_off, T, H,
