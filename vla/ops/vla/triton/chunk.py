@@ -283,7 +283,7 @@ OVERLAP_CHAIN = int(os.environ.get("VLA_OVERLAP_CHAIN", "1"))
 # chain's warps (4) equal BWD_PHASE1_WARPS: 6.46 ms in one launch against 1.68 + 5.10 apart; forward+backward 21.95
 # against 22.61 ms (chunk_triton_v7b_variants.json). The "full" form runs its launches apart (see _backward).
 OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
-# The backward's phase 1 for K up to 64: "full" (_bwd_phase1_full, then _du_chunk after the dA chain) takes the
+# The backward's phase 1 for K up to 64: "full" (_bwd_phase1_full, then _bwd_du after the dA chain) takes the
 # products over whole chunks (C rows), from G = R^{-1} U built sub-chunk by sub-chunk; "sub" (_bwd_phase1_compose,
 # then _grads_chunk) walks the sub-chunks carrying K x K matrices through 16-row products and, in _grads_chunk, dA.
 # K above 64 always runs "sub".
@@ -1326,20 +1326,11 @@ def _bwd_phase1_full(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, c
       dA0 = Pm^T Qm + Pi^T dA1 Pi,  Pm = Ga - tril(Ga Zt^T) G,  Qm = K_hat - tril(K_hat Zt^T) G
       du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (dA1 + dA1^T) A1      (A1 = Pi A0, the A after the chunk)
     This kernel stores dk, the dA chain's coefficients F = sym(Pm^T Qm) and P = Pi, and the part of du free of
-    dA1 (into the chunk's slot of gbuf, [chunks, H, C, K] fp32, which first holds G); _du_chunk adds the rest
+    dA1 (into the chunk's slot of gbuf, [chunks, H, C, K] fp32, which first holds G); _bwd_du adds the rest
     once the chain has dA1. Precision: PREC for what recomputes the forward (G, Zt, a), P_WDIR for the write
     directions' backward (GZ, Pm, F, B), P_MAIN for du (BWD_FAST_GROUPS)."""
-    _p1_full_chunk(tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), u, k, dal, dkh, dk_out, A_chunks, Fbuf,
-                   Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min, K, BK, C, SUB, IS_VARLEN,
-                   PREC, HAS_RINV, P_WDIR, P_MAIN)
-
-
-@triton.jit
-def _p1_full_chunk(c, h, u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx,
-                   T, H, eps, delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                   IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr, P_WDIR: tl.constexpr,
-                   P_MAIN: tl.constexpr):
-    """_bwd_phase1_full's work for chunk c, head h."""
+    c = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
@@ -1392,10 +1383,12 @@ def _p1_full_chunk(c, h, u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rin
 
 
 @triton.jit
-def _du_chunk(c, h, u, du, A_chunks, Pbuf, dA_chunks, gbuf, cu, shift, chunk_seq, chunk_idx, T, H,
-              K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
-    """du of chunk c, head h, given dA1 (the gradient of the A after it, symmetric): the part
+def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, cu, shift, chunk_seq, chunk_idx, T, H,
+            K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Per chunk, after the dA chain: du, given dA1 (the gradient of the A after it, symmetric): the part
     _bwd_phase1_full left in gbuf, minus U A1 (2 dA1) A1 with A1 = Pi A0."""
+    c = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     slot = (c * H + h) * K * K + kk
@@ -1412,13 +1405,6 @@ def _du_chunk(c, h, u, du, A_chunks, Pbuf, dA_chunks, gbuf, cu, shift, chunk_seq
           - 2.0 * tl.dot(X, A1, input_precision=PREC))
     tl.store(du + offs, dU.to(du.dtype.element_ty), mask=m2)
 
-
-@triton.jit
-def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, cu, shift, chunk_seq, chunk_idx, T, H,
-            K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
-    """Per chunk, after the dA chain: du (_du_chunk)."""
-    _du_chunk(tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), u, du, A_chunks, Pbuf, dA_chunks, gbuf,
-              cu, shift, chunk_seq, chunk_idx, T, H, K, BK, C, IS_VARLEN, PREC)
 
 @triton.jit
 def _role(t, NH, NW, CHAINS_FIRST: tl.constexpr):
@@ -1745,13 +1731,15 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     rinv = rinv if has_rinv else Fbuf
     if BWD_PHASE1_FORM not in ("full", "sub"):
         raise ValueError(f"VLA_BWD_PHASE1_FORM must be 'full' or 'sub', got {BWD_PHASE1_FORM!r}")
+    # ("auto" is one tf32 pass only for the "full" form with K <= 64: the "sub" form keeps tf32x3, see
+    # BWD_PHASE1_PRECISION)
+    BP = _precision(BWD_PHASE1_PRECISION, q.dtype, K)
+    groups = _bwd_group_precisions(BP)
+    ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)  # (the chain's dA in and out)
     if BWD_PHASE1_FORM == "full" and BK <= 64:
-        BP = _precision(BWD_PHASE1_PRECISION, q.dtype, K)
-        groups = _bwd_group_precisions(BP)
         gbuf = torch.empty(NC, H, C, K, **f32)  # G, then the part of du free of the dA after the chunk
         full = dict(K=K, BK=BK, C=C, SUB=SUB, PREC=BP, HAS_RINV=has_rinv, P_WDIR=groups["P_WDIR"],
                     P_MAIN=groups["P_MAIN"], **common)
-        ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)
         # (in separate launches: with the dA chain in one launch, _bwd_phase1_full then the chain as _fwd_wy_S does,
         # that launch took 5.93 ms against 2.86 + 1.68 apart at T = 16k, bf16, on the H200: the chains' programs hold
         # the per-chunk kernel's 120 KB of shared memory, a whole SM each; chunk_triton_v8c_profile_fused_bwd.json,
@@ -1764,9 +1752,6 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
         _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, *per_chunk, K=K, BK=BK, C=C, PREC=groups["P_MAIN"],
                          num_warps=4, **common)
         return dq, dk, dv, du, dS0, dA0
-    # "sub" (and K above 64): "auto" is tf32x3 here for every input dtype (see BWD_PHASE1_PRECISION)
-    BP = "tf32x3" if BWD_PHASE1_PRECISION == "auto" else BWD_PHASE1_PRECISION
-    groups = _bwd_group_precisions(BP)
     cache_a = bool(BWD_CACHE_A) and C // SUB > 1
     Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
     _bwd_phase1_compose[(NC, H)](u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, *per_chunk, eps, delta_min,
@@ -1776,15 +1761,13 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     p1 = dict(K=K, BK=BK, C=C, PREC=BP, **common)
     if OVERLAP_DA_CHAIN and BWD_PHASE1_WARPS == 4 and BK <= 64:
         _bwd_dA_chain_grads[(N * H + NC * H,)](
-            u, k, dal, dkh, du, dk, A_chunks, Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf,
-            dA0 if has_A0 else Fbuf, Acache, rinv, _tickets(NC, H, dev), lay.rorder, lay.cu, lay.shift, lay.chunk_off,
-            lay.chunk_seq, lay.chunk_idx, T, H, N * H, eps, delta_min, SUB=SUB, CACHE_A=cache_a, HAS_RINV=has_rinv,
+            u, k, dal, dkh, du, dk, A_chunks, Fbuf, Pbuf, dA_chunks, *ends, Acache, rinv, _tickets(NC, H, dev),
+            lay.rorder, lay.cu, lay.shift, lay.chunk_off, lay.chunk_seq, lay.chunk_idx, T, H, N * H, eps, delta_min, SUB=SUB, CACHE_A=cache_a, HAS_RINV=has_rinv,
             DA_PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **groups, **p1)
     else:
         tmp = torch.empty(N * H, K, K, **f32) if BK > 64 else Fbuf  # _dA_chain_blocked's dA P
         _bwd_dA_chain[(N * H,)](
-            Fbuf, Pbuf, dA_chunks, dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf, tmp,
-            lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION,
+            Fbuf, Pbuf, dA_chunks, *ends, tmp, lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION,
             num_warps=_p1_warps(BK, 4), **chain, **common)
         _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, Acache, rinv, *per_chunk, eps,
                                    delta_min, SUB=SUB, CACHE_A=cache_a, HAS_RINV=has_rinv,
