@@ -481,28 +481,33 @@ def test_full_and_sub_backward_forms_agree(monkeypatch, chunk, K, V):
     from vla.ops.vla.triton import chunk as tri
 
     launched = []
-    for name in ("_bwd_phase1_full", "_bwd_du", "_bwd_phase1_compose"):
+    for name in ("_bwd_phase1_full", "_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du", "_bwd_phase1_compose"):
         monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: launched.append(n)))
     cu = torch.tensor([0, 30, 160, 171], dtype=torch.int64)
     xs = vla_inputs(1, 171, 2, K, V)
     init = [torch.randn(3, 2, K, V, dtype=torch.float64), _spd(3, 2, K)]
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
     grads = {}
-    for form in ("full", "sub"):
+    # (the "full" form in one launch per chunk, _bwd_phase1_full, and in two, BWD_PHASE1_SPLIT)
+    expect = {("full", 0): ["_bwd_phase1_full", "_bwd_du"],
+              ("full", 1): ["_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du"], ("sub", 1): ["_bwd_phase1_compose"]}
+    for form, split in expect:
         monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
+        monkeypatch.setattr(tri, "BWD_PHASE1_SPLIT", split)
         launched.clear()
         errs = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[11, 0, 60], cu_seqlens=cu,
                         final=True, init=init)
         _check(errs, TOL[torch.float32])
-        assert launched == (["_bwd_phase1_full", "_bwd_du"] if form == "full" else ["_bwd_phase1_compose"])
+        assert launched == expect[form, split]
         x = [t.float().requires_grad_() for t in xs + init]
         o, (S, A) = chunk_vla_triton(*x[:4], scale=K ** -0.5, initial_state=tuple(x[4:]), output_final_state=True,
                                      offsets=torch.tensor([11, 0, 60]), cu_seqlens=cu, chunk_size=chunk, **hyper)
         g = torch.Generator().manual_seed(1)
         sum((t * torch.randn(t.shape, generator=g)).sum() for t in (o, S, A)).backward()
-        grads[form] = [t.grad for t in x]
-    for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], grads["full"], grads["sub"]):
-        assert rel_err(a, b) < 1e-5, name
+        grads[form, split] = [t.grad for t in x]
+    for full in (("full", 0), ("full", 1)):
+        for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], grads[full], grads["sub", 1]):
+            assert rel_err(a, b) < 1e-5, (full, name)
 
 
 def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
@@ -518,8 +523,8 @@ def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
     assert tri._precision("auto", torch.bfloat16, 128) == "tf32x3"
     assert tri._precision("ieee", torch.bfloat16, 64) == "ieee"
     seen = {}
-    names = ("_fwd_A_chain_newton", "_fwd_alpha", "_bwd_phase1_full", "_bwd_du", "_bwd_phase1_compose",
-             "_bwd_phase1_grads")
+    names = ("_fwd_A_chain_newton", "_fwd_alpha", "_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du",
+             "_bwd_phase1_compose", "_bwd_phase1_grads")
     keep = ("PREC", "CPREC", "P_WDIR", "P_CHOL", "P_MAIN")
     for name in names:
         monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: seen.setdefault(n, []).append(
@@ -537,7 +542,8 @@ def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
         o.float().sum().backward()
         launched = sorted(seen)
         assert launched == sorted(["_fwd_A_chain_newton", "_fwd_alpha"] + (
-            ["_bwd_phase1_full", "_bwd_du"] if form == "full" else ["_bwd_phase1_compose", "_bwd_phase1_grads"]))
+            ["_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du"] if form == "full"
+            else ["_bwd_phase1_compose", "_bwd_phase1_grads"]))
         for name in launched:
             for kw in seen[name]:
                 assert set(kw.values()) == {want}, (dtype, form, name, kw)

@@ -157,6 +157,9 @@ BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "auto")
 # the same errors against the float64 loop; 2 warps took 210 ms (benchmarks/results/chunk_triton_v6b_variants.json,
 # chunk_triton_v6c_variants.json).
 BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "4"))
+# The "full" form's per-chunk work in two launches (_bwd_phase1_G, then _bwd_phase1_rest) rather than one
+# (_bwd_phase1_full, which ran at 255 registers with 120 KB of shared memory on the H200: one program per SM).
+BWD_PHASE1_SPLIT = int(os.environ.get("VLA_BWD_PHASE1_SPLIT", "1"))
 # Warps of the per-chunk write directions (_fwd_alpha, or _fwd_newton_alpha, which runs the Newton chain in the
 # same launch with these warps where they equal CHAIN_WARPS) and of the backward's per-chunk phase-2 kernel. Measured on the H200 (same shapes; chunk_triton_v6c_variants.json,
 # chunk_triton_v6d_variants_phase2_w4.json): _fwd_alpha with 2 or 8 warps made the forward slower (11.0 and
@@ -293,7 +296,7 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "BWD_PHASE1_WARPS", "ALPHA_WARPS", "BWD_PHASE2_WARPS", "BWD_PHASE1_CHUNK", "BWD_FAST_GROUPS",
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
-            "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION")
+            "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "BWD_PHASE1_SPLIT")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -353,32 +356,45 @@ def _rows(bos, j, s, Tn, H, h, C: tl.constexpr):
 
 @triton.jit
 def _chol_inverse(M, C: tl.constexpr, delta_min):
-    """R^{-1} = D^{-1/2} L^{-1} for the SPD M = L D L^T, by elimination over the C columns."""
+    """R^{-1} = D^{-1/2} L^{-1} for the SPD M = L D L^T: elimination over the C columns builds L a column at a
+    time (the trailing block stays symmetric, so column j also serves as row j), then L^{-1} by products
+    (_unit_lower_inverse_pow). Per column one reduction for the column and one for its pivot."""
     r = tl.arange(0, C)
-    Li = (r[:, None] == r[None, :]).to(tl.float32)
+    N = tl.zeros([C, C], dtype=tl.float32)  # L - I
     D = tl.zeros([C], dtype=tl.float32)
     for j in range(C):
-        col = tl.sum(tl.where(r[None, :] == j, M, 0.0), axis=1)  # column j (indexed by rows)
-        row = tl.sum(tl.where(r[:, None] == j, M, 0.0), axis=0)  # row j (indexed by columns)
+        col = tl.sum(tl.where(r[None, :] == j, M, 0.0), axis=1)  # column j of the trailing block
         dj = tl.maximum(tl.sum(tl.where(r == j, col, 0.0), axis=0), delta_min)  # pivot = delta_j
-        mult = tl.where(r > j, col, 0.0) / dj
-        M = M - mult[:, None] * tl.where(r > j, row, 0.0)[None, :]
-        lrow = tl.sum(tl.where(r[:, None] == j, Li, 0.0), axis=0)
-        Li = Li - mult[:, None] * lrow[None, :]
+        below = tl.where(r > j, col, 0.0)
+        mult = below / dj
+        M = M - mult[:, None] * below[None, :]
+        N = tl.where(r[None, :] == j, mult[:, None], N)
         D = tl.where(r == j, dj, D)
-    return Li / tl.sqrt(D)[:, None]
+    return _unit_lower_inverse_pow(N, C) / tl.sqrt(D)[:, None]
 
 
 @triton.jit
-def _unit_lower_inverse(Lm, C: tl.constexpr):
-    """(I + Lm)^{-1} for a strictly lower Lm, by forward substitution on the identity."""
+def _unit_lower_inverse_pow(N, C: tl.constexpr):
+    """(I + N)^{-1} for a strictly lower C x C N (C a power of two, 16 to 64) by products only:
+    (I - N)(I + N^2)(I + N^4)... up to N^(C/2), since N^C = 0. Products in fp32 on the FMA units."""
     r = tl.arange(0, C)
-    X = (r[:, None] == r[None, :]).to(tl.float32)
-    for j in range(C):
-        lcol = tl.sum(tl.where(r[None, :] == j, Lm, 0.0), axis=1)  # column j of Lm (rows > j nonzero)
-        xrow = tl.sum(tl.where(r[:, None] == j, X, 0.0), axis=0)   # row j of the solution (final now)
-        X = X - lcol[:, None] * xrow[None, :]
+    P = -N
+    X = (r[:, None] == r[None, :]).to(tl.float32) + P
+    for i in tl.static_range(1, 6):
+        if (1 << i) < C:
+            P = tl.dot(P, P, input_precision="ieee")
+            X = X + tl.dot(X, P, input_precision="ieee")
     return X
+
+
+@triton.jit
+def _tile(bos, j, s, Tn, H, h, dk, kmask, K: tl.constexpr, C: tl.constexpr):
+    """Chunk j's C x K tile of a [B*T, H, K] tensor as a 64-bit base offset (its first row, which may lie before the
+    sequence) and 32-bit offsets within the tile, with the tile's mask: what _rows gives, in fewer registers."""
+    r = tl.arange(0, C)
+    tok = j * C + r - s
+    m2 = ((tok >= 0) & (tok < Tn))[:, None] & kmask[None, :]
+    return ((bos + j * C - s) * H + h) * K, (r * (H * K))[:, None] + dk[None, :], m2
 
 
 @triton.jit
@@ -520,19 +536,19 @@ def _wy_inverse(k, alpha, tslot, bos, j, s, Tn, H, h, dk, kmask, K: tl.constexpr
                 DT: tl.constexpr, DOT: tl.constexpr, PREC: tl.constexpr):
     """T = (I + tril(K_hat alpha_hat^T, -1))^{-1} of chunk j, written to tslot ([C, C], row-major, in the
     input dtype, zeros above the diagonal blocks) and read back by every thread of the program. By 16 x 16
-    blocks (C / 16 of them per side): forward substitution on the diagonal blocks (16 steps each, where the
-    whole C x C matrix took C steps of reductions over C x C), then the blocks below the diagonal from
+    blocks (C / 16 of them per side): the diagonal blocks' inverses by products (_unit_lower_inverse_pow; forward
+    substitution took 16 steps of reductions each), then the blocks below the diagonal from
     T_ib = -T_ii sum_{b <= m < i} L_im T_mb, small fp32 products."""
     NB: tl.constexpr = C // 16
     r16 = tl.arange(0, 16)
     strict = r16[:, None] > r16[None, :]
     zero = tl.zeros([16, 16], dtype=tl.float32)
     K0, A0 = _kh_al_rows(k, alpha, bos, j * NB, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
-    D0 = _unit_lower_inverse(tl.where(strict, tl.dot(K0, tl.trans(A0), input_precision=PREC), 0.0), 16)
+    D0 = _unit_lower_inverse_pow(tl.where(strict, tl.dot(K0, tl.trans(A0), input_precision=PREC), 0.0), 16)
     _store_tile16(tslot, 0, 0, D0, C)
     if NB >= 2:
         K1, A1 = _kh_al_rows(k, alpha, bos, j * NB + 1, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
-        D1 = _unit_lower_inverse(tl.where(strict, tl.dot(K1, tl.trans(A1), input_precision=PREC), 0.0), 16)
+        D1 = _unit_lower_inverse_pow(tl.where(strict, tl.dot(K1, tl.trans(A1), input_precision=PREC), 0.0), 16)
         L10 = tl.dot(K1, tl.trans(A0), input_precision=PREC)
         T10 = -tl.dot(D1, tl.dot(L10, D0, input_precision="ieee"), input_precision="ieee")
         _store_tile16(tslot, 0, 1, zero, C)
@@ -541,8 +557,8 @@ def _wy_inverse(k, alpha, tslot, bos, j, s, Tn, H, h, dk, kmask, K: tl.constexpr
     if NB == 4:
         K2, A2 = _kh_al_rows(k, alpha, bos, j * NB + 2, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
         K3, A3 = _kh_al_rows(k, alpha, bos, j * NB + 3, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
-        D2 = _unit_lower_inverse(tl.where(strict, tl.dot(K2, tl.trans(A2), input_precision=PREC), 0.0), 16)
-        D3 = _unit_lower_inverse(tl.where(strict, tl.dot(K3, tl.trans(A3), input_precision=PREC), 0.0), 16)
+        D2 = _unit_lower_inverse_pow(tl.where(strict, tl.dot(K2, tl.trans(A2), input_precision=PREC), 0.0), 16)
+        D3 = _unit_lower_inverse_pow(tl.where(strict, tl.dot(K3, tl.trans(A3), input_precision=PREC), 0.0), 16)
         L20 = tl.dot(K2, tl.trans(A0), input_precision=PREC)
         L21 = tl.dot(K2, tl.trans(A1), input_precision=PREC)
         L30 = tl.dot(K3, tl.trans(A0), input_precision=PREC)
@@ -730,18 +746,16 @@ def _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     A = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
-    for b in tl.static_range(C // SUB):
-        row, valid = _rows(bos, j * (C // SUB) + b, s, Tn, H, h, SUB)
-        offs = row[:, None] * K + dk[None, :]
-        m2 = valid[:, None] & kmask[None, :]
-        U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
-        Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
+    for b in range(C // SUB):
+        base, offs, m2 = _tile(bos, j * (C // SUB) + b, s, Tn, H, h, dk, kmask, K, SUB)
+        U = tl.load(u + base + offs, mask=m2, other=0.0).to(tl.float32)
+        Kh, _ = _rownorm(tl.load(k + base + offs, mask=m2, other=0.0).to(tl.float32), eps)
         Wt, Rinv, Zt = _phase1_chunk(A, U, SUB, delta_min, PREC)
         if SAVE_RINV:  # for the backward
             rs = tl.arange(0, SUB)
             tl.store(_rinv_tile(rinv, c, H, h, C // SUB, b, SUB) + rs[:, None] * SUB + rs[None, :], Rinv)
         KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)
-        tl.store(alpha + offs, al.to(alpha.dtype.element_ty), mask=m2)
+        tl.store(alpha + base + offs, al.to(alpha.dtype.element_ty), mask=m2)
         A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
 
 
@@ -1313,25 +1327,9 @@ def _bwd_dA_chain_grads(u, k, dal, dkh, du, dk_out, A_chunks, Fbuf, Pbuf, dA_chu
 
 
 @triton.jit
-def _bwd_phase1_full(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H,
-                     eps, delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                     IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr,
-                     P_WDIR: tl.constexpr, P_MAIN: tl.constexpr):
-    """Per chunk, the backward of phase 1 with products over the whole chunk (BWD_PHASE1_FORM = "full"; K <= 64).
-    Inside a chunk A_t = A0 - sum_{i<=t} z_i z_i^T and A_t A0^{-1} = Pi_t = I - sum_{i<=t} z_i g_i^T, with
-    z_i = A0 g_i and g_i = Pi_{i-1}^T u_i / sqrt(delta_i) (G = R^{-1} U for the chunk's M = I + U A0 U^T = R R^T).
-    G comes sub-chunk by sub-chunk from the forward's R^{-1} (G_b = R_b^{-1} U_b Pi_b, Pi_{b+1} = Pi_b - Zt_b^T G_b);
-    then, with a_t = A_t k_hat_t and ga_t the gradient of a_t (rows of a and Ga):
-      B = Ga A0 - tril(Ga Zt^T) Zt          (row t = A_t ga_t: the gradient of k_hat_t)
-      dA0 = Pm^T Qm + Pi^T dA1 Pi,  Pm = Ga - tril(Ga Zt^T) G,  Qm = K_hat - tril(K_hat Zt^T) G
-      du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (dA1 + dA1^T) A1      (A1 = Pi A0, the A after the chunk)
-    This kernel stores dk, the dA chain's coefficients F = sym(Pm^T Qm) and P = Pi, and the part of du free of
-    dA1 (into the chunk's slot of gbuf, [chunks, H, C, K] fp32, which first holds G); _bwd_du adds the rest
-    once the chain has dA1. Precision: PREC for what recomputes the forward (G, Zt, a), P_WDIR for the write
-    directions' backward (GZ, Pm, F, B), P_MAIN for du (BWD_FAST_GROUPS)."""
-    c = tl.program_id(0).to(tl.int64)
-    h = tl.program_id(1).to(tl.int64)
-    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+def _p1_G_chunk(u, A_chunks, Pbuf, gbuf, rinv, c, h, j, bos, Tn, s, H, delta_min, K: tl.constexpr, BK: tl.constexpr,
+                C: tl.constexpr, SUB: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr):
+    """_bwd_phase1_full's first part: G into the chunk's slot of gbuf and P = Pi into Pbuf."""
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     Pi = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
@@ -1352,41 +1350,103 @@ def _bwd_phase1_full(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, c
         Pi = Pi - tl.dot(tl.trans(tl.dot(Gb, A0, input_precision=PREC)), Gb, input_precision=PREC)
         tl.store(gslot + (b * SUB + rs)[:, None] * K + dk[None, :], Gb, mask=kmask[None, :])
     tl.store(Pbuf + (c * H + h) * K * K + kk, Pi, mask=kkmask)
-    tl.debug_barrier()  # G's rows were stored by every thread
+
+
+@triton.jit
+def _p1_rest_chunk(u, k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, Tn, s, H, eps, K: tl.constexpr,
+                   BK: tl.constexpr, C: tl.constexpr, P_WDIR: tl.constexpr, PREC: tl.constexpr):
+    """_bwd_phase1_full's second part, from G in gbuf: dk, F, and the part of du free of dA1 (into gbuf)."""
+    dk, kmask, kk, kkmask = _kk_grid(K, BK)
+    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
+    gslot = gbuf + (c * H + h) * C * K
     r = tl.arange(0, C)
     incl = r[:, None] >= r[None, :]
-    row, valid = _rows(bos, j, s, Tn, H, h, C)
-    offs = row[:, None] * K + dk[None, :]
-    m2 = valid[:, None] & kmask[None, :]
+    base, offs, m2 = _tile(bos, j, s, Tn, H, h, dk, kmask, K, C)
+    k += base
+    dal += base
+    dkh += base
+    dk_out += base
     # (in an order that keeps few C x K tiles live at once; k is read twice rather than kept)
     G = tl.load(gslot + r[:, None] * K + dk[None, :], mask=kmask[None, :], other=0.0)
     Zt = tl.dot(G, A0, input_precision=PREC)
     Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
-    KZ, a = _write_dirs_raw(A0, Kh, Zt, C, PREC)
+    KZ = tl.where(incl, tl.dot(Kh, tl.trans(Zt), input_precision=PREC), 0.0)
     Qm = Kh - tl.dot(KZ, G, input_precision=PREC)
+    a = tl.dot(Qm, A0, input_precision=PREC)
     al, na = _rownorm(a, eps)
     Ga = _rownorm_bwd(al, na, tl.load(dal + offs, mask=m2, other=0.0), eps)
+    tl.debug_barrier()  # every thread has read its rows of dal before they take a
+    tl.store(dal + offs, a, mask=m2)
     GZ = tl.where(incl, tl.dot(Ga, tl.trans(Zt), input_precision=P_WDIR), 0.0)
     Pm = Ga - tl.dot(GZ, G, input_precision=P_WDIR)
     F = tl.dot(tl.trans(Pm), Qm, input_precision=P_WDIR)
     tl.store(Fbuf + (c * H + h) * K * K + kk, 0.5 * (F + tl.trans(F)), mask=kkmask)
-    Bm = tl.dot(Ga, A0, input_precision=P_WDIR) - tl.dot(GZ, Zt, input_precision=P_WDIR)
+    Bm = tl.dot(Pm, A0, input_precision=P_WDIR)
     Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
     dKh = tl.load(dkh + offs, mask=m2, other=0.0) + Bm
     tl.store(dk_out + offs, _rownorm_bwd(Kh, nk, dKh, eps).to(dk_out.dtype.element_ty), mask=m2)
-    U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
-    upper = r[:, None] <= r[None, :]
-    dU = -(tl.dot(tl.where(upper, tl.dot(U, tl.trans(a), input_precision=P_MAIN), 0.0), Bm, input_precision=P_MAIN)
-           + tl.dot(tl.where(upper, tl.dot(U, tl.trans(Bm), input_precision=P_MAIN), 0.0), a, input_precision=P_MAIN))
-    tl.debug_barrier()  # every thread has read G before its slot takes du
-    tl.store(gslot + r[:, None] * K + dk[None, :], dU, mask=kmask[None, :])
+    tl.debug_barrier()  # every thread has read G before its slot takes B
+    tl.store(gslot + r[:, None] * K + dk[None, :], Bm, mask=kmask[None, :])
 
 
 @triton.jit
-def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, cu, shift, chunk_seq, chunk_idx, T, H,
+def _bwd_phase1_full(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H,
+                     eps, delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                     IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr,
+                     P_WDIR: tl.constexpr, P_MAIN: tl.constexpr):
+    """Per chunk, the backward of phase 1 with products over the whole chunk (BWD_PHASE1_FORM = "full"; K <= 64).
+    Inside a chunk A_t = A0 - sum_{i<=t} z_i z_i^T and A_t A0^{-1} = Pi_t = I - sum_{i<=t} z_i g_i^T, with
+    z_i = A0 g_i and g_i = Pi_{i-1}^T u_i / sqrt(delta_i) (G = R^{-1} U for the chunk's M = I + U A0 U^T = R R^T).
+    G comes sub-chunk by sub-chunk from the forward's R^{-1} (G_b = R_b^{-1} U_b Pi_b, Pi_{b+1} = Pi_b - Zt_b^T G_b);
+    then, with a_t = A_t k_hat_t and ga_t the gradient of a_t (rows of a and Ga):
+      Qm = K_hat - tril(K_hat Zt^T) G,  a = Qm A0        (as K_hat A0 - tril(K_hat Zt^T) Zt, Zt = G A0)
+      Pm = Ga - tril(Ga Zt^T) G,        B = Pm A0        (row t = A_t ga_t: the gradient of k_hat_t)
+      dA0 = Pm^T Qm + Pi^T dA1 Pi
+      du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (dA1 + dA1^T) A1      (A1 = Pi A0, the A after the chunk)
+    This kernel stores dk, the dA chain's coefficients F = sym(Pm^T Qm) and P = Pi, and the part of du free of
+    dA1 (into the chunk's slot of gbuf, [chunks, H, C, K] fp32, which first holds G); _bwd_du adds the rest
+    once the chain has dA1. With BWD_PHASE1_SPLIT in two launches: _bwd_phase1_G (G and P, the loop over
+    sub-chunks) and _bwd_phase1_rest (the C-row products), each with fewer registers and less shared memory than
+    the whole. Precision: PREC for what recomputes the forward (G, Zt, a), P_WDIR for the write
+    directions' backward (GZ, Pm, F, B), P_MAIN for du (BWD_FAST_GROUPS)."""
+    c = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    _p1_G_chunk(u, A_chunks, Pbuf, gbuf, rinv, c, h, j, bos, Tn, s, H, delta_min, K, BK, C, SUB, PREC, HAS_RINV)
+    tl.debug_barrier()  # G's rows were stored by every thread
+    _p1_rest_chunk(u, k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, Tn, s, H, eps, K, BK, C, P_WDIR, PREC)
+
+
+@triton.jit
+def _bwd_phase1_G(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H,
+                  eps, delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                  IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr,
+                  P_WDIR: tl.constexpr, P_MAIN: tl.constexpr):
+    """_bwd_phase1_full's first part alone (BWD_PHASE1_SPLIT; same arguments)."""
+    c = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    _p1_G_chunk(u, A_chunks, Pbuf, gbuf, rinv, c, h, j, bos, Tn, s, H, delta_min, K, BK, C, SUB, PREC, HAS_RINV)
+
+
+@triton.jit
+def _bwd_phase1_rest(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H,
+                     eps, delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
+                     IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr,
+                     P_WDIR: tl.constexpr, P_MAIN: tl.constexpr):
+    """_bwd_phase1_full's second part alone, after _bwd_phase1_G (BWD_PHASE1_SPLIT; same arguments)."""
+    c = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    _p1_rest_chunk(u, k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, Tn, s, H, eps, K, BK, C, P_WDIR, PREC)
+
+
+@triton.jit
+def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, a_rows, cu, shift, chunk_seq, chunk_idx, T, H,
             K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
-    """Per chunk, after the dA chain: du, given dA1 (the gradient of the A after it, symmetric): the part
-    _bwd_phase1_full left in gbuf, minus U A1 (2 dA1) A1 with A1 = Pi A0."""
+    """Per chunk, after the dA chain: du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (2 dA1) A1 with A1 = Pi A0
+    (dA1, the gradient of the A after the chunk, symmetric), from the a and B _bwd_phase1_full left in a_rows
+    (its rows of dal) and gbuf."""
     c = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -1401,8 +1461,12 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, cu, shift, chunk_seq, chunk_
     m2 = valid[:, None] & kmask[None, :]
     U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
     X = tl.dot(tl.dot(U, A1, input_precision=PREC), dA1, input_precision=PREC)
-    dU = (tl.load(gbuf + (c * H + h) * C * K + r[:, None] * K + dk[None, :], mask=kmask[None, :], other=0.0)
-          - 2.0 * tl.dot(X, A1, input_precision=PREC))
+    dU = -2.0 * tl.dot(X, A1, input_precision=PREC)
+    a = tl.load(a_rows + offs, mask=m2, other=0.0)
+    Bm = tl.load(gbuf + (c * H + h) * C * K + r[:, None] * K + dk[None, :], mask=kmask[None, :], other=0.0)
+    upper = r[:, None] <= r[None, :]
+    dU -= (tl.dot(tl.where(upper, tl.dot(U, tl.trans(a), input_precision=PREC), 0.0), Bm, input_precision=PREC)
+           + tl.dot(tl.where(upper, tl.dot(U, tl.trans(Bm), input_precision=PREC), 0.0), a, input_precision=PREC))
     tl.store(du + offs, dU.to(du.dtype.element_ty), mask=m2)
 
 
@@ -1744,12 +1808,13 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
         # that launch took 5.93 ms against 2.86 + 1.68 apart at T = 16k, bf16, on the H200: the chains' programs hold
         # the per-chunk kernel's 120 KB of shared memory, a whole SM each; chunk_triton_v8c_profile_fused_bwd.json,
         # chunk_triton_v8c_profile.json)
-        _bwd_phase1_full[(NC, H)](u, k, dal, dkh, dk, A_chunks, Fbuf, Pbuf, gbuf, rinv, *per_chunk, eps, delta_min,
-                                  num_warps=BWD_PHASE1_WARPS, **full)
+        for kern in ((_bwd_phase1_G, _bwd_phase1_rest) if BWD_PHASE1_SPLIT else (_bwd_phase1_full,)):
+            kern[(NC, H)](u, k, dal, dkh, dk, A_chunks, Fbuf, Pbuf, gbuf, rinv, *per_chunk, eps, delta_min,
+                          num_warps=BWD_PHASE1_WARPS, **full)
         _bwd_dA_chain[(N * H,)](Fbuf, Pbuf, dA_chunks, *ends, Fbuf, lay.cu, lay.shift, lay.chunk_off, T, H,
                                 K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **common)
-        del dal, dkh
-        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, *per_chunk, K=K, BK=BK, C=C, PREC=groups["P_MAIN"],
+        del dkh
+        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, dal, *per_chunk, K=K, BK=BK, C=C, PREC=groups["P_MAIN"],
                          num_warps=4, **common)
         return dq, dk, dv, du, dS0, dA0
     cache_a = bool(BWD_CACHE_A) and C // SUB > 1
