@@ -152,6 +152,21 @@ def test_the_check_measures_u_and_the_initial_A_in_its_one_pass():
                 check_vla_inputs(q, k, v, args[0], lambda0=0.1, scale=None, period=64, nudge_eps=1e-3,
                                  delta_min=1e-4, eps=1e-6, measure_norms=True, initial_state=(None, args[1]),
                                  offset=0, cu_seqlens=None)
+    # deferred (defer_finite, what chunk_vla asks for where the Triton back end runs): nothing read yet, the same
+    # norms once resolved, and the same error, raised by resolve()
+    info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
+                            eps=1e-6, measure_norms=True, initial_state=(None, A0), offset=0, cu_seqlens=None,
+                            defer_finite=True)
+    assert info.norms == {} and info.pending.resolve() == pytest.approx(
+        check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4, eps=1e-6,
+                         measure_norms=True, initial_state=(None, A0), offset=0, cu_seqlens=None).norms)
+    bad_k = k.clone()
+    bad_k[1, 0, 2, 1] = math.nan
+    info = check_vla_inputs(q, bad_k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
+                            eps=1e-6, measure_norms=True, initial_state=None, offset=0, cu_seqlens=None,
+                            defer_finite=True)
+    with pytest.raises(ValueError, match="k contains non-finite"):
+        info.pending.resolve()
     # and nothing is measured unless asked for (the other back ends need no norms)
     info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
                             eps=1e-6, initial_state=(None, A0), offset=0, cu_seqlens=None)

@@ -22,6 +22,8 @@ back end symmetrises A0 before use, and the naive loop's gradient differs from a
 implementation's only in an antisymmetric part that no symmetric perturbation can see.
 """
 
+import math
+
 import pytest
 import torch
 
@@ -357,6 +359,45 @@ def test_auto_chain_solver_takes_newton_only_under_its_bound(monkeypatch):
         chunk_vla(q, k, v, u * scale_u, backend="triton", offset=37, **hyper)
         assert seen[-1]["u"] == pytest.approx(float((u * scale_u).square().sum(-1).max()), rel=1e-5)
         assert real(u * scale_u, None, lay, 0.1, 64, 1e-3, seen[-1]) == want
+
+
+def test_chunk_vla_resolves_its_input_check_after_launching(monkeypatch):
+    # chunk_vla defers the finiteness check's synchronisation for the Triton back end (SeqInfo.pending): the
+    # kernels are launched first, with the Newton chain under CHAIN_SOLVER="auto"; then a non-finite input still
+    # raises the check's error naming it, and where the check's norms put the bound over NEWTON_MAX_BOUND the op
+    # runs again with the Cholesky chain, whose result is what comes back (forward and gradients)
+    from vla.ops.vla import naive as naive_mod
+    from vla.ops.vla.chunk import chunk_vla
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "auto")
+    ran = []
+    real = tri._forward
+    monkeypatch.setattr(tri, "_forward", lambda *a, **kw: ran.append(kw["solver"]) or real(*a, **kw))
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    xs = vla_inputs(1, 100, 1, 32, 16)
+    for name, i in (("q", 0), ("u", 3)):
+        bad = [x.float() for x in xs]
+        bad[i][0, 70, 0, 5] = math.nan
+        with pytest.raises(ValueError, match=f"{name} contains non-finite"):
+            chunk_vla(*bad, backend="triton", **hyper)
+    assert ran == ["newton", "newton"]  # (launched before the check was read)
+    ran.clear()
+    xs[3] = xs[3] / xs[3].norm(dim=-1, keepdim=True) * 2.0  # a bound of 2560
+    x32 = [x.float().requires_grad_() for x in xs]
+    o, _ = chunk_vla(*x32, backend="triton", **hyper)
+    assert ran == ["newton", "cholesky"]
+    assert rel_err(o, naive_mod.naive_recurrent_vla(*(x.double() for x in xs), **hyper)[0]) < TOL[torch.float32]
+    # what came back is the Cholesky chain's run, bit for bit, gradients included
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "cholesky")
+    y32 = [x.float().requires_grad_() for x in xs]
+    o_chol, _ = chunk_vla(*y32, backend="triton", **hyper)
+    do = torch.randn_like(o)
+    (o * do).sum().backward()
+    (o_chol * do).sum().backward()
+    assert torch.equal(o, o_chol)
+    for a, b in zip(x32, y32):
+        assert torch.equal(a.grad, b.grad)
 
 
 @pytest.mark.parametrize("chunk,fuse_alpha,cache_a,solver,bwd_sub,form", [

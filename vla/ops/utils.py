@@ -60,8 +60,10 @@ class SeqInfo:
     offsets: torch.Tensor  # int64 [N], on the CPU
     cu_seqlens: Optional[torch.Tensor]  # int64 [N+1], on the inputs' device, or None
     # what the finiteness check measured at no extra synchronisation, where the caller asked for it
-    # (check_inputs' ``witnesses``; empty when the checks are off): {tensor name: witness}
+    # (check_inputs' ``witnesses``; empty when the checks are off or deferred): {tensor name: witness}
     norms: dict = field(default_factory=dict)
+    # with check_inputs' ``defer_finite``: the finiteness check still to be resolved (PendingFinite)
+    pending: Optional["PendingFinite"] = None
 
 
 def finite_witness(kind: str, x: torch.Tensor) -> torch.Tensor:
@@ -91,14 +93,30 @@ def _check_finite_all(tensors: dict, kinds: dict) -> dict:
     tensor (``kinds`` names it where it is not "sum", see finite_witness), all in one vector; only a tensor
     whose witness is not finite (a bad element, or an overflow of large finite values) is looked at element
     by element. Returns {name: witness} for the tensors in ``kinds`` ({} when the checks are off)."""
-    xs = {n: x for n, x in tensors.items() if x.numel()}
-    if not _CHECK_FINITE or not xs:
-        return {}
-    values = torch.stack([finite_witness(kinds.get(n, "sum"), x) for n, x in xs.items()]).tolist()
-    for (name, x), w in zip(xs.items(), values):
-        if not math.isfinite(w) and not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name} contains non-finite values (NaN or Inf)")
-    return {n: w for n, w in zip(xs, values) if n in kinds}
+    return PendingFinite(tensors, kinds).resolve()
+
+
+class PendingFinite:
+    """The finiteness check of _check_finite_all in two steps: the witnesses are computed on the device when this
+    is made, and read (one synchronisation) by ``resolve()``, which raises the check's ValueError for a tensor
+    that is not finite and returns {name: witness} for the tensors in ``kinds``. A back end may launch its kernels
+    in between, so that the device does not wait idle for the host at the synchronisation (check_inputs'
+    ``defer_finite``); it must call ``resolve()`` before it returns anything."""
+
+    def __init__(self, tensors: dict, kinds: dict):
+        self.kinds = kinds
+        self.xs = {n: x for n, x in tensors.items() if x.numel()} if _CHECK_FINITE else {}
+        self.witness = (torch.stack([finite_witness(kinds.get(n, "sum"), x) for n, x in self.xs.items()])
+                        if self.xs else None)
+
+    def resolve(self) -> dict:
+        if self.witness is None:
+            return {}
+        values = self.witness.tolist()
+        for (name, x), w in zip(self.xs.items(), values):
+            if not math.isfinite(w) and not bool(torch.isfinite(x).all()):
+                raise ValueError(f"{name} contains non-finite values (NaN or Inf)")
+        return {n: w for n, w in zip(self.xs, values) if n in self.kinds}
 
 
 def _check_float_tensor(name: str, x, ndim: int) -> None:
@@ -144,6 +162,7 @@ def check_inputs(
     offset: OffsetLike = 0,
     scale: Optional[float] = None,
     witnesses: Optional[dict] = None,
+    defer_finite: bool = False,
 ) -> SeqInfo:
     """Validate the common arguments of every op.
 
@@ -152,6 +171,9 @@ def check_inputs(
     entry (or None) has shape [N, H, K, V] ("KV"), [N, H, K, K] ("KK") or [N, H, K] ("K").
     ``witnesses``: {tensor name: finite_witness kind} (e.g. {"u": "row_norm2", "initial_state A":
     "norm2_bound"}) to be measured by the finiteness check and returned in ``SeqInfo.norms``.
+    ``defer_finite``: leave the finiteness check's synchronisation to the caller (``SeqInfo.pending``, whose
+    ``resolve()`` raises for non-finite values and returns those norms), which must resolve it before it
+    returns a result.
     """
     _check_float_tensor("q", q, 4)
     _check_float_tensor("k", k, 4)
@@ -243,9 +265,11 @@ def check_inputs(
             if x.device != q.device:
                 raise ValueError(f"initial_state {sname} is on {x.device} but q is on {q.device}")
             tensors[f"initial_state {sname}"] = x
-    # every value check at once: one synchronisation
-    norms = _check_finite_all(tensors, witnesses or {})
-    return SeqInfo(B=B, T=T, H=H, K=K, V=V, N=N, offsets=offsets, cu_seqlens=cu_seqlens, norms=norms)
+    # every value check at once: one synchronisation (now, or where the caller resolves it)
+    pending = PendingFinite(tensors, witnesses or {})
+    if defer_finite:
+        return SeqInfo(B=B, T=T, H=H, K=K, V=V, N=N, offsets=offsets, cu_seqlens=cu_seqlens, pending=pending)
+    return SeqInfo(B=B, T=T, H=H, K=K, V=V, N=N, offsets=offsets, cu_seqlens=cu_seqlens, norms=pending.resolve())
 
 
 def check_vla_hyper(lambda0, period, nudge_eps, delta_min, eps=1e-6):

@@ -154,17 +154,23 @@ def chunk_vla(
     the chunk form does not apply it. The initial A is symmetrised (A is symmetric by definition).
     """
     # "auto": Triton on CUDA for the dtypes, head sizes and chunk sizes its kernels take, PyTorch elsewhere; the
-    # norms that the Triton back end's chain solver reads are measured only where it runs
+    # norms that the Triton back end's chain solver reads are measured only where it runs, and there the finiteness
+    # check is resolved after the kernels are launched (chunk_vla_triton's ``pending``)
     may_triton = backend == "triton" or (backend == "auto" and getattr(q, "is_cuda", False)
                                          and TRITON_CHUNK_VERIFIED_ON_GPU and isinstance(v, torch.Tensor)
                                          and _triton_takes(q.dtype, q.shape[-1], v.shape[-1], chunk_size))
     info = check_vla_inputs(q, k, v, u, lambda0=lambda0, scale=scale, period=period,
                             nudge_eps=nudge_eps, delta_min=delta_min, eps=eps,
                             initial_state=initial_state, offset=offset, cu_seqlens=cu_seqlens,
-                            measure_norms=may_triton)
-    check_chunk_size(chunk_size, period, nudge_eps)
-    if backend not in ("auto", "torch", "triton"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+                            measure_norms=may_triton, defer_finite=may_triton)
+    try:
+        check_chunk_size(chunk_size, period, nudge_eps)
+        if backend not in ("auto", "torch", "triton"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+    except ValueError:
+        if info.pending is not None:  # (a non-finite input is named first, as with the check resolved at once)
+            info.pending.resolve()
+        raise
     if backend == "auto":
         backend = "triton" if may_triton else "torch"
     scale = default_scale(scale, info.K)
@@ -175,7 +181,7 @@ def chunk_vla(
         return chunk_vla_triton(q, k, v, u, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
                                 delta_min=delta_min, eps=eps, initial_state=init,
                                 output_final_state=output_final_state, offsets=info.offsets,
-                                cu_seqlens=info.cu_seqlens, chunk_size=chunk_size, norms=info.norms)
+                                cu_seqlens=info.cu_seqlens, chunk_size=chunk_size, pending=info.pending)
     if init[1] is not None:  # A is symmetric by definition; gradients come back symmetrised
         init = (init[0], 0.5 * (init[1] + init[1].transpose(-1, -2)))
     cdt = compute_dtype(q.dtype)

@@ -29,14 +29,15 @@ CHAIN_BOUND_WITNESSES = {"u": "row_norm2", "initial_state A": "norm2_bound"}
 
 
 def check_vla_inputs(q, k, v, u, *, lambda0, scale, period, nudge_eps, delta_min, eps,
-                     initial_state, offset, cu_seqlens, measure_norms=False):
+                     initial_state, offset, cu_seqlens, measure_norms=False, defer_finite=False):
     """The one argument checker shared by every VLA back end. ``measure_norms``: also measure
-    CHAIN_BOUND_WITNESSES (into ``SeqInfo.norms``), for the Triton chunk back end."""
+    CHAIN_BOUND_WITNESSES (into ``SeqInfo.norms``), for the Triton chunk back end. ``defer_finite``: leave the
+    finiteness check to be resolved by the caller (check_inputs)."""
     check_vla_hyper(lambda0, period, nudge_eps, delta_min, eps)
     return check_inputs(
         q, k, v, key_like={"u": u}, initial_state=initial_state, state_shapes=("KV", "KK"),
         state_names=("S", "A"), cu_seqlens=cu_seqlens, offset=offset, scale=scale,
-        witnesses=CHAIN_BOUND_WITNESSES if measure_norms else None,
+        witnesses=CHAIN_BOUND_WITNESSES if measure_norms else None, defer_finite=defer_finite,
     )
 
 

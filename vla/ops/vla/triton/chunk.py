@@ -1674,7 +1674,7 @@ def _bwd_phase1_sub(C):
 
 
 def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delta_min, eps,
-             want_final, save, norms=None):
+             want_final, save, solver):
     B, T, H, K = q.shape
     V = v.shape[-1]
     N, NC, C = lay.N, lay.total_chunks, lay.C
@@ -1689,7 +1689,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     A_final = torch.empty(N, H, K, K, **f32) if want_final else A_chunks
     alpha = torch.empty_like(k)
     global LAST_CHAIN_SOLVER
-    LAST_CHAIN_SOLVER = _chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms)
+    LAST_CHAIN_SOLVER = solver
     newton = LAST_CHAIN_SOLVER == "newton"
     # the R^{-1} of every phase-1 sub-chunk, for the backward (SAVE_RINV; only while training)
     rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32) if (save and SAVE_RINV) else None
@@ -1844,13 +1844,11 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
 class ChunkVLAFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, u, S0, A0, scale, lambda0, period, nudge_eps, delta_min, eps,
-                output_final_state, offsets, cu_seqlens, C, norms):
+                output_final_state, lay, solver):
         ctx.set_materialize_grads(False)
-        B, T = q.shape[:2]
-        lay = _layout(B, T, offsets, cu_seqlens, C, nudge_eps, q.device)
         o, final, alpha, A_chunks, S_chunks, rinv, Tmat = _forward(
             q, k, v, u, S0, A0, lay, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
-            delta_min=delta_min, eps=eps, want_final=output_final_state, save=True, norms=norms)
+            delta_min=delta_min, eps=eps, want_final=output_final_state, save=True, solver=solver)
         ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat)
         ctx.lay = lay
         ctx.hyper = dict(scale=scale, delta_min=delta_min, eps=eps)
@@ -1875,7 +1873,7 @@ class ChunkVLAFunction(torch.autograd.Function):
             dS0 = dS0.to(s_dt)
         if dA0 is not None:
             dA0 = dA0.to(a_dt)
-        return dq, dk, dv, du, dS0, dA0, *([None] * 11)
+        return dq, dk, dv, du, dS0, dA0, *([None] * 9)
 
 
 def chunk_vla_triton(
@@ -1896,11 +1894,15 @@ def chunk_vla_triton(
     cu_seqlens: Optional[torch.Tensor] = None,
     chunk_size: int = 64,
     norms: Optional[dict] = None,
+    pending=None,
 ):
     """The Triton chunk back end on validated inputs (see ``vla.ops.vla.chunk.chunk_vla``).
 
     ``norms``: what the input check measured of u and the initial A (``SeqInfo.norms``), which spares
-    CHAIN_SOLVER = "auto" a second pass and synchronisation.
+    CHAIN_SOLVER = "auto" a second pass and synchronisation. ``pending``: instead, the input check still to be
+    resolved (``SeqInfo.pending``, vla.ops.utils.PendingFinite): it is resolved once the kernels are launched, so
+    that the GPU does not wait idle while the host reads the check; "auto" then runs the Newton chain, and runs
+    again with the Cholesky chain in the rare case the bound the check measured is over NEWTON_MAX_BOUND.
 
     Returns ``(o, final)``: o [B, T, H, V] in q's dtype, final ``(S, A)`` in fp32 or None.
     Differentiable w.r.t. q, k, v, u and the initial S and A (A's gradient comes back symmetric:
@@ -1909,6 +1911,8 @@ def chunk_vla_triton(
     K, V = q.shape[-1], v.shape[-1]
     why = refusal(q.dtype, K, V, chunk_size)
     if why is not None:
+        if pending is not None:
+            pending.resolve()
         raise ValueError(why)
     S0, A0 = initial_state if initial_state is not None else (None, None)
     if A0 is not None:
@@ -1917,6 +1921,8 @@ def chunk_vla_triton(
         S0 = S0.contiguous()
     q, k, v, u = (x.contiguous() for x in (q, k, v, u))
     if q.shape[1] == 0:  # no tokens: nothing to launch; the states pass through
+        if pending is not None:
+            pending.resolve()
         N, H = (q.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1), q.shape[2]
         if not output_final_state:
             return v * 0, None
@@ -1924,14 +1930,24 @@ def chunk_vla_triton(
         A = (A0.float() if A0 is not None
              else torch.eye(K, device=q.device).expand(N, H, K, K) / float(lambda0))
         return v * 0, (S, A)
-    if not needs_grad(q, k, v, u, S0, A0):  # inference: nothing saved for a backward
-        B, T = q.shape[:2]
-        lay = _layout(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
-        o, final, *_ = _forward(q, k, v, u, S0, A0, lay, scale=float(scale), lambda0=float(lambda0),
-                                period=int(period), nudge_eps=float(nudge_eps), delta_min=float(delta_min),
-                                eps=float(eps), want_final=output_final_state, save=False, norms=norms)
-        return o, final
-    o, S, A = ChunkVLAFunction.apply(q, k, v, u, S0, A0, float(scale), float(lambda0), int(period),
-                                     float(nudge_eps), float(delta_min), float(eps), bool(output_final_state),
-                                     offsets, cu_seqlens, int(chunk_size), norms)
-    return o, ((S, A) if output_final_state else None)
+    B, T = q.shape[:2]
+    lay = _layout(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
+
+    def run(solver):
+        if not needs_grad(q, k, v, u, S0, A0):  # inference: nothing saved for a backward
+            o, final, *_ = _forward(q, k, v, u, S0, A0, lay, scale=float(scale), lambda0=float(lambda0),
+                                    period=int(period), nudge_eps=float(nudge_eps), delta_min=float(delta_min),
+                                    eps=float(eps), want_final=output_final_state, save=False, solver=solver)
+            return o, final
+        o, S, A = ChunkVLAFunction.apply(q, k, v, u, S0, A0, float(scale), float(lambda0), int(period),
+                                         float(nudge_eps), float(delta_min), float(eps), bool(output_final_state),
+                                         lay, solver)
+        return o, ((S, A) if output_final_state else None)
+
+    if pending is None:
+        return run(_chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms))
+    out = run("newton" if CHAIN_SOLVER == "auto" else CHAIN_SOLVER)
+    norms = pending.resolve()  # (raises for non-finite inputs)
+    if CHAIN_SOLVER == "auto" and _chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms) != "newton":
+        out = run("cholesky")
+    return out
