@@ -20,12 +20,8 @@ from vla.ops.vla.triton import chunk as tri  # noqa: E402
 
 SRC = open(tri.__file__).read().replace("from ...utils import", "from vla.ops.utils import")
 ELIM = "    for j in range(C):\n        col = tl.sum(tl.where(r[None, :] == j, M, 0.0), axis=1)  # column j of the trailing block"
-# the v9a elimination (two exchanges between warps per column, L built by columns, L^{-1} by products)
-CHOL_NOW = SRC[SRC.index("@triton.jit\ndef _chol_inverse("):SRC.index("@triton.jit\ndef _unit_lower_inverse_pow(")]
-CHOL_V9A = open(os.path.join(os.path.dirname(__file__), "results", "chunk_triton_v9a_chol_inverse.txt")).read()
 VARIANTS = {
     "as_built": [],
-    "elimination_v9a": [(CHOL_NOW, CHOL_V9A)],
     "no_elimination": [(ELIM, ELIM.replace("range(C)", "range(0)"))],
     "no_write_dirs": [("        KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)\n", "        al = Zt + 0.0 * Kh\n")],
     "no_A_update": [("        A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)\n\n\n@triton.jit\ndef _wait_for_chunk",
@@ -61,7 +57,7 @@ def main(out):
     NC = lay.total_chunks
     for name, subs in VARIANTS.items():
         mod = load(name, subs)
-        SUB = 32 if name == "sub32" else 16
+        SUB = 16
         alpha = torch.empty_like(k)
         rinv = torch.empty(NC, H, 64 // SUB, SUB, SUB, device="cuda")
 
