@@ -551,6 +551,45 @@ def test_full_and_sub_backward_forms_agree(monkeypatch, chunk, K, V):
             assert rel_err(a, b) < 1e-5, (full, name)
 
 
+@pytest.mark.parametrize("block", [1, 2, 3, "auto"])
+def test_blocked_dA_chain_matches_the_serial_chain(monkeypatch, block):
+    # DA_CHAIN_BLOCK: the "full" form's dA chain composed over blocks of chunks (_bwd_dA_blocks, then the serial pass
+    # over blocks, then each chunk's dA in _bwd_du) against the chain walking every chunk (0). Blocks of 1 (each
+    # chunk its own block), 2 and 3 (a last block cut short in every sequence here) and "auto"; ragged sequences
+    # (3, 10 and 1 chunks of 16, one cut at both ends by its offset), initial states and final-state cotangents, so
+    # that dA0 (the chain's last value) is checked too; K != V. fp32: both within fp32 rounding of the float64 loop
+    # and of each other.
+    from vla.ops.vla.triton import chunk as tri
+
+    launched = []
+    for name in ("_bwd_dA_chain", "_bwd_dA_blocks", "_bwd_dA_block_chain"):
+        monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: launched.append(n)))
+    cu = torch.tensor([0, 40, 190, 201], dtype=torch.int64)
+    K, V = 32, 48
+    xs = vla_inputs(1, 201, 2, K, V)
+    init = [torch.randn(3, 2, K, V, dtype=torch.float64), _spd(3, 2, K)]
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    grads = {}
+    for blk in (0, block):
+        monkeypatch.setattr(tri, "DA_CHAIN_BLOCK", blk)
+        launched.clear()
+        errs = _compare(xs, dtype=torch.float32, chunk_size=16, hyper=hyper, offsets=[11, 0, 60], cu_seqlens=cu,
+                        final=True, init=init)
+        _check(errs, TOL[torch.float32])
+        assert launched == (["_bwd_dA_chain"] if blk == 0 else ["_bwd_dA_blocks", "_bwd_dA_block_chain"])
+        x = [t.float().requires_grad_() for t in xs + init]
+        o, (S, A) = chunk_vla_triton(*x[:4], scale=K ** -0.5, initial_state=tuple(x[4:]), output_final_state=True,
+                                     offsets=torch.tensor([11, 0, 60]), cu_seqlens=cu, chunk_size=16, **hyper)
+        g = torch.Generator().manual_seed(1)
+        sum((t * torch.randn(t.shape, generator=g)).sum() for t in (o, S, A)).backward()
+        grads[blk] = [t.grad for t in x]
+    for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], grads[0], grads[block]):
+        assert rel_err(a, b) < 1e-5, name
+    # the forward and dq, dv, dS0 do not pass through the dA chain: bit for bit
+    for i in (0, 2, 4):
+        assert torch.equal(grads[0][i], grads[block][i])
+
+
 def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
     # "auto" (PHASE1_PRECISION, CHAIN_PRECISION, BWD_PHASE1_PRECISION): one tf32 pass only for bf16 inputs with
     # K <= 64 and the "full" backward form (what the H200 measured), tf32x3 for fp32 and fp16 inputs, heads wider

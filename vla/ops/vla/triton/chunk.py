@@ -107,6 +107,7 @@ chunk_triton_v8c_wide_k128.json, but that build was not checked for correctness 
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional, Tuple
 
@@ -160,6 +161,13 @@ BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "4"))
 # The "full" form's per-chunk work in two launches (_bwd_phase1_G, then _bwd_phase1_rest) rather than one
 # (_bwd_phase1_full, which ran at 255 registers with 120 KB of shared memory on the H200: one program per SM).
 BWD_PHASE1_SPLIT = int(os.environ.get("VLA_BWD_PHASE1_SPLIT", "1"))
+# The "full" form's dA chain in blocks of this many chunks (_bwd_dA_blocks, _bwd_dA_block_chain, and _bwd_du
+# composing each chunk's dA), "auto" (_da_block) or 0 for the serial chain (_bwd_dA_chain), one program per
+# sequence and head walking every chunk.
+DA_CHAIN_BLOCK = os.environ.get("VLA_DA_CHAIN_BLOCK", "auto")
+# Precision of the blocked chain's last step, in _bwd_du (dA1 = Pi^T X Pi + Phi): one composition per chunk, whose
+# rounding, unlike the chain's, is not carried on.
+DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "tf32x3")
 # Warps of the per-chunk write directions (_fwd_alpha, or _fwd_newton_alpha, which runs the Newton chain in the
 # same launch with these warps where they equal CHAIN_WARPS) and of the backward's per-chunk phase-2 kernel. Measured on the H200 (same shapes; chunk_triton_v6c_variants.json,
 # chunk_triton_v6d_variants_phase2_w4.json): _fwd_alpha with 2 or 8 warps made the forward slower (11.0 and
@@ -296,7 +304,8 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "BWD_PHASE1_WARPS", "ALPHA_WARPS", "BWD_PHASE2_WARPS", "BWD_PHASE1_CHUNK", "BWD_FAST_GROUPS",
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
-            "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "BWD_PHASE1_SPLIT")
+            "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "BWD_PHASE1_SPLIT", "DA_CHAIN_BLOCK",
+            "DA_COMPOSE_PRECISION")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -1442,11 +1451,77 @@ def _bwd_phase1_rest(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, c
 
 
 @triton.jit
-def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, a_rows, cu, shift, chunk_seq, chunk_idx, T, H,
-            K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+def _bwd_dA_blocks(Fbuf, Pbuf, PiBuf, PhiBuf, BlkPi, BlkPhi, cu, shift, chunk_off, T, H, NBLK,
+                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, L: tl.constexpr, IS_VARLEN: tl.constexpr,
+                   PREC: tl.constexpr):
+    """The blocked dA chain's first pass (DA_CHAIN_BLOCK; grid: blocks x sequences x heads). The chain's step
+    dA0 = P^T dA1 P + F is linear in dA1, so the steps of a block of L chunks compose: with X the dA after the
+    block's last chunk, the dA after each chunk c of the block is Pi_c^T X Pi_c + Phi_c, where Pi = I and Phi = 0
+    for the last chunk and, walking back, Pi_{c-1} = Pi_c P_c, Phi_{c-1} = P_c^T Phi_c P_c + F_c. Stores Pi_c and
+    Phi_c per chunk (PiBuf may be Fbuf: each F is read before its slot takes Pi), and the block's own map (X to the
+    dA before its first chunk) per block ([N*H, NBLK, K, K])."""
+    b = tl.program_id(0)
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(tl.program_id(1).to(tl.int64), cu, shift, chunk_off, T, H, C,
+                                                  IS_VARLEN)
+    if b * L < NT:
+        dk, kmask, kk, kkmask = _kk_grid(K, BK)
+        Pi = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
+        Phi = tl.zeros([BK, BK], dtype=tl.float32)
+        j = tl.minimum((b + 1) * L, NT) - 1
+        slot = ((c0 + j) * H + h) * K * K + kk
+        P_next = tl.load(Pbuf + slot, mask=kkmask, other=0.0)
+        F_next = tl.load(Fbuf + slot, mask=kkmask, other=0.0)
+        while j >= b * L:  # the coefficients of chunk j - 1 are loaded while chunk j's products run
+            tl.debug_barrier()  # (PiBuf may be Fbuf: every thread has loaded chunk j's F before Pi_j replaces it)
+            tl.store(PiBuf + slot, Pi, mask=kkmask)
+            tl.store(PhiBuf + slot, Phi, mask=kkmask)
+            P = P_next
+            F = F_next
+            slot = ((c0 + tl.maximum(j - 1, 0)) * H + h) * K * K + kk
+            P_next = tl.load(Pbuf + slot, mask=kkmask & (j > b * L), other=0.0)
+            F_next = tl.load(Fbuf + slot, mask=kkmask & (j > b * L), other=0.0)
+            Phi = tl.dot(tl.trans(P), tl.dot(Phi, P, input_precision=PREC), input_precision=PREC) + F
+            Pi = tl.dot(Pi, P, input_precision=PREC)
+            j -= 1
+        bslot = (i_nh * NBLK + b) * K * K + kk
+        tl.store(BlkPi + bslot, Pi, mask=kkmask)
+        tl.store(BlkPhi + bslot, Phi, mask=kkmask)
+
+
+@triton.jit
+def _bwd_dA_block_chain(BlkPi, BlkPhi, Xbuf, dA_final, dA_init, cu, shift, chunk_off, T, H, NBLK,
+                        K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, L: tl.constexpr,
+                        HAS_DAF: tl.constexpr, STORE_DA0: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """The blocked dA chain's second pass (one program per sequence and head): the dA after each block's last chunk
+    (into Xbuf), serially over the blocks in reverse from the dA after the sequence, X <- Pi_b^T X Pi_b + Phi_b;
+    what is left is the dA before the sequence (dA_init)."""
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
+    dk, kmask, kk, kkmask = _kk_grid(K, BK)
+    if HAS_DAF:
+        X = tl.load(dA_final + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
+        X = 0.5 * (X + tl.trans(X))
+    else:
+        X = tl.zeros([BK, BK], dtype=tl.float32)
+    b = (NT + L - 1) // L - 1
+    while b >= 0:
+        bslot = (i_nh * NBLK + b) * K * K + kk
+        tl.store(Xbuf + bslot, X, mask=kkmask)
+        Pi = tl.load(BlkPi + bslot, mask=kkmask, other=0.0)
+        X = tl.dot(tl.trans(Pi), tl.dot(X, Pi, input_precision=PREC), input_precision=PREC) + tl.load(
+            BlkPhi + bslot, mask=kkmask, other=0.0)
+        b -= 1
+    if STORE_DA0:
+        tl.store(dA_init + i_nh * K * K + kk, X, mask=kkmask)
+
+
+@triton.jit
+def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, a_rows, PiBuf, Xbuf, cu, shift, chunk_seq, chunk_idx, T, H, NBLK,
+            K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
+            L: tl.constexpr, DPREC: tl.constexpr):
     """Per chunk, after the dA chain: du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (2 dA1) A1 with A1 = Pi A0
     (dA1, the gradient of the A after the chunk, symmetric), from the a and B _bwd_phase1_full left in a_rows
-    (its rows of dal) and gbuf."""
+    (its rows of dal) and gbuf. With L > 0 (the blocked dA chain, DA_CHAIN_BLOCK) dA1 = Pi^T X Pi + Phi from the chain's
+    passes (Pi in PiBuf, Phi in dA_chunks, X in Xbuf for the chunk's block), products in DPREC."""
     c = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -1455,6 +1530,11 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, a_rows, cu, shift, chunk_seq
     A1 = tl.dot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
                 input_precision=PREC)
     dA1 = tl.load(dA_chunks + slot, mask=kkmask, other=0.0)
+    if L > 0:
+        i_nh = tl.load(chunk_seq + c).to(tl.int64) * H + h
+        X = tl.load(Xbuf + (i_nh * NBLK + j // L) * K * K + kk, mask=kkmask, other=0.0)
+        Pi = tl.load(PiBuf + slot, mask=kkmask, other=0.0)
+        dA1 += tl.dot(tl.trans(Pi), tl.dot(X, Pi, input_precision=DPREC), input_precision=DPREC)
     r = tl.arange(0, C)
     row, valid = _rows(bos, j, s, Tn, H, h, C)
     offs = row[:, None] * K + dk[None, :]
@@ -1551,15 +1631,37 @@ def _chains_first(NH: int, device) -> bool:
     GPU with more SMs than chains, where each SM holds at least one program of the launch, so that a per-chunk
     program finds an SM beside the waiting chains once whatever else runs on the GPU lets it (with MPS limits on
     SMs, or kernels that hold SMs and wait themselves, that is not ensured)."""
+    return NH < _sm_count(device)
+
+
+def _sm_count(device) -> int:
+    """The number of SMs of a CUDA device (kept)."""
     dev = torch.device(device)
     if dev not in _SM_COUNT:
         _SM_COUNT[dev] = torch.cuda.get_device_properties(dev).multi_processor_count
-    return NH < _SM_COUNT[dev]
+    return _SM_COUNT[dev]
 
 
 def _tickets(NC: int, H: int, device) -> torch.Tensor:
     """A fused launch's counters: the ticket counter, then one flag per (chunk, head)."""
     return torch.zeros(1 + NC * H, dtype=torch.int32, device=device)
+
+
+def _da_block(lay, NH: int, device) -> int:
+    """Chunks per block of the blocked dA chain (DA_CHAIN_BLOCK; 0: the serial chain). "auto": sequences of up to 8
+    chunks keep the serial chain; otherwise the power of two nearest the larger of sqrt(chunks) (the pass over each
+    block's chunks and the serial pass over the blocks then take about as many steps) and, on a GPU, chunks x NH /
+    (2 x SMs) (more blocks than two per SM only queue: the first pass then takes as long, and the serial pass
+    longer), at least 4. On the H200 at T = 16k (B = 4, H = 16, 256 chunks) blocks of 64 took 9.85 ms forward +
+    backward, 16 took 9.93, 8 took 10.14 and the serial chain 10.39 (chunk_triton_v9d_variants.json)."""
+    if DA_CHAIN_BLOCK != "auto":
+        return int(DA_CHAIN_BLOCK)
+    if lay.max_chunks <= 8:
+        return 0
+    want = lay.max_chunks ** 0.5
+    if torch.device(device).type == "cuda":
+        want = max(want, lay.max_chunks * NH / (2 * _sm_count(device)))
+    return max(4, 1 << round(math.log2(want)))
 
 
 def _pow2(x: int) -> int:
@@ -1605,6 +1707,7 @@ class _Layout:
         self.nudge = nudge_eps > 0
         self.C = C
         self.max_end = int((offsets + lens).max())  # the last absolute position of any sequence
+        self.max_chunks = int(nchunks.max())
 
 
 _LAYOUTS: dict = {}
@@ -1811,11 +1914,24 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
         for kern in ((_bwd_phase1_G, _bwd_phase1_rest) if BWD_PHASE1_SPLIT else (_bwd_phase1_full,)):
             kern[(NC, H)](u, k, dal, dkh, dk, A_chunks, Fbuf, Pbuf, gbuf, rinv, *per_chunk, eps, delta_min,
                           num_warps=BWD_PHASE1_WARPS, **full)
-        _bwd_dA_chain[(N * H,)](Fbuf, Pbuf, dA_chunks, *ends, Fbuf, lay.cu, lay.shift, lay.chunk_off, T, H,
-                                K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **common)
+        L = _da_block(lay, N * H, dev)
+        if L:  # the blocked chain: dA_chunks takes Phi, Fbuf Pi (_bwd_dA_blocks), Xbuf the dA after each block
+            NBLK = triton.cdiv(lay.max_chunks, L)
+            PiBuf = Fbuf
+            BlkPi, BlkPhi, Xbuf = torch.empty(3, N * H, NBLK, K, K, **f32)
+            _bwd_dA_blocks[(NBLK, N * H)](Fbuf, Pbuf, PiBuf, dA_chunks, BlkPi, BlkPhi, lay.cu, lay.shift,
+                                          lay.chunk_off, T, H, NBLK, K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION,
+                                          num_warps=4, **common)
+            _bwd_dA_block_chain[(N * H,)](BlkPi, BlkPhi, Xbuf, *ends, lay.cu, lay.shift, lay.chunk_off, T, H, NBLK,
+                                          K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain,
+                                          **common)
+        else:
+            NBLK, PiBuf, Xbuf = 1, Fbuf, Fbuf
+            _bwd_dA_chain[(N * H,)](Fbuf, Pbuf, dA_chunks, *ends, Fbuf, lay.cu, lay.shift, lay.chunk_off, T, H,
+                                    K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **common)
         del dkh
-        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, dal, *per_chunk, K=K, BK=BK, C=C, PREC=groups["P_MAIN"],
-                         num_warps=4, **common)
+        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, dal, PiBuf, Xbuf, *per_chunk, NBLK, K=K, BK=BK, C=C,
+                         PREC=groups["P_MAIN"], L=L, DPREC=DA_COMPOSE_PRECISION, num_warps=4, **common)
         return dq, dk, dv, du, dS0, dA0
     cache_a = bool(BWD_CACHE_A) and C // SUB > 1
     Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
