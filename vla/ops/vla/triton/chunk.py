@@ -166,8 +166,13 @@ BWD_PHASE1_SPLIT = int(os.environ.get("VLA_BWD_PHASE1_SPLIT", "1"))
 # sequence and head walking every chunk.
 DA_CHAIN_BLOCK = os.environ.get("VLA_DA_CHAIN_BLOCK", "auto")
 # Precision of the blocked chain's last step, in _bwd_du (dA1 = Pi^T X Pi + Phi): one composition per chunk, whose
-# rounding, unlike the chain's, is not carried on.
+# rounding, unlike the chain's, is not carried on. On the H200 (bf16, B = 4, H = 16, T = 16k) one tf32 pass took
+# forward+backward from 10.00 to 9.76 ms (chunk_triton_v9e_variants.json) and du's error against the fp32 PyTorch
+# chunk form from 8.23e-3 to 8.35e-3 (chunk_triton_v9e_check.json, _check_compose_tf32.json); the suite of that
+# build ran tf32x3, which stays the default until a suite has measured the other.
 DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "tf32x3")
+# Warps of _bwd_du (8 took forward+backward to 10.62 against 10.00 ms, same run and shapes).
+BWD_DU_WARPS = int(os.environ.get("VLA_BWD_DU_WARPS", "4"))
 # Warps of the per-chunk write directions (_fwd_alpha, or _fwd_newton_alpha, which runs the Newton chain in the
 # same launch with these warps where they equal CHAIN_WARPS) and of the backward's per-chunk phase-2 kernel. Measured on the H200 (same shapes; chunk_triton_v6c_variants.json,
 # chunk_triton_v6d_variants_phase2_w4.json): _fwd_alpha with 2 or 8 warps made the forward slower (11.0 and
@@ -305,7 +310,7 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
             "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "BWD_PHASE1_SPLIT", "DA_CHAIN_BLOCK",
-            "DA_COMPOSE_PRECISION")
+            "DA_COMPOSE_PRECISION", "BWD_DU_WARPS")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -1931,7 +1936,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
                                     K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **common)
         del dkh
         _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, dal, PiBuf, Xbuf, *per_chunk, NBLK, K=K, BK=BK, C=C,
-                         PREC=groups["P_MAIN"], L=L, DPREC=DA_COMPOSE_PRECISION, num_warps=4, **common)
+                         PREC=groups["P_MAIN"], L=L, DPREC=DA_COMPOSE_PRECISION, num_warps=BWD_DU_WARPS, **common)
         return dq, dk, dv, du, dS0, dA0
     cache_a = bool(BWD_CACHE_A) and C // SUB > 1
     Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
