@@ -451,7 +451,8 @@ def profile(out):
     regs = {}
     for fn_name in ("_fwd_A_chain", "_fwd_alpha", "_fwd_wy", "_fwd_S_chain", "_bwd_prep_dS", "_bwd_dS_chain", "_bwd_phase2",
                     "_bwd_phase1_compose", "_bwd_dA_chain", "_bwd_phase1_grads", "_fwd_newton_alpha",
-                    "_bwd_dA_chain_grads", "_bwd_phase1_full", "_bwd_du", "_fwd_wy_S", "_fwd_A_chain_newton"):
+                    "_bwd_dA_chain_grads", "_bwd_phase1_full", "_bwd_du", "_fwd_wy_S", "_fwd_A_chain_newton",
+                    "_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_dA_blocks", "_bwd_dA_block_chain"):
         fn = getattr(tri, fn_name)
         for dev, cache in fn.device_caches.items():
             for key, ck in cache[0].items():

@@ -35,11 +35,15 @@ Backward, in reverse:
 
 then phase 1, for K <= 64 over whole chunks (BWD_PHASE1_FORM = "full", the default):
 
-  ``_bwd_phase1_full``  per chunk: G = R^{-1} U (sub-chunk by sub-chunk from the forward's R^{-1}), then dk, the
-                        part of du free of the dA after the chunk, and the dA chain's coefficients (F, P) from
-                        C-row products (formulas in its docstring)
-  ``_bwd_dA_chain``     dA at every chunk end, dA0 = P^T dA1 P + F (products only)
-  ``_bwd_du``           per chunk: the rest of du, -2 U A1 dA1 A1
+  ``_bwd_phase1_G``     per chunk: G = R^{-1} U (sub-chunk by sub-chunk from the forward's R^{-1}) and P
+  ``_bwd_phase1_rest``  per chunk: dk, the write directions a and their gradient's image B (kept for _bwd_du),
+                        and the dA chain's coefficients F from C-row products (formulas in _bwd_phase1_full's
+                        docstring; that kernel runs both in one launch where BWD_PHASE1_SPLIT = 0)
+  ``_bwd_dA_blocks``    the dA chain's step dA0 = P^T dA1 P + F composed over blocks of chunks (DA_CHAIN_BLOCK),
+                        one program per block: each chunk's map from the dA after its block
+  ``_bwd_dA_block_chain`` the dA after each block, serially over the blocks (or ``_bwd_dA_chain``, every chunk
+                        in one serial chain, for sequences of up to 8 chunks or DA_CHAIN_BLOCK = 0)
+  ``_bwd_du``           per chunk: the dA after the chunk from its block's, then du
 
 or sub-chunk by sub-chunk ("sub", and always for K above 64):
 
@@ -85,24 +89,24 @@ is, by default, the Newton chain where a bound allows it (CHAIN_SOLVER = "auto")
 reduction is done inside one program, so results are bit-identical run to run (the fused launches' ticket
 counter and flags are atomics, but they only order the work). Token row indices are int64 (T = 1M and beyond).
 
-Status (2026-11-29, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v8*,
+Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v9*,
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
 T = 16k: relative L2 errors 5.6e-3 to 8.2e-3, the size of bf16 rounding, final A 1.5e-3 with one tf32 pass in
-phase 1; fp32 inputs: 4e-7 to 1e-6; fp16: 5e-4 to 8e-4; K = V = 128: 3e-3 to 6e-3 in bf16), on ragged
+phase 1; fp32 inputs: 1e-7 to 1e-6; fp16: up to 8e-4; K = V = 128: up to 5.5e-3 in bf16), on ragged
 cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 64 (chunks of 16 with K = 64 in
 the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
 bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3 of the fp32 PyTorch
-chunk form over all 1M tokens (chunk_triton_v8b_*.json, chunk_triton_v8c_*.json). Where the time goes
-(chunk_triton_v8c_profile.json; B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 11.8 ms in
-all in the suite of that call): the Newton chain with the write directions 2.85 (the 64 serial chains, one program per head, with the
-write directions on the SMs beside them), the WY factors with the S chain 1.48, the input check's u norms
-0.26, dS prep 0.29, dS chain 0.65, phase-2 grads 0.80, _bwd_phase1_full 2.86 (255 registers and 120 KB of
-shared memory: one program per SM), the dA chain 1.68 (serial, tf32x3: one tf32 pass there left du at
-5.5e-2), _bwd_du 0.40. K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart: v7e's path) takes
-33.7 ms forward and 158 ms forward+backward at T = 16k (chunk_triton_v7e_wide_k128.json): its phase-1 kernels
-spill 1 to 7 KB per thread. (With one tf32 pass and the fused WY launch it took 15.3 / 142 ms,
-chunk_triton_v8c_wide_k128.json, but that build was not checked for correctness at K = 128, so it is not used.)
+chunk form over all 1M tokens (chunk_triton_v9e_*.json). Where the time goes (chunk_triton_v9e_profile.json;
+B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 9.93 ms in all in the suite
+suite_h200_2026-11-30a_chunk.json): the Newton chain with the write directions 2.67 (the 64 serial chains, one
+program per head, with the write directions on the SMs beside them; those are bound by their 16-step
+eliminations, chunk_triton_v9a_alpha_probe.json), the WY factors with the S chain 1.31, the input check's u norm
+0.04, dS prep 0.29, dS chain 0.67, phase-2 grads 0.80, _bwd_phase1_G 0.51, _bwd_phase1_rest 1.02, the blocked dA
+chain 0.88 + 0.02 (its steps tf32x3: one tf32 pass in the serial chain left du at 5.5e-2), _bwd_du 1.19.
+K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with this build
+(chunk_triton_v9e_smoke_wide_k.json); it took 33.7 ms forward and 158 ms forward+backward at T = 16k with v7e's
+kernels (chunk_triton_v7e_wide_k128.json; its phase-1 kernels spill 1 to 7 KB per thread), not timed since.
 """
 
 from __future__ import annotations
@@ -151,15 +155,18 @@ PHASE2_FP32_PRECISION = os.environ.get("VLA_PHASE2_FP32_PRECISION", "tf32x3")
 # against 8.1e-3 with tf32x3 (bf16, T = 16k) and took forward+backward from 21.4 to 14.8 ms
 # (chunk_triton_v8a_precision.json), so "auto" is one tf32 pass there for bf16 inputs (as PHASE1_PRECISION).
 BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "auto")
-# Warps of the backward's phase-1 per-chunk kernels ("full": _bwd_phase1_full, where 8 warps measured 12.59
-# against 12.10 ms, chunk_triton_v8b_variants.json; "sub": the two below). The "sub" kernels run at 255
+# Warps of the backward's phase-1 per-chunk kernels ("full": _bwd_phase1_G and _bwd_phase1_rest, where 8 warps
+# measured 11.35 against 10.00 ms forward+backward, chunk_triton_v9e_variants.json, as in one launch before, 12.59
+# against 12.10, chunk_triton_v8b_variants.json; "sub": the two below). The "sub" kernels run at 255
 # registers per thread, so 8 warps leave room for one block per SM and 4 warps for two. On the H200 (bf16,
 # B = 4, H = 16, T = 16k, with SAVE_RINV and the A cache) forward+backward took 27.8 ms with 4 warps against 35.3 ms with 8 (twice: 27.9 against 35.5), with
 # the same errors against the float64 loop; 2 warps took 210 ms (benchmarks/results/chunk_triton_v6b_variants.json,
 # chunk_triton_v6c_variants.json).
 BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "4"))
 # The "full" form's per-chunk work in two launches (_bwd_phase1_G, then _bwd_phase1_rest) rather than one
-# (_bwd_phase1_full, which ran at 255 registers with 120 KB of shared memory on the H200: one program per SM).
+# (_bwd_phase1_full; before its products were cut it ran at 255 registers with 120 KB of shared memory on the
+# H200, one program per SM). Measured in the same call: 10.41 ms forward+backward at 16k in two launches, 10.50 in
+# one (chunk_triton_v9a_variants.json).
 BWD_PHASE1_SPLIT = int(os.environ.get("VLA_BWD_PHASE1_SPLIT", "1"))
 # The "full" form's dA chain in blocks of this many chunks (_bwd_dA_blocks, _bwd_dA_block_chain, and _bwd_du
 # composing each chunk's dA), "auto" (_da_block) or 0 for the serial chain (_bwd_dA_chain), one program per
