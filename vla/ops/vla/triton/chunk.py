@@ -1213,6 +1213,17 @@ def _dA_chain_blocked(i_nh, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, tmp, cu, s
 
 
 @triton.jit
+def _dA_after(dA_final, i_nh, kk, kkmask, K: tl.constexpr, BK: tl.constexpr, HAS_DAF: tl.constexpr):
+    """Where the dA chains start: the gradient of the A after the sequence, symmetrised (A is symmetric), or 0."""
+    if HAS_DAF:
+        dA = tl.load(dA_final + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
+        dA = 0.5 * (dA + tl.trans(dA))
+    else:
+        dA = tl.zeros([BK, BK], dtype=tl.float32)
+    return dA
+
+
+@triton.jit
 def _dA_chain(i_nh, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, flags, cu, shift, chunk_off, T, H,
               K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, HAS_DAF: tl.constexpr, STORE_DA0: tl.constexpr,
               IS_VARLEN: tl.constexpr, PREC: tl.constexpr, SIGNAL: tl.constexpr):
@@ -1220,11 +1231,7 @@ def _dA_chain(i_nh, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, flags, cu, shift, 
     head] = 1, release) once the dA at its end is stored, for _bwd_dA_chain_grads."""
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(i_nh, cu, shift, chunk_off, T, H, C, IS_VARLEN)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
-    if HAS_DAF:
-        dA = tl.load(dA_final + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
-        dA = 0.5 * (dA + tl.trans(dA))
-    else:
-        dA = tl.zeros([BK, BK], dtype=tl.float32)
+    dA = _dA_after(dA_final, i_nh, kk, kkmask, K, BK, HAS_DAF)
     j = NT - 1
     slot = ((c0 + j) * H + h) * K * K + kk
     P_next = tl.load(Pbuf + slot, mask=kkmask & (j >= 0), other=0.0)
@@ -1413,8 +1420,7 @@ def _p1_rest_chunk(u, k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, T
 @triton.jit
 def _bwd_phase1_full(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H,
                      eps, delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                     IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr,
-                     P_WDIR: tl.constexpr, P_MAIN: tl.constexpr):
+                     IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr, P_WDIR: tl.constexpr):
     """Per chunk, the backward of phase 1 with products over the whole chunk (BWD_PHASE1_FORM = "full"; K <= 64).
     Inside a chunk A_t = A0 - sum_{i<=t} z_i z_i^T and A_t A0^{-1} = Pi_t = I - sum_{i<=t} z_i g_i^T, with
     z_i = A0 g_i and g_i = Pi_{i-1}^T u_i / sqrt(delta_i) (G = R^{-1} U for the chunk's M = I + U A0 U^T = R R^T).
@@ -1424,12 +1430,12 @@ def _bwd_phase1_full(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, c
       Pm = Ga - tril(Ga Zt^T) G,        B = Pm A0        (row t = A_t ga_t: the gradient of k_hat_t)
       dA0 = Pm^T Qm + Pi^T dA1 Pi
       du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (dA1 + dA1^T) A1      (A1 = Pi A0, the A after the chunk)
-    This kernel stores dk, the dA chain's coefficients F = sym(Pm^T Qm) and P = Pi, and the part of du free of
-    dA1 (into the chunk's slot of gbuf, [chunks, H, C, K] fp32, which first holds G); _bwd_du adds the rest
-    once the chain has dA1. With BWD_PHASE1_SPLIT in two launches: _bwd_phase1_G (G and P, the loop over
-    sub-chunks) and _bwd_phase1_rest (the C-row products), each with fewer registers and less shared memory than
-    the whole. Precision: PREC for what recomputes the forward (G, Zt, a), P_WDIR for the write
-    directions' backward (GZ, Pm, F, B), P_MAIN for du (BWD_FAST_GROUPS)."""
+    This kernel stores dk, the dA chain's coefficients F = sym(Pm^T Qm) and P = Pi, and for _bwd_du, which takes
+    du once the chain has dA1, a (into the chunk's rows of dal, once read) and B (into the chunk's slot of gbuf,
+    [chunks, H, C, K] fp32, which first holds G). With BWD_PHASE1_SPLIT in two launches: _bwd_phase1_G (G and P,
+    the loop over sub-chunks) and _bwd_phase1_rest (the C-row products). Precision: PREC for what recomputes the
+    forward (G, Zt, a), P_WDIR for the write directions' backward (GZ, Pm, F, B); du's products are _bwd_du's
+    (P_MAIN, BWD_FAST_GROUPS)."""
     c = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -1439,11 +1445,10 @@ def _bwd_phase1_full(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, c
 
 
 @triton.jit
-def _bwd_phase1_G(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H,
-                  eps, delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                  IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr,
-                  P_WDIR: tl.constexpr, P_MAIN: tl.constexpr):
-    """_bwd_phase1_full's first part alone (BWD_PHASE1_SPLIT; same arguments)."""
+def _bwd_phase1_G(u, A_chunks, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H, delta_min,
+                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr, IS_VARLEN: tl.constexpr,
+                  PREC: tl.constexpr, HAS_RINV: tl.constexpr):
+    """_bwd_phase1_full's first part alone (BWD_PHASE1_SPLIT): G into gbuf, P into Pbuf."""
     c = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -1451,11 +1456,10 @@ def _bwd_phase1_G(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, 
 
 
 @triton.jit
-def _bwd_phase1_rest(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H,
-                     eps, delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                     IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr,
-                     P_WDIR: tl.constexpr, P_MAIN: tl.constexpr):
-    """_bwd_phase1_full's second part alone, after _bwd_phase1_G (BWD_PHASE1_SPLIT; same arguments)."""
+def _bwd_phase1_rest(u, k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, cu, shift, chunk_seq, chunk_idx, T, H, eps,
+                     K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr,
+                     PREC: tl.constexpr, P_WDIR: tl.constexpr):
+    """_bwd_phase1_full's second part alone, after _bwd_phase1_G (BWD_PHASE1_SPLIT)."""
     c = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -1509,11 +1513,7 @@ def _bwd_dA_block_chain(BlkPi, BlkPhi, Xbuf, dA_final, dA_init, cu, shift, chunk
     what is left is the dA before the sequence (dA_init)."""
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
-    if HAS_DAF:
-        X = tl.load(dA_final + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
-        X = 0.5 * (X + tl.trans(X))
-    else:
-        X = tl.zeros([BK, BK], dtype=tl.float32)
+    X = _dA_after(dA_final, i_nh, kk, kkmask, K, BK, HAS_DAF)
     b = (NT + L - 1) // L - 1
     while b >= 0:
         bslot = (i_nh * NBLK + b) * K * K + kk
@@ -1665,7 +1665,7 @@ def _da_block(lay, NH: int, device) -> int:
     block's chunks and the serial pass over the blocks then take about as many steps) and, on a GPU, chunks x NH /
     (2 x SMs) (more blocks than two per SM only queue: the first pass then takes as long, and the serial pass
     longer), at least 4. On the H200 at T = 16k (B = 4, H = 16, 256 chunks) blocks of 64 took 9.85 ms forward +
-    backward, 16 took 9.93, 8 took 10.14 and the serial chain 10.39 (chunk_triton_v9d_variants.json)."""
+    backward, 16 (then "auto") 9.93, 8 10.14 and the serial chain 10.39 (chunk_triton_v9d_variants.json)."""
     if DA_CHAIN_BLOCK != "auto":
         return int(DA_CHAIN_BLOCK)
     if lay.max_chunks <= 8:
@@ -1917,15 +1917,19 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)  # (the chain's dA in and out)
     if BWD_PHASE1_FORM == "full" and BK <= 64:
         gbuf = torch.empty(NC, H, C, K, **f32)  # G, then the part of du free of the dA after the chunk
-        full = dict(K=K, BK=BK, C=C, SUB=SUB, PREC=BP, HAS_RINV=has_rinv, P_WDIR=groups["P_WDIR"],
-                    P_MAIN=groups["P_MAIN"], **common)
+        full = dict(K=K, BK=BK, C=C, SUB=SUB, PREC=BP, HAS_RINV=has_rinv, P_WDIR=groups["P_WDIR"], **common)
         # (in separate launches: with the dA chain in one launch, _bwd_phase1_full then the chain as _fwd_wy_S does,
         # that launch took 5.93 ms against 2.86 + 1.68 apart at T = 16k, bf16, on the H200: the chains' programs hold
         # the per-chunk kernel's 120 KB of shared memory, a whole SM each; chunk_triton_v8c_profile_fused_bwd.json,
         # chunk_triton_v8c_profile.json)
-        for kern in ((_bwd_phase1_G, _bwd_phase1_rest) if BWD_PHASE1_SPLIT else (_bwd_phase1_full,)):
-            kern[(NC, H)](u, k, dal, dkh, dk, A_chunks, Fbuf, Pbuf, gbuf, rinv, *per_chunk, eps, delta_min,
-                          num_warps=BWD_PHASE1_WARPS, **full)
+        if BWD_PHASE1_SPLIT:
+            _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gbuf, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB,
+                                   PREC=BP, HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common)
+            _bwd_phase1_rest[(NC, H)](u, k, dal, dkh, dk, A_chunks, Fbuf, gbuf, *per_chunk, eps, K=K, BK=BK, C=C,
+                                      PREC=BP, P_WDIR=groups["P_WDIR"], num_warps=BWD_PHASE1_WARPS, **common)
+        else:
+            _bwd_phase1_full[(NC, H)](u, k, dal, dkh, dk, A_chunks, Fbuf, Pbuf, gbuf, rinv, *per_chunk, eps, delta_min,
+                                      num_warps=BWD_PHASE1_WARPS, **full)
         L = _da_block(lay, N * H, dev)
         if L:  # the blocked chain: dA_chunks takes Phi, Fbuf Pi (_bwd_dA_blocks), Xbuf the dA after each block
             NBLK = triton.cdiv(lay.max_chunks, L)
