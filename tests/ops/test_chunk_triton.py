@@ -551,6 +551,57 @@ def test_full_and_sub_backward_forms_agree(monkeypatch, chunk, K, V):
             assert rel_err(a, b) < 1e-5, (full, name)
 
 
+def test_newton_chain_on_huge_u_ends_and_hands_over_to_cholesky():
+    # chunk_vla launches the Newton chain before it reads the input check (SeqInfo.pending). For |u| in the
+    # thousands |U A U^T|_F is so large that the Newton-Schulz residual bound rounds to exactly 1 in fp32, and an
+    # uncapped count of iterations never ended (NEWTON_MAX_IT). In a subprocess with a time limit, so that a
+    # regression fails rather than hangs: the call ends, and what comes back is the Cholesky chain's run, bit for
+    # bit (at such scales both chains are far outside what they are accurate for; only the hand-over is checked)
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from vla.ops import chunk_vla
+from vla.ops.vla.triton import chunk as tri
+torch.manual_seed(0)
+q, k, v, u = (torch.randn(1, 32, 1, 64) for _ in range(4))
+for norm, lam in ((3000.0, 0.1), (30.0, 1e-5)):
+    uu = u / u.norm(dim=-1, keepdim=True) * norm
+    o, _ = chunk_vla(q, k, v, uu, chunk_size=16, backend="triton", lambda0=lam)
+    assert tri.LAST_CHAIN_SOLVER == "cholesky" and torch.isfinite(o).all(), norm
+    tri.CHAIN_SOLVER = "cholesky"
+    o_chol, _ = chunk_vla(q, k, v, uu, chunk_size=16, backend="triton", lambda0=lam)
+    tri.CHAIN_SOLVER = "auto"
+    assert torch.equal(o, o_chol), norm
+print("ok")
+"""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_fp32_keeps_fp32_accuracy_with_positive_keys():
+    # The WY factors' 16 x 16 diagonal inverses: with ELU+1 keys (the layer's feature map) the keys and write
+    # directions are positive and nearly parallel, L's entries near +0.8, and the product form
+    # (I - N)(I + N^2)(I + N^4)(I + N^8) loses bits to cancellation (o 7e-6 against the float64 loop); fp32 inputs
+    # therefore use forward substitution (_wy_diag_inverse), measured at 8.4e-7. The bound is fp32 rounding
+    # (6e-8) grown over 256 tokens and a few K x K products, with room to spare
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    B, T, H, K = 1, 256, 2, 64
+    q, k = (F.elu(torch.randn(B, T, H, K)) + 1 for _ in range(2))
+    v = torch.randn(B, T, H, K)
+    u = F.normalize(torch.randn(B, T, H, K), dim=-1) / K ** 0.5
+    o, (S, A) = chunk_vla_triton(q, k, v, u, scale=K ** -0.5, lambda0=0.1, period=64, nudge_eps=1e-3,
+                                 delta_min=1e-4, eps=1e-6, output_final_state=True,
+                                 offsets=torch.zeros(1, dtype=torch.long), chunk_size=64)
+    o_ref, (S_ref, _) = naive_recurrent_vla(q.double(), k.double(), v.double(), u.double(), output_final_state=True)
+    assert rel_err(o, o_ref) < 3e-6 and rel_err(S, S_ref) < 3e-6
+
+
 @pytest.mark.parametrize("block", [1, 2, 3, "auto"])
 def test_blocked_dA_chain_matches_the_serial_chain(monkeypatch, block):
     # DA_CHAIN_BLOCK: the "full" form's dA chain composed over blocks of chunks (_bwd_dA_blocks, then the serial pass

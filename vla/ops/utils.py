@@ -74,7 +74,7 @@ def finite_witness(kind: str, x: torch.Tensor) -> torch.Tensor:
     as the default initial A = I / lambda0, where |A|_F is sqrt(K) times too large)."""
     x = x.detach()
     wide = torch.float64 if x.dtype == torch.float64 else torch.float32
-    if kind == "row_norm2" and x.is_cuda and x.dtype != torch.float64 and x.numel():
+    if kind == "row_norm2" and x.is_cuda and x.dtype != torch.float64 and x.numel() and x.shape[-1] <= 256:
         from .common.row_norm import row_norm2_max  # (one Triton pass; PyTorch's reduction was 5x slower)
         w = row_norm2_max(x)
     elif kind == "row_norm2":

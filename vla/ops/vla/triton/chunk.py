@@ -311,6 +311,10 @@ OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # then _grads_chunk) walks the sub-chunks carrying K x K matrices through 16-row products and, in _grads_chunk, dA.
 # K above 64 always runs "sub".
 BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
+# The most Newton-Schulz iterations per chunk. A bound of NEWTON_MAX_BOUND needs 9 to reach NEWTON_TOL = 1e-9 (and
+# |G|_F up to C times the bound, 12), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
+# (chunk_vla_triton's ``pending``), where it keeps the discarded run finite in time.
+NEWTON_MAX_IT = tl.constexpr(20)
 # Every build setting above (each read from the environment variable VLA_<name>), for benchmarks to record.
 SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP32_PRECISION", "BWD_PHASE1_PRECISION",
             "BWD_PHASE1_WARPS", "ALPHA_WARPS", "BWD_PHASE2_WARPS", "BWD_PHASE1_CHUNK", "BWD_FAST_GROUPS",
@@ -392,6 +396,31 @@ def _chol_inverse(M, C: tl.constexpr, delta_min):
         N = tl.where(r[None, :] == j, mult[:, None], N)
         D = tl.where(r == j, dj, D)
     return _unit_lower_inverse_pow(N, C) / tl.sqrt(D)[:, None]
+
+
+@triton.jit
+def _unit_lower_inverse(Lm, C: tl.constexpr):
+    """(I + Lm)^{-1} for a strictly lower Lm, by forward substitution on the identity."""
+    r = tl.arange(0, C)
+    X = (r[:, None] == r[None, :]).to(tl.float32)
+    for j in range(C):
+        lcol = tl.sum(tl.where(r[None, :] == j, Lm, 0.0), axis=1)  # column j of Lm (rows > j nonzero)
+        xrow = tl.sum(tl.where(r[:, None] == j, X, 0.0), axis=0)   # row j of the solution (final now)
+        X = X - lcol[:, None] * xrow[None, :]
+    return X
+
+
+@triton.jit
+def _wy_diag_inverse(Lm, DT: tl.constexpr):
+    """(I + Lm)^{-1} of a 16 x 16 diagonal block of the WY factors: by products for bf16 and fp16 inputs (T is
+    stored in the input dtype, whose rounding is far above the products' cancellation), by forward substitution
+    for fp32 inputs. With positive, nearly parallel keys and write directions (ELU+1 keys: L's entries near +0.8)
+    the product form loses about four bits to cancellation (3e-5 against 1e-7 relative in fp32), which took an
+    fp32 output's error against the float64 loop from 8e-7 to 7e-6."""
+    if DT == tl.float32:
+        return _unit_lower_inverse(Lm, 16)
+    else:
+        return _unit_lower_inverse_pow(Lm, 16)
 
 
 @triton.jit
@@ -557,19 +586,19 @@ def _wy_inverse(k, alpha, tslot, bos, j, s, Tn, H, h, dk, kmask, K: tl.constexpr
                 DT: tl.constexpr, DOT: tl.constexpr, PREC: tl.constexpr):
     """T = (I + tril(K_hat alpha_hat^T, -1))^{-1} of chunk j, written to tslot ([C, C], row-major, in the
     input dtype, zeros above the diagonal blocks) and read back by every thread of the program. By 16 x 16
-    blocks (C / 16 of them per side): the diagonal blocks' inverses by products (_unit_lower_inverse_pow; forward
-    substitution took 16 steps of reductions each), then the blocks below the diagonal from
+    blocks (C / 16 of them per side): the diagonal blocks' inverses (_wy_diag_inverse: by products for bf16 and
+    fp16 inputs, where 16 steps of forward substitution took longer), then the blocks below the diagonal from
     T_ib = -T_ii sum_{b <= m < i} L_im T_mb, small fp32 products."""
     NB: tl.constexpr = C // 16
     r16 = tl.arange(0, 16)
     strict = r16[:, None] > r16[None, :]
     zero = tl.zeros([16, 16], dtype=tl.float32)
     K0, A0 = _kh_al_rows(k, alpha, bos, j * NB, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
-    D0 = _unit_lower_inverse_pow(tl.where(strict, tl.dot(K0, tl.trans(A0), input_precision=PREC), 0.0), 16)
+    D0 = _wy_diag_inverse(tl.where(strict, tl.dot(K0, tl.trans(A0), input_precision=PREC), 0.0), DT)
     _store_tile16(tslot, 0, 0, D0, C)
     if NB >= 2:
         K1, A1 = _kh_al_rows(k, alpha, bos, j * NB + 1, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
-        D1 = _unit_lower_inverse_pow(tl.where(strict, tl.dot(K1, tl.trans(A1), input_precision=PREC), 0.0), 16)
+        D1 = _wy_diag_inverse(tl.where(strict, tl.dot(K1, tl.trans(A1), input_precision=PREC), 0.0), DT)
         L10 = tl.dot(K1, tl.trans(A0), input_precision=PREC)
         T10 = -tl.dot(D1, tl.dot(L10, D0, input_precision="ieee"), input_precision="ieee")
         _store_tile16(tslot, 0, 1, zero, C)
@@ -578,8 +607,8 @@ def _wy_inverse(k, alpha, tslot, bos, j, s, Tn, H, h, dk, kmask, K: tl.constexpr
     if NB == 4:
         K2, A2 = _kh_al_rows(k, alpha, bos, j * NB + 2, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
         K3, A3 = _kh_al_rows(k, alpha, bos, j * NB + 3, s, Tn, H, h, dk, kmask, K, eps, DT, DOT)
-        D2 = _unit_lower_inverse_pow(tl.where(strict, tl.dot(K2, tl.trans(A2), input_precision=PREC), 0.0), 16)
-        D3 = _unit_lower_inverse_pow(tl.where(strict, tl.dot(K3, tl.trans(A3), input_precision=PREC), 0.0), 16)
+        D2 = _wy_diag_inverse(tl.where(strict, tl.dot(K2, tl.trans(A2), input_precision=PREC), 0.0), DT)
+        D3 = _wy_diag_inverse(tl.where(strict, tl.dot(K3, tl.trans(A3), input_precision=PREC), 0.0), DT)
         L20 = tl.dot(K2, tl.trans(A0), input_precision=PREC)
         L21 = tl.dot(K2, tl.trans(A1), input_precision=PREC)
         L30 = tl.dot(K3, tl.trans(A0), input_precision=PREC)
@@ -729,8 +758,8 @@ def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, ch
         X = eyeC * (2.0 / (2.0 + gf))
         e = gf / (2.0 + gf)
         n_it = 0
-        while e > tol:
-            e = e * e
+        while e > tol:  # (at most NEWTON_MAX_IT: e is exactly 1 in fp32 for |G|_F above about 3e7)
+            e = tl.where(n_it < NEWTON_MAX_IT - 1, e * e, 0.0)
             n_it += 1
         it = 0
         while it < n_it - 2:
@@ -1470,14 +1499,15 @@ def _bwd_phase1_rest(u, k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, cu, shift, ch
 def _bwd_dA_blocks(Fbuf, Pbuf, PiBuf, PhiBuf, BlkPi, BlkPhi, cu, shift, chunk_off, T, H, NBLK,
                    K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, L: tl.constexpr, IS_VARLEN: tl.constexpr,
                    PREC: tl.constexpr):
-    """The blocked dA chain's first pass (DA_CHAIN_BLOCK; grid: blocks x sequences x heads). The chain's step
+    """The blocked dA chain's first pass (DA_CHAIN_BLOCK; grid: sequences x heads, blocks: the first axis takes
+    the larger count, as CUDA allows 2^31 - 1 programs there and 65535 on the second). The chain's step
     dA0 = P^T dA1 P + F is linear in dA1, so the steps of a block of L chunks compose: with X the dA after the
     block's last chunk, the dA after each chunk c of the block is Pi_c^T X Pi_c + Phi_c, where Pi = I and Phi = 0
     for the last chunk and, walking back, Pi_{c-1} = Pi_c P_c, Phi_{c-1} = P_c^T Phi_c P_c + F_c. Stores Pi_c and
     Phi_c per chunk (PiBuf may be Fbuf: each F is read before its slot takes Pi), and the block's own map (X to the
     dA before its first chunk) per block ([N*H, NBLK, K, K])."""
-    b = tl.program_id(0)
-    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(tl.program_id(1).to(tl.int64), cu, shift, chunk_off, T, H, C,
+    b = tl.program_id(1)
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(tl.program_id(0).to(tl.int64), cu, shift, chunk_off, T, H, C,
                                                   IS_VARLEN)
     if b * L < NT:
         dk, kmask, kk, kkmask = _kk_grid(K, BK)
@@ -1935,7 +1965,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
             NBLK = triton.cdiv(lay.max_chunks, L)
             PiBuf = Fbuf
             BlkPi, BlkPhi, Xbuf = torch.empty(3, N * H, NBLK, K, K, **f32)
-            _bwd_dA_blocks[(NBLK, N * H)](Fbuf, Pbuf, PiBuf, dA_chunks, BlkPi, BlkPhi, lay.cu, lay.shift,
+            _bwd_dA_blocks[(N * H, NBLK)](Fbuf, Pbuf, PiBuf, dA_chunks, BlkPi, BlkPhi, lay.cu, lay.shift,
                                           lay.chunk_off, T, H, NBLK, K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION,
                                           num_warps=4, **common)
             _bwd_dA_block_chain[(N * H,)](BlkPi, BlkPhi, Xbuf, *ends, lay.cu, lay.shift, lay.chunk_off, T, H, NBLK,
@@ -2078,7 +2108,11 @@ def chunk_vla_triton(
 
     if pending is None:
         return run(_chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms))
-    out = run("newton" if CHAIN_SOLVER == "auto" else CHAIN_SOLVER)
+    try:
+        out = run("newton" if CHAIN_SOLVER == "auto" else CHAIN_SOLVER)
+    except Exception:
+        pending.resolve()  # (a non-finite input is named first)
+        raise
     norms = pending.resolve()  # (raises for non-finite inputs)
     if CHAIN_SOLVER == "auto" and _chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms) != "newton":
         out = run("cholesky")
