@@ -312,7 +312,7 @@ OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # K above 64 always runs "sub".
 BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
 # The most Newton-Schulz iterations per chunk. A bound of NEWTON_MAX_BOUND needs 9 to reach NEWTON_TOL = 1e-9 (and
-# |G|_F up to C times the bound, 12), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
+# |G|_F, at most sqrt(C) times the bound, 12), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
 # (chunk_vla_triton's ``pending``), where it keeps the discarded run finite in time.
 NEWTON_MAX_IT = tl.constexpr(20)
 # Every build setting above (each read from the environment variable VLA_<name>), for benchmarks to record.
