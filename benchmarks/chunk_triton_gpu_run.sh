@@ -13,7 +13,7 @@
 #           minutes. The two parts
 #           ran side by side on the two GPUs of one nvidia-h200-x2 call (CUDA_VISIBLE_DEVICES=0 and 1) in 7
 #           minutes before the two K = 128 / V = 128 steps were added
-# Usage (repository root, fla importable for timing): bash benchmarks/chunk_triton_gpu_run.sh OUT checks|timing
+# Usage (repository root; for timing, fla importable or its wheel in .whl/, carried): bash benchmarks/chunk_triton_gpu_run.sh OUT checks|timing
 set -u
 OUT=$1
 PART=${2:-checks}
@@ -33,6 +33,13 @@ timeout 120 python3 $D --out "$OUT" --smoke-wide-k 2>&1 | grep -v Warn | grep -E
 # the forward at T = 4096 per kernel, both chains (where the 500x goal is measured)
 timeout 60 python3 $D --out "$OUT" --profile-fwd 2>&1 | grep -E "_fwd_ms|layout|Error" | cut -c1-200
 elif [ "$PART" = timing ]; then
+# flash-linear-attention for DeltaNet's rows: the wheel carried in .whl/ (the device cannot reach the network); a
+# suite without it records only an error in DeltaNet's rows (chunk_triton_v9e_suite_without_fla.json)
+if ! python3 -c "import fla" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+python3 -c "import fla" 2>/dev/null || echo "flash-linear-attention is not importable: no DeltaNet rows" >&2
 (cd benchmarks && timeout 240 python3 suite.py --ops chunk_triton,fla_delta,sdpa,naive --T 4096,8192,16384,32768,65536 \
    --no-decode --out "$OUT/suite_h200_chunk.json" 2>&1 | grep -v Warn | tail -3 | cut -c1-300)
 timeout 200 python3 $D --out "$OUT" --variants 2>&1 | grep -E "^\{|Error" | cut -c1-420
