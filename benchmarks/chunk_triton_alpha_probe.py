@@ -6,7 +6,6 @@ with one text substitution each, written to a temporary folder and imported from
     python benchmarks/chunk_triton_alpha_probe.py OUT_DIR       (writes OUT_DIR/chunk_triton_alpha_probe.json)
 """
 import importlib.util
-import json
 import os
 import sys
 import tempfile
@@ -68,10 +67,7 @@ def main(out):
         run()
         torch.cuda.synchronize()
         res["ms"][name] = do_bench(run, warmup=5, rep=40)
-        ck = next(iter(mod._fwd_alpha.device_caches.values()))[0]
-        c0 = next(iter(ck.values()))
-        res.setdefault("registers", {})[name] = {"n_regs": c0.n_regs, "n_spills": c0.n_spills,
-                                                 "shared": c0.metadata.shared}
+        res.setdefault("registers", {})[name] = dev.kernel_regs(mod._fwd_alpha)
         print(name, round(res["ms"][name], 4), res["registers"][name], flush=True)
     # the input check's witness of u: PyTorch's reduction and the Triton pass
     from vla.ops.common.row_norm import row_norm2_max

@@ -41,6 +41,7 @@ import tempfile
 import time
 
 import torch
+import triton
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -431,33 +432,42 @@ def wide(out, K=D, name="wide"):
             write_json(os.path.join(out, f"chunk_triton_{name}.json"), res)
 
 
-def profile(out):
+def kernel_ms(step, reps):
+    """ms per call of step() by kernel name (torch.profiler, CUDA time), over reps calls after the caller's warm-up."""
     from torch.profiler import ProfilerActivity, profile as tprof
-    T = 16384
-    xs = [x.requires_grad_() for x in inputs(B, T, H, seed=5)]
-    do = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
-    for _ in range(2):
-        run_triton(*xs)[0].backward(do)
     torch.cuda.synchronize()
     with tprof(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(5):
-            run_triton(*xs)[0].backward(do)
+        for _ in range(reps):
+            step()
         torch.cuda.synchronize()
     kern = {}
     for e in prof.key_averages():
         t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
         if t > 0:
-            kern[e.key] = t / 5 / 1e3  # ms per fwd+bwd
-    regs = {}
-    for fn_name in ("_fwd_A_chain", "_fwd_alpha", "_fwd_wy", "_fwd_S_chain", "_bwd_prep_dS", "_bwd_dS_chain", "_bwd_phase2",
-                    "_bwd_phase1_compose", "_bwd_dA_chain", "_bwd_phase1_grads", "_fwd_newton_alpha",
-                    "_bwd_dA_chain_grads", "_bwd_phase1_full", "_bwd_du", "_fwd_wy_S", "_fwd_A_chain_newton",
-                    "_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_dA_blocks", "_bwd_dA_block_chain"):
-        fn = getattr(tri, fn_name)
-        for dev, cache in fn.device_caches.items():
-            for key, ck in cache[0].items():
-                regs[fn_name] = {"n_regs": ck.n_regs, "n_spills": ck.n_spills,
-                                 "num_warps": ck.metadata.num_warps, "shared": ck.metadata.shared}
+            kern[e.key] = t / reps / 1e3
+    return kern
+
+
+def kernel_regs(fn):
+    """Registers, spills, warps and shared memory of a Triton kernel's last compiled build on this device ({} if
+    it has not run)."""
+    out = {}
+    for cache in fn.device_caches.values():
+        for ck in cache[0].values():
+            out = {"n_regs": ck.n_regs, "n_spills": ck.n_spills, "num_warps": ck.metadata.num_warps,
+                   "shared": ck.metadata.shared}
+    return out
+
+
+def profile(out):
+    T = 16384
+    xs = [x.requires_grad_() for x in inputs(B, T, H, seed=5)]
+    do = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
+    for _ in range(2):
+        run_triton(*xs)[0].backward(do)
+    kern = kernel_ms(lambda: run_triton(*xs)[0].backward(do), 5)  # ms per fwd+bwd
+    regs = {name: kernel_regs(fn) for name, fn in vars(tri).items()
+            if isinstance(fn, triton.runtime.JITFunction) and kernel_regs(fn)}
     # phase 1 in chunks of 32 rows against the default
     chain = {}
     for sub in (32, tri.PHASE1_CHUNK):
@@ -511,7 +521,6 @@ def profile_fwd(out):
     """The forward at T = 4096 (B=4, H=16, bf16), where the sequential loop is timed: time per kernel
     (torch.profiler), the whole call (CUDA events) and the host-side layout, to see what the 500x goal
     is up against."""
-    from torch.profiler import ProfilerActivity, profile as tprof
     T = 4096
     xs = inputs(B, T, H, seed=T)
     res = {"T": T, "B": B, "H": H, "chain_solver": tri.CHAIN_SOLVER}
@@ -520,16 +529,7 @@ def profile_fwd(out):
             with torch.no_grad():
                 for _ in range(3):
                     run_triton(*xs)
-                torch.cuda.synchronize()
-                with tprof(activities=[ProfilerActivity.CUDA]) as prof:
-                    for _ in range(10):
-                        run_triton(*xs)
-                    torch.cuda.synchronize()
-            kern = {}
-            for e in prof.key_averages():
-                t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
-                if t > 0:
-                    kern[e.key] = t / 10 / 1e3
+                kern = kernel_ms(lambda: run_triton(*xs), 10)
             res[f"{solver}_ms_by_kernel"] = kern
             res[f"{solver}_fwd_ms"] = bench(f_vla, xs, False)[0]
     t0 = time.perf_counter()

@@ -9,7 +9,6 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 import chunk_triton_dev as dev
-from torch.profiler import ProfilerActivity, profile as tprof
 res = {}
 for (Bn, T) in ((4, 8192), (4, 16384), (1, 16384)):
     xs = dev.inputs(Bn, T, 16, seed=T)
@@ -17,16 +16,7 @@ for (Bn, T) in ((4, 8192), (4, 16384), (1, 16384)):
         with dev.build_settings({"OVERLAP_CHAIN": ov}), torch.no_grad():
             for _ in range(3):
                 dev.run_triton(*xs)
-            torch.cuda.synchronize()
-            with tprof(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(5):
-                    dev.run_triton(*xs)
-                torch.cuda.synchronize()
-            kern = {}
-            for e in prof.key_averages():
-                t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
-                if t > 0 and t / 5 / 1e3 > 0.01:
-                    kern[e.key[:40]] = round(t / 5 / 1e3, 4)
+            kern = {k[:40]: round(t, 4) for k, t in dev.kernel_ms(lambda: dev.run_triton(*xs), 5).items() if t > 0.01}
             ms = dev.bench(dev.f_vla, xs, False)[0]
         key = f"B{Bn}_T{T}_overlap{ov}"
         res[key] = {"fwd_ms": ms, "kernels": kern}

@@ -514,41 +514,37 @@ def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk, form):
 
 @pytest.mark.parametrize("chunk,K,V", [(64, 64, 48), (32, 48, 64), (16, 32, 32)])
 def test_full_and_sub_backward_forms_agree(monkeypatch, chunk, K, V):
-    # BWD_PHASE1_FORM: the backward's phase 1 over whole chunks (_bwd_phase1_full, the dA chain, _bwd_du) and
-    # sub-chunk by sub-chunk (_bwd_phase1_compose, _bwd_phase1_grads) are two derivations of the same
+    # BWD_PHASE1_FORM: the backward's phase 1 over whole chunks (_bwd_phase1_G, _bwd_phase1_rest, the dA chain,
+    # _bwd_du) and sub-chunk by sub-chunk (_bwd_phase1_compose, _bwd_phase1_grads) are two derivations of the same
     # gradient; in fp32 both must match the float64 loop and each other to fp32 rounding. Ragged sequences
     # with offsets (chunks cut short at both ends), initial states and final-state cotangents, K != V, K
     # padded to a power of two; the "full" form's kernels must have run, and the "sub" form's must not.
     from vla.ops.vla.triton import chunk as tri
 
     launched = []
-    for name in ("_bwd_phase1_full", "_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du", "_bwd_phase1_compose"):
+    for name in ("_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du", "_bwd_phase1_compose"):
         monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: launched.append(n)))
     cu = torch.tensor([0, 30, 160, 171], dtype=torch.int64)
     xs = vla_inputs(1, 171, 2, K, V)
     init = [torch.randn(3, 2, K, V, dtype=torch.float64), _spd(3, 2, K)]
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
     grads = {}
-    # (the "full" form in one launch per chunk, _bwd_phase1_full, and in two, BWD_PHASE1_SPLIT)
-    expect = {("full", 0): ["_bwd_phase1_full", "_bwd_du"],
-              ("full", 1): ["_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du"], ("sub", 1): ["_bwd_phase1_compose"]}
-    for form, split in expect:
+    expect = {"full": ["_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du"], "sub": ["_bwd_phase1_compose"]}
+    for form in expect:
         monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
-        monkeypatch.setattr(tri, "BWD_PHASE1_SPLIT", split)
         launched.clear()
         errs = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[11, 0, 60], cu_seqlens=cu,
                         final=True, init=init)
         _check(errs, TOL[torch.float32])
-        assert launched == expect[form, split]
+        assert launched == expect[form]
         x = [t.float().requires_grad_() for t in xs + init]
         o, (S, A) = chunk_vla_triton(*x[:4], scale=K ** -0.5, initial_state=tuple(x[4:]), output_final_state=True,
                                      offsets=torch.tensor([11, 0, 60]), cu_seqlens=cu, chunk_size=chunk, **hyper)
         g = torch.Generator().manual_seed(1)
         sum((t * torch.randn(t.shape, generator=g)).sum() for t in (o, S, A)).backward()
-        grads[form, split] = [t.grad for t in x]
-    for full in (("full", 0), ("full", 1)):
-        for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], grads[full], grads["sub", 1]):
-            assert rel_err(a, b) < 1e-5, (full, name)
+        grads[form] = [t.grad for t in x]
+    for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], grads["full"], grads["sub"]):
+        assert rel_err(a, b) < 1e-5, name
 
 
 def test_newton_chain_on_huge_u_ends_and_hands_over_to_cholesky():

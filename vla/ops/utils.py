@@ -88,18 +88,12 @@ def finite_witness(kind: str, x: torch.Tensor) -> torch.Tensor:
     return w  # (fp32, or fp64 for fp64 x; torch.stack promotes a mix of both)
 
 
-def _check_finite_all(tensors: dict, kinds: dict) -> dict:
-    """Check that every element of the tensors is finite, with one device synchronisation: one witness per
-    tensor (``kinds`` names it where it is not "sum", see finite_witness), all in one vector; only a tensor
-    whose witness is not finite (a bad element, or an overflow of large finite values) is looked at element
-    by element. Returns {name: witness} for the tensors in ``kinds`` ({} when the checks are off)."""
-    return PendingFinite(tensors, kinds).resolve()
-
-
 class PendingFinite:
-    """The finiteness check of _check_finite_all in two steps: the witnesses are computed on the device when this
-    is made, and read (one synchronisation) by ``resolve()``, which raises the check's ValueError for a tensor
-    that is not finite and returns {name: witness} for the tensors in ``kinds``. A back end may launch its kernels
+    """The finiteness check, with one device synchronisation: one witness per tensor (``kinds`` names it where it
+    is not "sum", see finite_witness), all in one vector, computed on the device when this is made; only a tensor
+    whose witness is not finite (a bad element, or an overflow of large finite values) is looked at element by
+    element. ``resolve()`` reads them, raises the check's ValueError for a tensor that is not finite and returns
+    {name: witness} for the tensors in ``kinds`` ({} when the checks are off). A back end may launch its kernels
     in between, so that the device does not wait idle for the host at the synchronisation (check_inputs'
     ``defer_finite``); it must call ``resolve()`` before it returns anything."""
 

@@ -37,8 +37,7 @@ then phase 1, for K <= 64 over whole chunks (BWD_PHASE1_FORM = "full", the defau
 
   ``_bwd_phase1_G``     per chunk: G = R^{-1} U (sub-chunk by sub-chunk from the forward's R^{-1}) and P
   ``_bwd_phase1_rest``  per chunk: dk, the write directions a and their gradient's image B (kept for _bwd_du),
-                        and the dA chain's coefficients F from C-row products (formulas in _bwd_phase1_full's
-                        docstring; that kernel runs both in one launch where BWD_PHASE1_SPLIT = 0)
+                        and the dA chain's coefficients F from C-row products (formulas in its docstring)
   ``_bwd_dA_blocks``    the dA chain's step dA0 = P^T dA1 P + F composed over blocks of chunks (DA_CHAIN_BLOCK),
                         one program per block: each chunk's map from the dA after its block
   ``_bwd_dA_block_chain`` the dA after each block, serially over the blocks (or ``_bwd_dA_chain``, every chunk
@@ -163,11 +162,6 @@ BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "auto")
 # the same errors against the float64 loop; 2 warps took 210 ms (benchmarks/results/chunk_triton_v6b_variants.json,
 # chunk_triton_v6c_variants.json).
 BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "4"))
-# The "full" form's per-chunk work in two launches (_bwd_phase1_G, then _bwd_phase1_rest) rather than one
-# (_bwd_phase1_full; before its products were cut it ran at 255 registers with 120 KB of shared memory on the
-# H200, one program per SM). Measured in the same call: 10.41 ms forward+backward at 16k in two launches, 10.50 in
-# one (chunk_triton_v9a_variants.json).
-BWD_PHASE1_SPLIT = int(os.environ.get("VLA_BWD_PHASE1_SPLIT", "1"))
 # The "full" form's dA chain in blocks of this many chunks (_bwd_dA_blocks, _bwd_dA_block_chain, and _bwd_du
 # composing each chunk's dA), "auto" (_da_block) or 0 for the serial chain (_bwd_dA_chain), one program per
 # sequence and head walking every chunk.
@@ -209,7 +203,7 @@ BWD_PHASE1_CHUNK = int(os.environ.get("VLA_BWD_PHASE1_CHUNK", "0"))
 # through the sub-chunks in _bwd_phase1_grads). Measured on the H200 (bf16, T = 16k, with the A cache;
 # chunk_triton_v5_precision_groups.json): "main" in tf32 leaves du at 9.3e-2 (forward+backward 37.1
 # against 45.6 ms); "wdir" and "chol" keep du at 8.1e-3 but save only 1.8 ms together (43.8 ms), so
-# none is on by default. In the "full" form (_bwd_phase1_full, _bwd_du) "wdir" names GZ, Pm, F and B, "main" du's
+# none is on by default. In the "full" form (_bwd_phase1_rest, _bwd_du) "wdir" names GZ, Pm, F and B, "main" du's
 # products, and "chol" has no products; there "auto" already gives every product one tf32 pass for bf16 inputs.
 BWD_GROUPS = ("wdir", "chol", "main")
 BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
@@ -222,7 +216,7 @@ BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
 BWD_SINGLE_STATIC = int(os.environ.get("VLA_BWD_SINGLE_STATIC", "1"))
 # Save the R^{-1} (16 x 16) of every phase-1 sub-chunk in the forward (the A chain, or _fwd_alpha with the
 # Newton chain), so that the backward's phase-1 kernels load it instead of running the 16-step
-# elimination again (4 of them per chunk in each of the "sub" form's two kernels, 4 in _bwd_phase1_full).
+# elimination again (4 of them per chunk in each of the "sub" form's two kernels, 4 in _bwd_phase1_G).
 # Costs NC * H * C * 16 * 4 bytes (64 MB at B = 4, H = 16, T = 16k). Exact. On by default: on the H200 (bf16,
 # B = 4, H = 16, T = 16k, with the A cache) forward+backward 36.9 against 45.2 ms with the Cholesky chain, 35.6 with CHAIN_SOLVER="auto",
 # the same errors against the float64 loop and peak 3.56 against 3.49 GB
@@ -306,7 +300,7 @@ OVERLAP_CHAIN = int(os.environ.get("VLA_OVERLAP_CHAIN", "1"))
 # chain's warps (4) equal BWD_PHASE1_WARPS: 6.46 ms in one launch against 1.68 + 5.10 apart; forward+backward 21.95
 # against 22.61 ms (chunk_triton_v7b_variants.json). The "full" form runs its launches apart (see _backward).
 OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
-# The backward's phase 1 for K up to 64: "full" (_bwd_phase1_full, then _bwd_du after the dA chain) takes the
+# The backward's phase 1 for K up to 64: "full" (_bwd_phase1_G and _bwd_phase1_rest, then _bwd_du after the dA chain) takes the
 # products over whole chunks (C rows), from G = R^{-1} U built sub-chunk by sub-chunk; "sub" (_bwd_phase1_compose,
 # then _grads_chunk) walks the sub-chunks carrying K x K matrices through 16-row products and, in _grads_chunk, dA.
 # K above 64 always runs "sub".
@@ -320,7 +314,7 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "BWD_PHASE1_WARPS", "ALPHA_WARPS", "BWD_PHASE2_WARPS", "BWD_PHASE1_CHUNK", "BWD_FAST_GROUPS",
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
-            "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "BWD_PHASE1_SPLIT", "DA_CHAIN_BLOCK",
+            "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "DA_CHAIN_BLOCK",
             "DA_COMPOSE_PRECISION", "BWD_DU_WARPS")
 
 
@@ -537,18 +531,13 @@ def _phase1_factors(A0, U, C: tl.constexpr, delta_min, PREC: tl.constexpr, rptr,
 
 @triton.jit
 def _write_dirs(A0, Kh, Zt, C: tl.constexpr, eps, PREC: tl.constexpr):
-    """a = K_hat A0 - tril(K_hat Zt^T) Zt (row t = A_t k_hat_t) and its row normalisation."""
-    KZ, a = _write_dirs_raw(A0, Kh, Zt, C, PREC)
-    al, na = _rownorm(a, eps)
-    return KZ, al, na
-
-
-@triton.jit
-def _write_dirs_raw(A0, Kh, Zt, C: tl.constexpr, PREC: tl.constexpr):
-    """_write_dirs before the normalisation: tril(K_hat Zt^T) (diagonal included) and a."""
+    """a = K_hat A0 - tril(K_hat Zt^T) Zt (row t = A_t k_hat_t) and its row normalisation; also tril(K_hat Zt^T)
+    (diagonal included)."""
     r = tl.arange(0, C)
     KZ = tl.where(r[:, None] >= r[None, :], tl.dot(Kh, tl.trans(Zt), input_precision=PREC), 0.0)
-    return KZ, tl.dot(Kh, A0, input_precision=PREC) - tl.dot(KZ, Zt, input_precision=PREC)
+    a = tl.dot(Kh, A0, input_precision=PREC) - tl.dot(KZ, Zt, input_precision=PREC)
+    al, na = _rownorm(a, eps)
+    return KZ, al, na
 
 
 @triton.jit
@@ -1386,7 +1375,7 @@ def _bwd_dA_chain_grads(u, k, dal, dkh, du, dk_out, A_chunks, Fbuf, Pbuf, dA_chu
 @triton.jit
 def _p1_G_chunk(u, A_chunks, Pbuf, gbuf, rinv, c, h, j, bos, Tn, s, H, delta_min, K: tl.constexpr, BK: tl.constexpr,
                 C: tl.constexpr, SUB: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr):
-    """_bwd_phase1_full's first part: G into the chunk's slot of gbuf and P = Pi into Pbuf."""
+    """_bwd_phase1_G's work: G into the chunk's slot of gbuf and P = Pi into Pbuf."""
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     Pi = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
@@ -1410,9 +1399,9 @@ def _p1_G_chunk(u, A_chunks, Pbuf, gbuf, rinv, c, h, j, bos, Tn, s, H, delta_min
 
 
 @triton.jit
-def _p1_rest_chunk(u, k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, Tn, s, H, eps, K: tl.constexpr,
+def _p1_rest_chunk(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, Tn, s, H, eps, K: tl.constexpr,
                    BK: tl.constexpr, C: tl.constexpr, P_WDIR: tl.constexpr, PREC: tl.constexpr):
-    """_bwd_phase1_full's second part, from G in gbuf: dk, F, and the part of du free of dA1 (into gbuf)."""
+    """_bwd_phase1_rest's work, from G in gbuf."""
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     gslot = gbuf + (c * H + h) * C * K
@@ -1447,11 +1436,23 @@ def _p1_rest_chunk(u, k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, T
 
 
 @triton.jit
-def _bwd_phase1_full(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H,
-                     eps, delta_min, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                     IS_VARLEN: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr, P_WDIR: tl.constexpr):
-    """Per chunk, the backward of phase 1 with products over the whole chunk (BWD_PHASE1_FORM = "full"; K <= 64).
-    Inside a chunk A_t = A0 - sum_{i<=t} z_i z_i^T and A_t A0^{-1} = Pi_t = I - sum_{i<=t} z_i g_i^T, with
+def _bwd_phase1_G(u, A_chunks, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H, delta_min,
+                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr, IS_VARLEN: tl.constexpr,
+                  PREC: tl.constexpr, HAS_RINV: tl.constexpr):
+    """Per chunk, the first part of the "full" form's phase-1 backward (_bwd_phase1_rest's docstring): G into gbuf,
+    P = Pi into Pbuf."""
+    c = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    _p1_G_chunk(u, A_chunks, Pbuf, gbuf, rinv, c, h, j, bos, Tn, s, H, delta_min, K, BK, C, SUB, PREC, HAS_RINV)
+
+
+@triton.jit
+def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, cu, shift, chunk_seq, chunk_idx, T, H, eps,
+                     K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr,
+                     PREC: tl.constexpr, P_WDIR: tl.constexpr):
+    """Per chunk, after _bwd_phase1_G: the backward of phase 1 with products over the whole chunk
+    (BWD_PHASE1_FORM = "full"; K <= 64). Inside a chunk A_t = A0 - sum_{i<=t} z_i z_i^T and A_t A0^{-1} = Pi_t = I - sum_{i<=t} z_i g_i^T, with
     z_i = A0 g_i and g_i = Pi_{i-1}^T u_i / sqrt(delta_i) (G = R^{-1} U for the chunk's M = I + U A0 U^T = R R^T).
     G comes sub-chunk by sub-chunk from the forward's R^{-1} (G_b = R_b^{-1} U_b Pi_b, Pi_{b+1} = Pi_b - Zt_b^T G_b);
     then, with a_t = A_t k_hat_t and ga_t the gradient of a_t (rows of a and Ga):
@@ -1459,40 +1460,15 @@ def _bwd_phase1_full(u, k, dal, dkh, dk_out, A_chunks, Fbuf, Pbuf, gbuf, rinv, c
       Pm = Ga - tril(Ga Zt^T) G,        B = Pm A0        (row t = A_t ga_t: the gradient of k_hat_t)
       dA0 = Pm^T Qm + Pi^T dA1 Pi
       du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (dA1 + dA1^T) A1      (A1 = Pi A0, the A after the chunk)
-    This kernel stores dk, the dA chain's coefficients F = sym(Pm^T Qm) and P = Pi, and for _bwd_du, which takes
-    du once the chain has dA1, a (into the chunk's rows of dal, once read) and B (into the chunk's slot of gbuf,
-    [chunks, H, C, K] fp32, which first holds G). With BWD_PHASE1_SPLIT in two launches: _bwd_phase1_G (G and P,
-    the loop over sub-chunks) and _bwd_phase1_rest (the C-row products). Precision: PREC for what recomputes the
+    _bwd_phase1_G stores G (into the chunk's slot of gbuf, [chunks, H, C, K] fp32) and P = Pi; this kernel stores
+    dk, the dA chain's coefficients F = sym(Pm^T Qm) and, for _bwd_du, which takes du once the chain has dA1, a
+    (into the chunk's rows of dal, once read) and B (into gbuf, over G). Precision: PREC for what recomputes the
     forward (G, Zt, a), P_WDIR for the write directions' backward (GZ, Pm, F, B); du's products are _bwd_du's
     (P_MAIN, BWD_FAST_GROUPS)."""
     c = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    _p1_G_chunk(u, A_chunks, Pbuf, gbuf, rinv, c, h, j, bos, Tn, s, H, delta_min, K, BK, C, SUB, PREC, HAS_RINV)
-    tl.debug_barrier()  # G's rows were stored by every thread
-    _p1_rest_chunk(u, k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, Tn, s, H, eps, K, BK, C, P_WDIR, PREC)
-
-
-@triton.jit
-def _bwd_phase1_G(u, A_chunks, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H, delta_min,
-                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr, IS_VARLEN: tl.constexpr,
-                  PREC: tl.constexpr, HAS_RINV: tl.constexpr):
-    """_bwd_phase1_full's first part alone (BWD_PHASE1_SPLIT): G into gbuf, P into Pbuf."""
-    c = tl.program_id(0).to(tl.int64)
-    h = tl.program_id(1).to(tl.int64)
-    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    _p1_G_chunk(u, A_chunks, Pbuf, gbuf, rinv, c, h, j, bos, Tn, s, H, delta_min, K, BK, C, SUB, PREC, HAS_RINV)
-
-
-@triton.jit
-def _bwd_phase1_rest(u, k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, cu, shift, chunk_seq, chunk_idx, T, H, eps,
-                     K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr,
-                     PREC: tl.constexpr, P_WDIR: tl.constexpr):
-    """_bwd_phase1_full's second part alone, after _bwd_phase1_G (BWD_PHASE1_SPLIT)."""
-    c = tl.program_id(0).to(tl.int64)
-    h = tl.program_id(1).to(tl.int64)
-    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    _p1_rest_chunk(u, k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, Tn, s, H, eps, K, BK, C, P_WDIR, PREC)
+    _p1_rest_chunk(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, Tn, s, H, eps, K, BK, C, P_WDIR, PREC)
 
 
 @triton.jit
@@ -1561,7 +1537,7 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, a_rows, PiBuf, Xbuf, cu, shi
             K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
             L: tl.constexpr, DPREC: tl.constexpr):
     """Per chunk, after the dA chain: du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (2 dA1) A1 with A1 = Pi A0
-    (dA1, the gradient of the A after the chunk, symmetric), from the a and B _bwd_phase1_full left in a_rows
+    (dA1, the gradient of the A after the chunk, symmetric), from the a and B _bwd_phase1_rest left in a_rows
     (its rows of dal) and gbuf. With L > 0 (the blocked dA chain, DA_CHAIN_BLOCK) dA1 = Pi^T X Pi + Phi from the chain's
     passes (Pi in PiBuf, Phi in dA_chunks, X in Xbuf for the chunk's block), products in DPREC."""
     c = tl.program_id(0).to(tl.int64)
@@ -1947,19 +1923,14 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)  # (the chain's dA in and out)
     if BWD_PHASE1_FORM == "full" and BK <= 64:
         gbuf = torch.empty(NC, H, C, K, **f32)  # G, then the part of du free of the dA after the chunk
-        full = dict(K=K, BK=BK, C=C, SUB=SUB, PREC=BP, HAS_RINV=has_rinv, P_WDIR=groups["P_WDIR"], **common)
-        # (in separate launches: with the dA chain in one launch, _bwd_phase1_full then the chain as _fwd_wy_S does,
-        # that launch took 5.93 ms against 2.86 + 1.68 apart at T = 16k, bf16, on the H200: the chains' programs hold
-        # the per-chunk kernel's 120 KB of shared memory, a whole SM each; chunk_triton_v8c_profile_fused_bwd.json,
-        # chunk_triton_v8c_profile.json)
-        if BWD_PHASE1_SPLIT:
-            _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gbuf, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB,
-                                   PREC=BP, HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common)
-            _bwd_phase1_rest[(NC, H)](u, k, dal, dkh, dk, A_chunks, Fbuf, gbuf, *per_chunk, eps, K=K, BK=BK, C=C,
-                                      PREC=BP, P_WDIR=groups["P_WDIR"], num_warps=BWD_PHASE1_WARPS, **common)
-        else:
-            _bwd_phase1_full[(NC, H)](u, k, dal, dkh, dk, A_chunks, Fbuf, Pbuf, gbuf, rinv, *per_chunk, eps, delta_min,
-                                      num_warps=BWD_PHASE1_WARPS, **full)
+        # (in two launches: in one (a kernel since dropped), forward+backward took 10.50 against 10.41 ms at T = 16k, bf16,
+        # on the H200, chunk_triton_v9a_variants.json; with the dA chain in that launch too it took 5.93 ms against
+        # 2.86 + 1.68 apart in v8c: the chains' programs held the per-chunk kernel's 120 KB of shared memory, a whole
+        # SM each; chunk_triton_v8c_profile_fused_bwd.json, chunk_triton_v8c_profile.json)
+        _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gbuf, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB,
+                               PREC=BP, HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common)
+        _bwd_phase1_rest[(NC, H)](k, dal, dkh, dk, A_chunks, Fbuf, gbuf, *per_chunk, eps, K=K, BK=BK, C=C,
+                                  PREC=BP, P_WDIR=groups["P_WDIR"], num_warps=BWD_PHASE1_WARPS, **common)
         L = _da_block(lay, N * H, dev)
         if L:  # the blocked chain: dA_chunks takes Phi, Fbuf Pi (_bwd_dA_blocks), Xbuf the dA after each block
             NBLK = triton.cdiv(lay.max_chunks, L)
@@ -2070,11 +2041,27 @@ def chunk_vla_triton(
     Differentiable w.r.t. q, k, v, u and the initial S and A (A's gradient comes back symmetric:
     A is symmetric by definition, and the initial A is symmetrised before use).
     """
+    args = (q, k, v, u, scale, lambda0, period, nudge_eps, delta_min, eps, initial_state, output_final_state,
+            offsets, cu_seqlens, chunk_size)
+    if pending is None:
+        return _chunk_vla_triton(*args, norms=norms, speculate=False)[0]
+    try:
+        out, again = _chunk_vla_triton(*args, norms=None, speculate=True)
+    except Exception:
+        pending.resolve()  # (a non-finite input is named first)
+        raise
+    norms = pending.resolve()  # (raises for non-finite inputs)
+    return again(norms) or out
+
+
+def _chunk_vla_triton(q, k, v, u, scale, lambda0, period, nudge_eps, delta_min, eps, initial_state, output_final_state,
+                      offsets, cu_seqlens, chunk_size, *, norms, speculate):
+    """chunk_vla_triton's work. ``speculate``: the input check is still to be read, so CHAIN_SOLVER = "auto" runs
+    the Newton chain. Returns ``((o, final), again)``: again(norms) runs the op once more where the chain that the
+    read check's norms pick is not the one that ran, and returns its result (None where it is)."""
     K, V = q.shape[-1], v.shape[-1]
     why = refusal(q.dtype, K, V, chunk_size)
     if why is not None:
-        if pending is not None:
-            pending.resolve()
         raise ValueError(why)
     S0, A0 = initial_state if initial_state is not None else (None, None)
     if A0 is not None:
@@ -2083,15 +2070,13 @@ def chunk_vla_triton(
         S0 = S0.contiguous()
     q, k, v, u = (x.contiguous() for x in (q, k, v, u))
     if q.shape[1] == 0:  # no tokens: nothing to launch; the states pass through
-        if pending is not None:
-            pending.resolve()
         N, H = (q.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1), q.shape[2]
         if not output_final_state:
-            return v * 0, None
+            return (v * 0, None), lambda n: None
         S = S0.float() if S0 is not None else q.new_zeros(N, H, K, V, dtype=torch.float32)
         A = (A0.float() if A0 is not None
              else torch.eye(K, device=q.device).expand(N, H, K, K) / float(lambda0))
-        return v * 0, (S, A)
+        return (v * 0, (S, A)), lambda n: None
     B, T = q.shape[:2]
     lay = _layout(B, T, offsets, cu_seqlens, chunk_size, nudge_eps, q.device)
 
@@ -2106,14 +2091,10 @@ def chunk_vla_triton(
                                          lay, solver)
         return o, ((S, A) if output_final_state else None)
 
-    if pending is None:
-        return run(_chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms))
-    try:
-        out = run("newton" if CHAIN_SOLVER == "auto" else CHAIN_SOLVER)
-    except Exception:
-        pending.resolve()  # (a non-finite input is named first)
-        raise
-    norms = pending.resolve()  # (raises for non-finite inputs)
-    if CHAIN_SOLVER == "auto" and _chain_solver(u, A0, lay, lambda0, period, nudge_eps, norms) != "newton":
-        out = run("cholesky")
-    return out
+    def again(n):
+        solver = _chain_solver(u, A0, lay, lambda0, period, nudge_eps, n)
+        return run(solver) if solver != first else None
+
+    first = "newton" if speculate and CHAIN_SOLVER == "auto" else _chain_solver(u, A0, lay, lambda0, period,
+                                                                                   nudge_eps, norms)
+    return run(first), again
