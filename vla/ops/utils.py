@@ -90,23 +90,22 @@ def finite_witness(kind: str, x: torch.Tensor) -> torch.Tensor:
 
 class PendingFinite:
     """The finiteness check, with one device synchronisation: one witness per tensor (``kinds`` names it where it
-    is not "sum", see finite_witness), all in one vector, computed on the device when this is made; only a tensor
-    whose witness is not finite (a bad element, or an overflow of large finite values) is looked at element by
-    element. ``resolve()`` reads them, raises the check's ValueError for a tensor that is not finite and returns
-    {name: witness} for the tensors in ``kinds`` ({} when the checks are off). A back end may launch its kernels
-    in between, so that the device does not wait idle for the host at the synchronisation (check_inputs'
-    ``defer_finite``); it must call ``resolve()`` before it returns anything."""
+    is not "sum", see finite_witness), all in one vector; only a tensor whose witness is not finite (a bad element,
+    or an overflow of large finite values) is looked at element by element. ``resolve()`` computes the witnesses on
+    the device, reads them, raises the check's ValueError for a tensor that is not finite and returns {name: witness}
+    for the tensors in ``kinds`` ({} when the checks are off). A back end may launch its kernels before
+    (check_inputs' ``defer_finite``): the device then starts on them while the host is still at the check, rather
+    than waiting for the host at the synchronisation and through the launches that follow; it must call
+    ``resolve()`` before it returns anything."""
 
     def __init__(self, tensors: dict, kinds: dict):
         self.kinds = kinds
         self.xs = {n: x for n, x in tensors.items() if x.numel()} if _CHECK_FINITE else {}
-        self.witness = (torch.stack([finite_witness(kinds.get(n, "sum"), x) for n, x in self.xs.items()])
-                        if self.xs else None)
 
     def resolve(self) -> dict:
-        if self.witness is None:
+        if not self.xs:
             return {}
-        values = self.witness.tolist()
+        values = torch.stack([finite_witness(self.kinds.get(n, "sum"), x) for n, x in self.xs.items()]).tolist()
         for (name, x), w in zip(self.xs.items(), values):
             if not math.isfinite(w) and not bool(torch.isfinite(x).all()):
                 raise ValueError(f"{name} contains non-finite values (NaN or Inf)")
