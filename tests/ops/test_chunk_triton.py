@@ -487,6 +487,7 @@ def test_overlapped_chains_give_the_same_bits(monkeypatch, chunk, form):
         monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), launches.append))
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
     monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
+    monkeypatch.setattr(tri, "ALPHA_FORM", "fused")  # (with "factor" the write directions run in _fwd_wy_S)
     cu = torch.tensor([0, 45, 195, 215], dtype=torch.int64)
     xs = vla_inputs(1, 215, 2, 32, 16)
     init = [torch.randn(3, 2, 32, 16, dtype=torch.float64), _spd(3, 2, 32)]
@@ -678,13 +679,42 @@ def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
 
 class _Spy:
     """Stands for a Triton kernel: at each launch calls ``on_launch`` with the launch's keyword arguments, then
-    launches the kernel."""
+    launches the kernel, then calls ``after`` (if given) with its positional arguments."""
 
-    def __init__(self, kernel, on_launch):
-        self.kernel, self.on_launch = kernel, on_launch
+    def __init__(self, kernel, on_launch, after=None):
+        self.kernel, self.on_launch, self.after = kernel, on_launch, after
 
     def __getitem__(self, grid):
         def launch(*args, **kw):
             self.on_launch(kw)
-            return self.kernel[grid](*args, **kw)
+            out = self.kernel[grid](*args, **kw)
+            if self.after is not None:
+                self.after(*args)
+            return out
         return launch
+
+
+@pytest.mark.parametrize("chunk,dtype", [(64, torch.float32), (32, torch.float32), (16, torch.float32),
+                                         (64, torch.bfloat16)])
+def test_factor_form_of_the_write_directions(monkeypatch, chunk, dtype):
+    # ALPHA_FORM = "factor": the Newton chain stores each chunk's G = U A0 U^T, _fwd_factor factorises it by 16 x 16
+    # blocks (one warp per chunk on a GPU), and _fwd_wy_S's per-chunk programs compute the write directions from those
+    # factors before the WY factors. Ragged sequences with offsets, initial states, K != V, chunks of 16 / 32 / 64,
+    # every gradient, against the float64 loop; the factors are those the backward reads, and they are used: spoilt,
+    # the forward's output is wrong
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "ALPHA_FORM", "factor")
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    seen = []
+    real = tri._fwd_factor
+    monkeypatch.setattr(tri, "_fwd_factor", _Spy(real, seen.append))
+    cu = torch.tensor([0, 45, 150], dtype=torch.int64)
+    xs = vla_inputs(1, 150, 1, 64, 32)
+    init = [torch.randn(2, 1, 64, 32, dtype=torch.float64), _spd(2, 1, 64)]
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    run = dict(dtype=dtype, chunk_size=chunk, hyper=hyper, offsets=[37, 0], cu_seqlens=cu, final=True, init=init)
+    _check(_compare(xs, **run), TOL[dtype])
+    assert len(seen) == 1 and seen[0]["C"] == chunk
+    monkeypatch.setattr(tri, "_fwd_factor", _Spy(real, seen.append, after=lambda G, rinv, *rest: rinv.mul_(2)))
+    assert _compare(xs, **run)["o"] > 1e-2

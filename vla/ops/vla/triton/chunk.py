@@ -14,7 +14,12 @@ with C1 x C1 factorisations, which keeps the serial A chain short; A is kept onl
 Phase 2 uses chunks of C = chunk_size rows. Only the state chains are sequential over chunks;
 everything else runs one program per (chunk, head). Forward:
 
-  ``_fwd_newton_alpha`` (the default: CHAIN_SOLVER "auto" resolved to "newton", OVERLAP_CHAIN, K <= 64,
+  ``_fwd_A_chain_newton`` (the default: CHAIN_SOLVER "auto" resolved to "newton", ALPHA_FORM = "factor", K <= 64,
+                        16-row sub-chunks, _fwd_wy_S's conditions) the Newton A chain, storing each chunk's
+                        G = U A0 U^T too
+  ``_fwd_factor``       per chunk, one warp: each sub-chunk's R^{-1} from G (blocked Cholesky), for the write
+                        directions and the backward; the write directions then run in _fwd_wy_S (below)
+  ``_fwd_newton_alpha`` (ALPHA_FORM = "fused", or where _fwd_wy_S does not run: V above 64; OVERLAP_CHAIN,
                         CHAIN_WARPS = ALPHA_WARPS) the Newton A chain and the per-chunk write directions in
                         one launch: each chunk's alpha_hat is computed as soon as the chain has stored the A
                         entering it
@@ -23,8 +28,10 @@ everything else runs one program per (chunk, head). Forward:
   ``_fwd_A_chain_newton``, ``_fwd_alpha``  the Newton chain and the write directions in two launches
   ``_fwd_wy``           per chunk: T (by 16 x 16 blocks, kept for the backward), w, uu
   ``_fwd_S_chain``      S at every chunk start and the outputs (matrix products only)
-  ``_fwd_wy_S``         (OVERLAP_CHAIN, the default; K <= 64 and fewer chains than SMs) the last two in one
-                        launch: each S chain reads a chunk's WY factors as soon as they are stored
+  ``_fwd_wy_S``         (OVERLAP_CHAIN, the default; K, V <= 64 and fewer chains than SMs) the last two in one
+                        launch: each S chain reads a chunk's WY factors as soon as they are stored; with
+                        ALPHA_FORM = "factor" each per-chunk program first computes its chunk's write directions
+                        (from the A entering the chunk and _fwd_factor's R^{-1})
 
 Backward, in reverse:
 
@@ -88,24 +95,24 @@ is, by default, the Newton chain where a bound allows it (CHAIN_SOLVER = "auto")
 reduction is done inside one program, so results are bit-identical run to run (the fused launches' ticket
 counter and flags are atomics, but they only order the work). Token row indices are int64 (T = 1M and beyond).
 
-Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v9*,
+Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v10*,
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
-T = 16k: relative L2 errors 5.6e-3 to 8.2e-3, the size of bf16 rounding, final A 1.5e-3 with one tf32 pass in
+T = 16k: relative L2 errors 5.6e-3 to 8.3e-3, the size of bf16 rounding, final A 1.5e-3 with one tf32 pass in
 phase 1; fp32 inputs: 1e-7 to 1e-6; fp16: up to 8e-4; K = V = 128: up to 5.5e-3 in bf16), on ragged
 cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 64 (chunks of 16 with K = 64 in
 the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
 bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3 of the fp32 PyTorch
-chunk form over all 1M tokens (chunk_triton_v9e_*.json). Where the time goes (chunk_triton_v9e_profile.json;
-B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 9.93 ms in all in the suite
-suite_h200_2026-11-30a_chunk.json): the Newton chain with the write directions 2.67 (the 64 serial chains, one
-program per head, with the write directions on the SMs beside them; those are bound by their 16-step
-eliminations, chunk_triton_v9a_alpha_probe.json), the WY factors with the S chain 1.31, the input check's u norm
-0.04, dS prep 0.29, dS chain 0.67, phase-2 grads 0.80, _bwd_phase1_G 0.51, _bwd_phase1_rest 1.02, the blocked dA
-chain 0.88 + 0.02 (its steps tf32x3: one tf32 pass in the serial chain left du at 5.5e-2), _bwd_du 1.19.
-K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with this build
-(chunk_triton_v9e_smoke_wide_k.json); it took 33.7 ms forward and 158 ms forward+backward at T = 16k with v7e's
-kernels (chunk_triton_v7e_wide_k128.json; its phase-1 kernels spill 1 to 7 KB per thread), not timed since.
+chunk form over all 1M tokens (chunk_triton_v10e_*.json). Where the time goes (chunk_triton_v10e_profile.json;
+B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 9.21 ms in all in the suite
+suite_h200_2026-11-30b_chunk.json): the Newton chain 1.49 (64 serial chains, one program per head), _fwd_factor
+0.39, the write directions with the WY factors and the S chain 1.42, the input check's u norm 0.04, dS prep 0.29,
+dS chain 0.66, phase-2 grads 0.80, _bwd_phase1_G 0.51, _bwd_phase1_rest 1.01, the blocked dA chain 0.87 + 0.02
+(its steps tf32x3: one tf32 pass in the serial chain left du at 5.5e-2), _bwd_du 1.18.
+K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with v9e, whose
+kernels for it this build keeps (chunk_triton_v9e_smoke_wide_k.json); it took 33.7 ms forward and 158 ms
+forward+backward at T = 16k with v7e's kernels (chunk_triton_v7e_wide_k128.json; its phase-1 kernels spill 1 to
+7 KB per thread), not timed since.
 """
 
 from __future__ import annotations
@@ -309,13 +316,33 @@ BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
 # |G|_F, at most sqrt(C) times the bound, 12), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
 # (chunk_vla_triton's ``pending``), where it keeps the discarded run finite in time.
 NEWTON_MAX_IT = tl.constexpr(20)
+# With the Newton chain (K <= 64, 16-row phase-1 sub-chunks, where _fwd_wy_S runs): where the write directions'
+# factorisations run. "fused": in _fwd_newton_alpha, beside the chain, each 16 x 16 elimination in the same 4-warp
+# program (252 registers, two per SM) as the products around it; "factor": the chain stores each chunk's
+# G = U A0 U^T, _fwd_factor factorises it with one warp per chunk, and _fwd_wy_S's per-chunk programs compute the
+# write directions from those factors before the WY factors. On the H200 (bf16, B = 4, H = 16, T = 16k; forward /
+# forward+backward ms): "fused" 4.16 / 9.85, "factor" 4.13 / 9.52, and with _fwd_wy_S capped at 168 registers
+# (MAXNREG) 3.53 / 9.10 against "fused" with that cap 3.91 / 9.67; at T = 8k through chunk_vla the forward took
+# 1.94 ms (chain 0.76, _fwd_factor 0.20, _fwd_wy_S 0.71) against 2.21 (chunk_triton_v10b_*.json, _v10c_*.json).
+# _fwd_factor on a second stream beside the chains, each chunk as soon as its G was stored, measured and dropped:
+# 3.63 / 9.14 against 3.59 / 9.13 after them, the chains slowed from 0.76 to 0.95 ms at 8k by the programs sharing
+# their SMs (chunk_triton_v10d_*.json).
+ALPHA_FORM = os.environ.get("VLA_ALPHA_FORM", "factor")
+# A register cap per kernel (ptxas's .maxnreg), "kernel=registers,..." (e.g. "_fwd_newton_alpha=168"): more programs
+# per SM for fewer registers each, where a kernel waits on latency rather than on its arithmetic; "" for none. The
+# default caps _fwd_wy_S, which with ALPHA_FORM = "factor" holds the write directions' products too, at 168 (three
+# programs per SM, 10 registers spilt): at T = 16k 3.53 / 9.10 ms against 3.89 / 9.51 uncapped; 160 3.48 / 8.91, 144
+# 3.76 / 9.04, 128 3.62 / 9.54, 184 3.90 / 9.42 (chunk_triton_v10c_variants_maxnreg.json). Caps on
+# _fwd_newton_alpha (168: forward 5.49 against 4.25 ms, 62 registers spilt) and on the backward's kernels (within
+# 0.1 ms) did not help (chunk_triton_v10a_variants_maxnreg.json).
+MAXNREG = os.environ.get("VLA_MAXNREG", "_fwd_wy_S=168")
 # Every build setting above (each read from the environment variable VLA_<name>), for benchmarks to record.
 SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP32_PRECISION", "BWD_PHASE1_PRECISION",
             "BWD_PHASE1_WARPS", "ALPHA_WARPS", "BWD_PHASE2_WARPS", "BWD_PHASE1_CHUNK", "BWD_FAST_GROUPS",
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
             "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "DA_CHAIN_BLOCK",
-            "DA_COMPOSE_PRECISION", "BWD_DU_WARPS")
+            "DA_COMPOSE_PRECISION", "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -336,6 +363,15 @@ def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optiona
         return (f"q, k, v, u: the Triton chunk kernels take heads wider than {WIDE_FROM} (K={K}, V={V}) only "
                 f"in {[str(d) for d in WIDE_DTYPES]}, got {dtype} (see MAX_K; use backend='torch')")
     return None
+
+
+def _nreg(kernel: str) -> dict:
+    """The launch option that caps ``kernel``'s registers (MAXNREG), or none."""
+    for item in MAXNREG.split(","):
+        name, _, n = item.partition("=")
+        if name.strip() == kernel:
+            return {"maxnreg": int(n)}
+    return {}
 
 
 def settings() -> dict:
@@ -702,27 +738,30 @@ def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, rinv, cu, shift, base, 
 
 
 @triton.jit
-def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, cu, shift, base, chunk_off,
+def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, G_chunks, cu, shift, base, chunk_off,
                         T, H, nudge_eps, inv_lambda0, period, tol,
                         K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
                         HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                        NUDGE: tl.constexpr, CPREC: tl.constexpr):
+                        NUDGE: tl.constexpr, CPREC: tl.constexpr, STORE_G: tl.constexpr):
     """The A chain without a factorisation on the serial path (CHAIN_SOLVER = "newton"): per chunk,
     A1 = A0 - Wt^T M^{-1} Wt (Woodbury on all C rows at once; Wt = U A0, M = I + Wt U^T), with M^{-1}
     by Newton-Schulz iterations X <- X (2I - M X) from X = 2 I / (2 + |G|_F), G = M - I. M's
     eigenvalues lie in [1, 1 + |G|_F], so the residual |I - M X| starts at most e0 = |G|_F / (2 + |G|_F)
     and squares every iteration: the loop runs until e0^(2^n) <= tol, the iterations but the last two
     in one tf32 pass (Newton-Schulz corrects its own rounding), the last two in tf32x3. Only matrix
-    products: on tensor cores, where the 16-step eliminations of _fwd_A_chain wait on reductions."""
+    products: on tensor cores, where the 16-step eliminations of _fwd_A_chain wait on reductions. STORE_G: also store
+    each chunk's G = U A0 U^T ([C, C] per chunk and head in G_chunks) for _fwd_factor (ALPHA_FORM = "factor")."""
     _newton_chain(tl.program_id(0).to(tl.int64), u, A_init, A_chunks, A_final, A_final, cu, shift, base, chunk_off,
-                  T, H, nudge_eps, inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, False, CPREC)
+                  T, H, nudge_eps, inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, False,
+                  CPREC, G_chunks, STORE_G)
 
 
 @triton.jit
 def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, chunk_off, T, H, nudge_eps,
                   inv_lambda0, period, tol, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
                   HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                  NUDGE: tl.constexpr, SIGNAL: tl.constexpr, CPREC: tl.constexpr):
+                  NUDGE: tl.constexpr, SIGNAL: tl.constexpr, CPREC: tl.constexpr, G_chunks,
+                  STORE_G: tl.constexpr):
     """The Newton chain of (sequence x head) i_nh (_fwd_A_chain_newton). SIGNAL: after each A entering a
     chunk is stored, set that chunk's flag (flags[chunk * H + head] = 1, with release semantics) for the
     programs of _fwd_newton_alpha that wait on it."""
@@ -742,6 +781,8 @@ def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, ch
         U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
         Wt = tl.dot(U, A, input_precision=CPREC)
         G = tl.dot(Wt, tl.trans(U), input_precision=CPREC)
+        if STORE_G:
+            tl.store(G_chunks + ((c0 + j) * H + h) * C * C + r[:, None] * C + r[None, :], G)
         gf = tl.sqrt(tl.sum(tl.sum(G * G, axis=1), axis=0))
         M = G + eyeC
         X = eyeC * (2.0 / (2.0 + gf))
@@ -780,8 +821,9 @@ def _fwd_alpha(u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, 
 @triton.jit
 def _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr,
-                 IS_VARLEN: tl.constexpr, PREC: tl.constexpr, SAVE_RINV: tl.constexpr):
-    """_fwd_alpha's work for chunk c, head h."""
+                 IS_VARLEN: tl.constexpr, PREC: tl.constexpr, SAVE_RINV: tl.constexpr, LOAD_RINV: tl.constexpr = False):
+    """_fwd_alpha's work for chunk c, head h. LOAD_RINV: each sub-chunk's R^{-1} is read from rinv (_fwd_factor's)
+    rather than factorised here."""
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     A = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
@@ -789,13 +831,69 @@ def _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_
         base, offs, m2 = _tile(bos, j * (C // SUB) + b, s, Tn, H, h, dk, kmask, K, SUB)
         U = tl.load(u + base + offs, mask=m2, other=0.0).to(tl.float32)
         Kh, _ = _rownorm(tl.load(k + base + offs, mask=m2, other=0.0).to(tl.float32), eps)
-        Wt, Rinv, Zt = _phase1_chunk(A, U, SUB, delta_min, PREC)
-        if SAVE_RINV:  # for the backward
+        if LOAD_RINV:
+            Wt, Rinv, Zt = _phase1_factors(A, U, SUB, delta_min, PREC, _rinv_tile(rinv, c, H, h, C // SUB, b, SUB),
+                                           True)
+        else:
+            Wt, Rinv, Zt = _phase1_chunk(A, U, SUB, delta_min, PREC)
+        if SAVE_RINV and not LOAD_RINV:  # for the backward
             rs = tl.arange(0, SUB)
             tl.store(_rinv_tile(rinv, c, H, h, C // SUB, b, SUB) + rs[:, None] * SUB + rs[None, :], Rinv)
         KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)
         tl.store(alpha + base + offs, al.to(alpha.dtype.element_ty), mask=m2)
         A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
+
+
+@triton.jit
+def _g_block(g, i: tl.constexpr, b: tl.constexpr, C: tl.constexpr):
+    """The 16 x 16 block (i, b) of a row-major C x C matrix at g."""
+    r = tl.arange(0, 16)
+    return tl.load(g + (16 * i + r)[:, None] * C + (16 * b + r)[None, :])
+
+
+@triton.jit
+def _fwd_factor(G_chunks, rinv, H, delta_min, C: tl.constexpr, PREC: tl.constexpr):
+    """_factor_chunk for every chunk (first grid axis) and head (second)."""
+    _factor_chunk(G_chunks, rinv, tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), H, delta_min, C, PREC)
+
+
+@triton.jit
+def _factor_chunk(G_chunks, rinv, c, h, H, delta_min, C: tl.constexpr, PREC: tl.constexpr):
+    """For chunk c and head h (ALPHA_FORM = "factor"): the R^{-1} of every 16-row phase-1 sub-chunk from the
+    chunk's G = U A0 U^T (the Newton chain's, STORE_G), by a blocked Cholesky factorisation of M = I + G = R R^T
+    over 16 x 16 blocks: R_ib = (G_ib - sum_{k<b} R_ik R_bk^T) R_bb^{-T} below the diagonal, and on it the Schur
+    complement I + G_bb - sum_{k<b} R_bk R_bk^T, which is the M of sub-chunk b from the A entering it, factorised by
+    _chol_inverse. Written where SAVE_RINV keeps them ([chunks, H, C / 16, 16, 16]) for _alpha_chunk (LOAD_RINV)
+    and the backward. Launched with one warp: the eliminations' exchanges then stay within a warp (on the H200, the
+    65536 eliminations of T = 16k took 0.27 ms with one warp against 0.53 ms with four, each program alone)."""
+    NB: tl.constexpr = C // 16
+    r = tl.arange(0, 16)
+    o16 = r[:, None] * 16 + r[None, :]
+    eye = (r[:, None] == r[None, :]).to(tl.float32)
+    g = G_chunks + (c * H + h) * C * C
+    R0i = _chol_inverse(eye + _g_block(g, 0, 0, C), 16, delta_min)
+    tl.store(_rinv_tile(rinv, c, H, h, NB, 0, 16) + o16, R0i)
+    if NB >= 2:
+        R10 = tl.dot(_g_block(g, 1, 0, C), tl.trans(R0i), input_precision=PREC)
+        R1i = _chol_inverse(eye + _g_block(g, 1, 1, C) - tl.dot(R10, tl.trans(R10), input_precision=PREC), 16,
+                            delta_min)
+        tl.store(_rinv_tile(rinv, c, H, h, NB, 1, 16) + o16, R1i)
+    if NB == 4:
+        R20 = tl.dot(_g_block(g, 2, 0, C), tl.trans(R0i), input_precision=PREC)
+        R30 = tl.dot(_g_block(g, 3, 0, C), tl.trans(R0i), input_precision=PREC)
+        R21 = tl.dot(_g_block(g, 2, 1, C) - tl.dot(R20, tl.trans(R10), input_precision=PREC), tl.trans(R1i),
+                     input_precision=PREC)
+        R31 = tl.dot(_g_block(g, 3, 1, C) - tl.dot(R30, tl.trans(R10), input_precision=PREC), tl.trans(R1i),
+                     input_precision=PREC)
+        S2 = (eye + _g_block(g, 2, 2, C) - tl.dot(R20, tl.trans(R20), input_precision=PREC)
+              - tl.dot(R21, tl.trans(R21), input_precision=PREC))
+        R2i = _chol_inverse(S2, 16, delta_min)
+        tl.store(_rinv_tile(rinv, c, H, h, NB, 2, 16) + o16, R2i)
+        R32 = tl.dot(_g_block(g, 3, 2, C) - tl.dot(R30, tl.trans(R20), input_precision=PREC)
+                     - tl.dot(R31, tl.trans(R21), input_precision=PREC), tl.trans(R2i), input_precision=PREC)
+        S3 = (eye + _g_block(g, 3, 3, C) - tl.dot(R30, tl.trans(R30), input_precision=PREC)
+              - tl.dot(R31, tl.trans(R31), input_precision=PREC) - tl.dot(R32, tl.trans(R32), input_precision=PREC))
+        tl.store(_rinv_tile(rinv, c, H, h, NB, 3, 16) + o16, _chol_inverse(S3, 16, delta_min))
 
 
 @triton.jit
@@ -840,7 +938,8 @@ def _fwd_newton_alpha(u, k, alpha, A_init, A_chunks, A_final, rinv, sync, order,
     t = tl.atomic_add(sync, 1).to(tl.int64)
     if t < NH:
         _newton_chain(t, u, A_init, A_chunks, A_final, sync + 1, cu, shift, base, chunk_off, T, H, nudge_eps,
-                      inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, True, CPREC)
+                      inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, True, CPREC,
+                      A_final, False)
     else:
         c, h = _wait_for_chunk(sync, order, t, NH, H)
         _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
@@ -1584,14 +1683,16 @@ def _role(t, NH, NW, CHAINS_FIRST: tl.constexpr):
 
 @triton.jit
 def _fwd_wy_S(q, k, v, alpha, w, uu, Tmat, o, S_init, S_chunks, S_final, sync, order, cu, shift, chunk_off,
-              chunk_seq, chunk_idx, T, H, NH, NW, scale, eps, K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr,
-              BV: tl.constexpr, C: tl.constexpr, HAS_S0: tl.constexpr, STORE_FINAL: tl.constexpr,
-              IS_VARLEN: tl.constexpr, SAVE_CHUNKS: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr,
-              CHAINS_FIRST: tl.constexpr):
+              chunk_seq, chunk_idx, T, H, NH, NW, scale, eps, u, A_chunks, rinv, delta_min, K: tl.constexpr,
+              BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, HAS_S0: tl.constexpr,
+              STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr, SAVE_CHUNKS: tl.constexpr, PREC: tl.constexpr,
+              DOT: tl.constexpr, CHAINS_FIRST: tl.constexpr, ALPHA: tl.constexpr, P1: tl.constexpr):
     """The WY factors and the S chain in one launch (OVERLAP_CHAIN): NW = chunks x heads programs run _wy_chunk, in the
     order the chains reach the chunks (``order``), each setting its chunk's flag (sync[1 + chunk * H + head]) once w,
     uu and T are stored; NH programs run the S chains (_S_chain), each waiting for a chunk's flag before reading
-    its factors (roles by ticket, _role). Results are bit for bit those of _fwd_wy and _fwd_S_chain."""
+    its factors (roles by ticket, _role). Results are bit for bit those of _fwd_wy and _fwd_S_chain. ALPHA
+    (ALPHA_FORM = "factor"): each per-chunk program first computes its chunk's write directions (_alpha_chunk from the
+    A entering the chunk, A_chunks, and _fwd_factor's R^{-1}, rinv; phase-1 products in P1), then its WY factors."""
     t = tl.atomic_add(sync, 1).to(tl.int64)
     chain, i = _role(t, NH, NW, CHAINS_FIRST)
     if chain:
@@ -1600,6 +1701,10 @@ def _fwd_wy_S(q, k, v, alpha, w, uu, Tmat, o, S_init, S_chunks, S_final, sync, o
     else:
         c = tl.load(order + i // H).to(tl.int64)
         h = i % H
+        if ALPHA:
+            _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
+                         K, BK, C, 16, IS_VARLEN, P1, False, True)
+            tl.debug_barrier()  # (the write directions, stored by other threads of this program, are read back next)
         _wy_chunk(c, h, k, v, alpha, w, uu, Tmat, cu, shift, chunk_seq, chunk_idx, T, H, eps, K, BK, V, BV, C,
                   IS_VARLEN, PREC, DOT)
         _set_flag(sync + 1 + c * H + h)
@@ -1821,18 +1926,35 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
     P1, CP = _precision(PHASE1_PRECISION, q.dtype, K), _precision(CHAIN_PRECISION, q.dtype, K)
     overlapped = newton and bool(OVERLAP_CHAIN) and BK <= 64 and CHAIN_WARPS == ALPHA_WARPS
-    if overlapped:
+    # (the WY factors and the S chain in one launch only where the chains may take the first tickets, what the H200
+    # ran, and in the interpreter for the tests; K above 64 with it was timed but not checked there, so it runs the
+    # launches apart)
+    wy_S = bool(OVERLAP_CHAIN) and BK <= 64 and _p2_warps(BK, BV, WY_WARPS) == _p2_warps(BK, BV) and (
+        _INTERPRET or _chains_first(N * H, dev))
+    factor = overlapped and wy_S and ALPHA_FORM == "factor" and SUB == 16
+    if factor:  # the chain with each chunk's G, R^{-1} from G (one warp), the write directions in _fwd_wy_S
+        if rinv is None:
+            rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32)
+        G_chunks = torch.empty(NC, H, C, C, **f32)
+        _fwd_A_chain_newton[(N * H,)](
+            u, A0 if A0 is not None else A_chunks, A_chunks, A_final, G_chunks, lay.cu, lay.shift, lay.base,
+            lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
+            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP, STORE_G=True,
+            num_warps=_p1_warps(BK, CHAIN_WARPS))
+        _fwd_factor[(NC, H)](G_chunks, rinv, H, delta_min, C=C, PREC=P1, num_warps=1)
+        del G_chunks
+    elif overlapped:
         _fwd_newton_alpha[(N * H + NC * H,)](
             u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, rinv if rinv is not None else A_chunks,
             _tickets(NC, H, dev), lay.order, lay.cu, lay.shift, lay.base, lay.chunk_off, lay.chunk_seq, lay.chunk_idx,
             T, H, N * H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, SUB=SUB,
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
-            PREC=P1, SAVE_RINV=rinv is not None, CPREC=CP, num_warps=ALPHA_WARPS)
+            PREC=P1, SAVE_RINV=rinv is not None, CPREC=CP, num_warps=ALPHA_WARPS, **_nreg("_fwd_newton_alpha"))
     elif newton:
         _fwd_A_chain_newton[(N * H,)](
-            u, A0 if A0 is not None else A_chunks, A_chunks, A_final, lay.cu, lay.shift, lay.base, lay.chunk_off,
-            T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
-            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP,
+            u, A0 if A0 is not None else A_chunks, A_chunks, A_final, A_chunks, lay.cu, lay.shift, lay.base,
+            lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
+            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP, STORE_G=False,
             num_warps=_p1_warps(BK, CHAIN_WARPS))
     else:
         _fwd_A_chain[(N * H,)](
@@ -1854,14 +1976,12 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     p2 = dict(K=K, BK=BK, V=V, BV=BV, C=C, IS_VARLEN=lay.is_varlen, PREC=P2, DOT=DOT)
     chain = dict(HAS_S0=S0 is not None, STORE_FINAL=want_final, SAVE_CHUNKS=save)
     S_in = S0 if S0 is not None else A_chunks
-    # (fused only where the chains may take the first tickets, what the H200 ran, and in the interpreter for the
-    # tests; K above 64 with it was timed but not checked there, so it runs the launches apart)
-    if OVERLAP_CHAIN and BK <= 64 and _p2_warps(BK, BV, WY_WARPS) == _p2_warps(BK, BV) and (
-            _INTERPRET or _chains_first(N * H, dev)):
+    if wy_S:
         _fwd_wy_S[(N * H + NC * H,)](
             q, k, v, alpha, w, uu, Tmat, o, S_in, S_chunks, S_final, _tickets(NC, H, dev), lay.order, lay.cu, lay.shift,
-            lay.chunk_off, lay.chunk_seq, lay.chunk_idx, T, H, N * H, NC * H, scale, eps, CHAINS_FIRST=not _INTERPRET,
-            num_warps=_p2_warps(BK, BV), **chain, **p2)
+            lay.chunk_off, lay.chunk_seq, lay.chunk_idx, T, H, N * H, NC * H, scale, eps, u, A_chunks,
+            rinv if rinv is not None else A_chunks, delta_min, CHAINS_FIRST=not _INTERPRET, ALPHA=factor, P1=P1,
+            num_warps=_p2_warps(BK, BV), **chain, **p2, **_nreg("_fwd_wy_S"))
     else:
         _fwd_wy[(NC, H)](k, v, alpha, w, uu, Tmat, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps,
                          num_warps=_p2_warps(BK, BV, WY_WARPS), **p2)
@@ -1888,7 +2008,8 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     w = torch.empty_like(k)
     Gc = torch.empty(NC, H, K, V, **f32)
     _bwd_prep_dS[(NC, H)](q, k, alpha, do, w, Tmat, Gc, *per_chunk, scale, eps,
-                          K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV), **common)
+                          K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV), **common,
+                          **_nreg("_bwd_prep_dS"))
     dS_chunks = torch.empty(NC, H, K, V, **f32)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     _bwd_dS_chain[(N * H,)](
@@ -1901,7 +2022,8 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     dkh = torch.empty(q.shape, **f32)
     dal = torch.empty(q.shape, **f32)
     _bwd_phase2[(NC, H)](q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, *per_chunk, scale, eps,
-                         K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV, BWD_PHASE2_WARPS), **common)
+                         K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV, BWD_PHASE2_WARPS), **common,
+                         **_nreg("_bwd_phase2"))
     del Tmat, dS_chunks
     # phase 1: the dA chain's coefficients per chunk, the chain, then du and dk per chunk
     Fbuf = torch.empty(NC, H, K, K, **f32)
@@ -1928,9 +2050,11 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
         # 2.86 + 1.68 apart in v8c: the chains' programs held the per-chunk kernel's 120 KB of shared memory, a whole
         # SM each; chunk_triton_v8c_profile_fused_bwd.json, chunk_triton_v8c_profile.json)
         _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gbuf, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB,
-                               PREC=BP, HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common)
+                               PREC=BP, HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common,
+                               **_nreg("_bwd_phase1_G"))
         _bwd_phase1_rest[(NC, H)](k, dal, dkh, dk, A_chunks, Fbuf, gbuf, *per_chunk, eps, K=K, BK=BK, C=C,
-                                  PREC=BP, P_WDIR=groups["P_WDIR"], num_warps=BWD_PHASE1_WARPS, **common)
+                                  PREC=BP, P_WDIR=groups["P_WDIR"], num_warps=BWD_PHASE1_WARPS, **common,
+                                  **_nreg("_bwd_phase1_rest"))
         L = _da_block(lay, N * H, dev)
         if L:  # the blocked chain: dA_chunks takes Phi, Fbuf Pi (_bwd_dA_blocks), Xbuf the dA after each block
             NBLK = triton.cdiv(lay.max_chunks, L)
@@ -1938,7 +2062,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
             BlkPi, BlkPhi, Xbuf = torch.empty(3, N * H, NBLK, K, K, **f32)
             _bwd_dA_blocks[(N * H, NBLK)](Fbuf, Pbuf, PiBuf, dA_chunks, BlkPi, BlkPhi, lay.cu, lay.shift,
                                           lay.chunk_off, T, H, NBLK, K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION,
-                                          num_warps=4, **common)
+                                          num_warps=4, **common, **_nreg("_bwd_dA_blocks"))
             _bwd_dA_block_chain[(N * H,)](BlkPi, BlkPhi, Xbuf, *ends, lay.cu, lay.shift, lay.chunk_off, T, H, NBLK,
                                           K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain,
                                           **common)
@@ -1948,7 +2072,8 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
                                     K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **common)
         del dkh
         _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, dal, PiBuf, Xbuf, *per_chunk, NBLK, K=K, BK=BK, C=C,
-                         PREC=groups["P_MAIN"], L=L, DPREC=DA_COMPOSE_PRECISION, num_warps=BWD_DU_WARPS, **common)
+                         PREC=groups["P_MAIN"], L=L, DPREC=DA_COMPOSE_PRECISION, num_warps=BWD_DU_WARPS, **common,
+                         **_nreg("_bwd_du"))
         return dq, dk, dv, du, dS0, dA0
     cache_a = bool(BWD_CACHE_A) and C // SUB > 1
     Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
