@@ -306,7 +306,7 @@ def variants(out, settings=None):
         case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
         if tri.MAXNREG:  # the capped kernels' registers and spills as built
             case["capped_regs"] = {name: kernel_regs(getattr(tri, name)) for name in
-                                   (it.partition("=")[0].strip() for it in tri.MAXNREG.split(","))}
+                                   (it.partition("=")[0].strip() for it in tri.MAXNREG.split(",")) if name}
     sweep_settings(os.path.join(out, "chunk_triton_variants.json"),
                    {"device": torch.cuda.get_device_name(), "cases": []}, settings or VARIANTS, measure)
 

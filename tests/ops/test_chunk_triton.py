@@ -406,8 +406,8 @@ def test_chunk_vla_resolves_its_input_check_after_launching(monkeypatch):
     (64, 1, 0, "newton", 0, "full"), (32, 0, 0, "cholesky", 0, "full"), (16, 1, 0, "cholesky", 0, "full"),
     (64, 1, 0, "newton", 32, "full")])
 def test_backward_with_the_forwards_saved_factors(monkeypatch, chunk, fuse_alpha, cache_a, solver, bwd_sub, form):
-    # SAVE_RINV: the forward (the A chain, or _fwd_alpha with the Newton chain or unfused write directions)
-    # saves every sub-chunk's R^{-1} and the backward loads it (also where it recomputes the A inside a chunk,
+    # SAVE_RINV: the forward (the A chain, or _fwd_factor or _fwd_alpha with the Newton chain, or unfused write
+    # directions) saves every sub-chunk's R^{-1} and the backward loads it (also where it recomputes the A inside a chunk,
     # without the A cache); with backward sub-chunks of another size it is not used. Ragged sequences with
     # offsets, initial states, K = 64 (full width), against the float64 loop.
     from vla.ops.vla.triton import chunk as tri
@@ -694,27 +694,65 @@ class _Spy:
         return launch
 
 
-@pytest.mark.parametrize("chunk,dtype", [(64, torch.float32), (32, torch.float32), (16, torch.float32),
-                                         (64, torch.bfloat16)])
-def test_factor_form_of_the_write_directions(monkeypatch, chunk, dtype):
+@pytest.mark.parametrize("chunk,dtype,form", [(64, torch.float32, "factor"), (32, torch.float32, "factor"),
+                                              (16, torch.float32, "factor"), (64, torch.bfloat16, "factor"),
+                                              (64, torch.float32, "fused"), (32, torch.bfloat16, "fused")])
+def test_factor_form_of_the_write_directions(monkeypatch, chunk, dtype, form):
     # ALPHA_FORM = "factor": the Newton chain stores each chunk's G = U A0 U^T, _fwd_factor factorises it by 16 x 16
     # blocks (one warp per chunk on a GPU), and _fwd_wy_S's per-chunk programs compute the write directions from those
-    # factors before the WY factors. Ragged sequences with offsets, initial states, K != V, chunks of 16 / 32 / 64,
-    # every gradient, against the float64 loop; the factors are those the backward reads, and they are used: spoilt,
-    # the forward's output is wrong
+    # factors before the WY factors; "fused": _fwd_newton_alpha factorises each sub-chunk beside the chain. Ragged
+    # sequences with offsets, two heads, initial states, K != V, chunks of 16 / 32 / 64, every gradient, against the
+    # float64 loop; the inference path (nothing saved) gives the same output bit for bit; with "factor" the factors
+    # are used (spoilt, the output is wrong)
     from vla.ops.vla.triton import chunk as tri
 
-    monkeypatch.setattr(tri, "ALPHA_FORM", "factor")
+    monkeypatch.setattr(tri, "ALPHA_FORM", form)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
     seen = []
     real = tri._fwd_factor
     monkeypatch.setattr(tri, "_fwd_factor", _Spy(real, seen.append))
     cu = torch.tensor([0, 45, 150], dtype=torch.int64)
-    xs = vla_inputs(1, 150, 1, 64, 32)
-    init = [torch.randn(2, 1, 64, 32, dtype=torch.float64), _spd(2, 1, 64)]
+    xs = vla_inputs(1, 150, 2, 64, 32)
+    init = [torch.randn(2, 2, 64, 32, dtype=torch.float64), _spd(2, 2, 64)]
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
     run = dict(dtype=dtype, chunk_size=chunk, hyper=hyper, offsets=[37, 0], cu_seqlens=cu, final=True, init=init)
     _check(_compare(xs, **run), TOL[dtype])
-    assert len(seen) == 1 and seen[0]["C"] == chunk
-    monkeypatch.setattr(tri, "_fwd_factor", _Spy(real, seen.append, after=lambda G, rinv, *rest: rinv.mul_(2)))
-    assert _compare(xs, **run)["o"] > 1e-2
+    assert len(seen) == (form == "factor") and all(kw["C"] == chunk for kw in seen)
+    args = dict(scale=64 ** -0.5, output_final_state=True, offsets=torch.tensor([37, 0]), cu_seqlens=cu,
+                chunk_size=chunk, **hyper)
+    x = [t.to(dtype) for t in xs] + [t.float() for t in init]
+    with torch.no_grad():
+        o_inf, _ = chunk_vla_triton(*x[:4], initial_state=tuple(x[4:]), **args)
+    o_train, _ = chunk_vla_triton(*[t.clone().requires_grad_() for t in x[:4]], initial_state=tuple(x[4:]), **args)
+    assert torch.equal(o_inf, o_train.detach())
+    if form == "factor":
+        monkeypatch.setattr(tri, "_fwd_factor", _Spy(real, seen.append, after=lambda G, rinv, *rest: rinv.mul_(2)))
+        assert _compare(xs, **run)["o"] > 1e-2
+
+
+def test_factor_form_keeps_no_factors_without_save_rinv(monkeypatch):
+    # SAVE_RINV = 0 with ALPHA_FORM = "factor": the write directions still come from _fwd_factor's R^{-1}, but the
+    # backward is not given them (it factorises again), and every gradient stays right
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "ALPHA_FORM", "factor")
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    monkeypatch.setattr(tri, "SAVE_RINV", 0)
+    given = []
+    real = tri._backward
+    monkeypatch.setattr(tri, "_backward", lambda *a, **kw: given.append(a[7]) or real(*a, **kw))
+    xs = vla_inputs(1, 150, 2, 64, 32)
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    _check(_compare(xs, dtype=torch.float32, chunk_size=64, hyper=hyper, offsets=[37], final=True),
+           TOL[torch.float32])
+    assert given == [None]
+
+
+@pytest.mark.parametrize("name,value", [("ALPHA_FORM", "fuse"), ("MAXNREG", "_fwd_wy_S")])
+def test_bad_build_settings_are_named(monkeypatch, name, value):
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, name, value)
+    xs = [t.float() for t in vla_inputs(1, 40, 1, 16, 16)]
+    with pytest.raises(ValueError, match=f"VLA_{name}"):
+        chunk_vla_triton(*xs, scale=0.25, offsets=torch.tensor([0]), chunk_size=16, **HYPER)

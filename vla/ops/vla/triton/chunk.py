@@ -14,21 +14,21 @@ with C1 x C1 factorisations, which keeps the serial A chain short; A is kept onl
 Phase 2 uses chunks of C = chunk_size rows. Only the state chains are sequential over chunks;
 everything else runs one program per (chunk, head). Forward:
 
-  ``_fwd_A_chain_newton`` (the default: CHAIN_SOLVER "auto" resolved to "newton", ALPHA_FORM = "factor", K <= 64,
-                        16-row sub-chunks, _fwd_wy_S's conditions) the Newton A chain, storing each chunk's
-                        G = U A0 U^T too
+  ``_fwd_A_chain_newton`` (the default: CHAIN_SOLVER "auto" resolved to "newton", ALPHA_FORM = "factor", K and V
+                        <= 64, 16-row sub-chunks, _fwd_wy_S's conditions) the Newton A chain, storing each
+                        chunk's G = U A0 U^T too
   ``_fwd_factor``       per chunk, one warp: each sub-chunk's R^{-1} from G (blocked Cholesky), for the write
                         directions and the backward; the write directions then run in _fwd_wy_S (below)
-  ``_fwd_newton_alpha`` (ALPHA_FORM = "fused", or where _fwd_wy_S does not run: V above 64; OVERLAP_CHAIN,
-                        CHAIN_WARPS = ALPHA_WARPS) the Newton A chain and the per-chunk write directions in
-                        one launch: each chunk's alpha_hat is computed as soon as the chain has stored the A
-                        entering it
+  ``_fwd_newton_alpha`` (elsewhere with the Newton chain: ALPHA_FORM = "fused", V above 64, as many chains as SMs
+                        or more, other sub-chunk sizes; K <= 64, OVERLAP_CHAIN, CHAIN_WARPS = ALPHA_WARPS) the
+                        Newton A chain and the per-chunk write directions in one launch: each chunk's alpha_hat
+                        is computed as soon as the chain has stored the A entering it
   ``_fwd_A_chain``      (the Cholesky chain) A at every chunk start (the only serial factorisations,
                         C1 x C1) and, by default, alpha_hat on the way (FUSE_ALPHA)
   ``_fwd_A_chain_newton``, ``_fwd_alpha``  the Newton chain and the write directions in two launches
   ``_fwd_wy``           per chunk: T (by 16 x 16 blocks, kept for the backward), w, uu
   ``_fwd_S_chain``      S at every chunk start and the outputs (matrix products only)
-  ``_fwd_wy_S``         (OVERLAP_CHAIN, the default; K, V <= 64 and fewer chains than SMs) the last two in one
+  ``_fwd_wy_S``         (OVERLAP_CHAIN, the default; K <= 64 and fewer chains than SMs) the last two in one
                         launch: each S chain reads a chunk's WY factors as soon as they are stored; with
                         ALPHA_FORM = "factor" each per-chunk program first computes its chunk's write directions
                         (from the A entering the chunk and _fwd_factor's R^{-1})
@@ -74,7 +74,9 @@ wait ends. In _fwd_wy_S the chains wait on the per-chunk programs: they take the
 below the GPU's SM count (_chains_first), so that a per-chunk program always finds an SM beside the waiting
 chains; elsewhere, and in Triton's interpreter, they take the last tickets (no overlap, no wait). The flags
 only order the work, and the results are bit for bit those of the separate launches
-(tests/ops/test_chunk_triton.py).
+(tests/ops/test_chunk_triton.py) with ALPHA_FORM = "fused"; with "factor" the write directions come from
+_fwd_factor's blocked factorisation in the fused launches and from the sub-chunks' own in the separate ones,
+the same to rounding.
 
 The elimination divides by ``max(pivot, delta_min)``: that is the naive recurrence's clamp, applied
 where the naive loop applies it (the pivot of column i is 1 + u_i^T A_{i-1} u_i). In exact arithmetic
@@ -90,7 +92,10 @@ Precision: phase 1 in fp32 (tf32x3 products), or with one tf32 pass for bf16 inp
 bf16 input) and accumulate in fp32. Saved for the backward:
 alpha_hat (input dtype, [B, T, H, K]), A and S at every chunk start (fp32, [chunks, H, K, K] and
 [chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, by default, the
-16 x 16 R^{-1} of every phase-1 sub-chunk (SAVE_RINV); nothing of T x K^2 elements. The forward's A chain
+16 x 16 R^{-1} of every phase-1 sub-chunk (SAVE_RINV); nothing of T x K^2 elements. With ALPHA_FORM = "factor"
+the forward also holds each chunk's G (fp32, [chunks, H, C, C]) until _fwd_factor has read it: at T = 16k
+(B = 4, H = 16, bf16) the forward alone took 1088 MiB beyond its inputs against 896 MiB with v9's "fused" form;
+forward+backward 3020 MiB both (suite_h200_2026-11-30b_chunk.json, _30a_). The forward's A chain
 is, by default, the Newton chain where a bound allows it (CHAIN_SOLVER = "auto"). No atomic reductions: every
 reduction is done inside one program, so results are bit-identical run to run (the fused launches' ticket
 counter and flags are atomics, but they only order the work). Token row indices are int64 (T = 1M and beyond).
@@ -181,8 +186,9 @@ DA_CHAIN_BLOCK = os.environ.get("VLA_DA_CHAIN_BLOCK", "auto")
 DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "tf32x3")
 # Warps of _bwd_du (8 took forward+backward to 10.62 against 10.00 ms, same run and shapes).
 BWD_DU_WARPS = int(os.environ.get("VLA_BWD_DU_WARPS", "4"))
-# Warps of the per-chunk write directions (_fwd_alpha, or _fwd_newton_alpha, which runs the Newton chain in the
-# same launch with these warps where they equal CHAIN_WARPS) and of the backward's per-chunk phase-2 kernel. Measured on the H200 (same shapes; chunk_triton_v6c_variants.json,
+# Warps of the per-chunk write directions where they have their own kernel (_fwd_alpha, or _fwd_newton_alpha, which
+# runs the Newton chain in the same launch with these warps where they equal CHAIN_WARPS; with ALPHA_FORM = "factor"
+# they run in _fwd_wy_S with its warps) and of the backward's per-chunk phase-2 kernel. Measured on the H200 (same shapes; chunk_triton_v6c_variants.json,
 # chunk_triton_v6d_variants_phase2_w4.json): _fwd_alpha with 2 or 8 warps made the forward slower (11.0 and
 # 12.0 against 10.2 ms); _bwd_phase2 with 4 warps instead of 8 made forward+backward 0.8 ms faster (27.17 and
 # 27.18 against 28.02 and 27.99 ms, alternating runs), with the same errors, and passed the float64 smoke
@@ -221,8 +227,9 @@ BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
 # of tf32x3 did not (chunk_triton_v5b_diagnose.json). Without the loop: fp32 2e-6, bf16 6e-3, fp16 8e-4
 # (chunk_triton_v5c_smoke*.json). The interpreter computes both builds right, so a CPU cannot see this.
 BWD_SINGLE_STATIC = int(os.environ.get("VLA_BWD_SINGLE_STATIC", "1"))
-# Save the R^{-1} (16 x 16) of every phase-1 sub-chunk in the forward (the A chain, or _fwd_alpha with the
-# Newton chain), so that the backward's phase-1 kernels load it instead of running the 16-step
+# Save the R^{-1} (16 x 16) of every phase-1 sub-chunk in the forward (the A chain, _fwd_alpha or _fwd_factor with
+# the Newton chain; with ALPHA_FORM = "factor" they are computed either way, and this only decides whether the
+# backward keeps them), so that the backward's phase-1 kernels load it instead of running the 16-step
 # elimination again (4 of them per chunk in each of the "sub" form's two kernels, 4 in _bwd_phase1_G).
 # Costs NC * H * C * 16 * 4 bytes (64 MB at B = 4, H = 16, T = 16k). Exact. On by default: on the H200 (bf16,
 # B = 4, H = 16, T = 16k, with the A cache) forward+backward 36.9 against 45.2 ms with the Cholesky chain, 35.6 with CHAIN_SOLVER="auto",
@@ -242,8 +249,8 @@ SAVE_RINV = int(os.environ.get("VLA_SAVE_RINV", "1"))
 CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
 BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 # The forward A chain's solver: "cholesky" (16-row factorisations, _fwd_A_chain) or "newton" (matrix
-# products only, _newton_chain; the write directions then come from _alpha_chunk, in one launch with the chain by
-# default, OVERLAP_CHAIN), iterating until
+# products only, _newton_chain; the write directions then come from _alpha_chunk, in _fwd_wy_S from _fwd_factor's
+# factors by default (ALPHA_FORM), else in one launch with the chain, OVERLAP_CHAIN), iterating until
 # the residual bound falls below NEWTON_TOL. "newton" is less accurate when M = I + U A U^T is ill
 # conditioned: in the interpreter, fp32, ragged batch of tests/ops/test_chunk_triton.py's newton test
 # with |u| = 8 (the layer keeps |u| = 1/sqrt(K)), the output's relative error was 1.5e-3 against
@@ -266,7 +273,8 @@ CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "auto")
 NEWTON_MAX_BOUND = float(os.environ.get("VLA_NEWTON_MAX_BOUND", "32"))
 NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
 # Precision of the Newton chain's products but its first Newton-Schulz iterations (which take one tf32 pass anyway);
-# "auto" as PHASE1_PRECISION.
+# "auto" as PHASE1_PRECISION. With ALPHA_FORM = "factor" it is also the precision of the G behind the write
+# directions and the R^{-1} the backward reads (the same as PHASE1_PRECISION's unless one of the two is set).
 CHAIN_PRECISION = os.environ.get("VLA_CHAIN_PRECISION", "auto")
 LAST_CHAIN_SOLVER = None  # the chain the last forward ran ("auto" resolved), for benchmarks to report
 # Largest K and V. Heads wider than 64 (K or V above WIDE_FROM) are taken only with the input dtypes in WIDE_DTYPES
@@ -291,7 +299,8 @@ SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # from the A at every chunk start (0). The chain is latency-bound on a few programs, so the extra,
 # independent products can ride along.
 FUSE_ALPHA = int(os.environ.get("VLA_FUSE_ALPHA", "1"))
-# With the Newton chain: run the chain and the per-chunk write directions in one launch (_fwd_newton_alpha), the
+# With the Newton chain and ALPHA_FORM = "fused": run the chain and the per-chunk write directions in one launch
+# (_fwd_newton_alpha), the
 # write directions of a chunk starting as soon as the chain has stored the A entering it (1), rather than in two
 # launches one after the other (0). The chains are NH = sequences x heads programs (64 at B = 4, H = 16) on an H200's
 # 132 SMs, so the other SMs idle while they run. On the H200 (bf16, B = 4, H = 16, T = 16k) the chain and the write
@@ -316,14 +325,15 @@ BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
 # |G|_F, at most sqrt(C) times the bound, 12), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
 # (chunk_vla_triton's ``pending``), where it keeps the discarded run finite in time.
 NEWTON_MAX_IT = tl.constexpr(20)
-# With the Newton chain (K <= 64, 16-row phase-1 sub-chunks, where _fwd_wy_S runs): where the write directions'
-# factorisations run. "fused": in _fwd_newton_alpha, beside the chain, each 16 x 16 elimination in the same 4-warp
+# With the Newton chain (K and V up to 64, 16-row phase-1 sub-chunks, where _fwd_wy_S runs): where the write
+# directions' factorisations run. "fused": in _fwd_newton_alpha, beside the chain, each 16 x 16 elimination in the same 4-warp
 # program (252 registers, two per SM) as the products around it; "factor": the chain stores each chunk's
 # G = U A0 U^T, _fwd_factor factorises it with one warp per chunk, and _fwd_wy_S's per-chunk programs compute the
 # write directions from those factors before the WY factors. On the H200 (bf16, B = 4, H = 16, T = 16k; forward /
 # forward+backward ms): "fused" 4.16 / 9.85, "factor" 4.13 / 9.52, and with _fwd_wy_S capped at 168 registers
 # (MAXNREG) 3.53 / 9.10 against "fused" with that cap 3.91 / 9.67; at T = 8k through chunk_vla the forward took
-# 1.94 ms (chain 0.76, _fwd_factor 0.20, _fwd_wy_S 0.71) against 2.21 (chunk_triton_v10b_*.json, _v10c_*.json).
+# 1.94 ms (chain 0.76, _fwd_factor 0.20, _fwd_wy_S 0.71; chunk_triton_v10b_variants.json, _v10c_*.json) against 2.21
+# with "fused" (chunk_triton_v10a_fwd_host.json).
 # _fwd_factor on a second stream beside the chains, each chunk as soon as its G was stored, measured and dropped:
 # 3.63 / 9.14 against 3.59 / 9.13 after them, the chains slowed from 0.76 to 0.95 ms at 8k by the programs sharing
 # their SMs (chunk_triton_v10d_*.json).
@@ -334,8 +344,11 @@ ALPHA_FORM = os.environ.get("VLA_ALPHA_FORM", "factor")
 # programs per SM, 10 registers spilt): at T = 16k 3.53 / 9.10 ms against 3.89 / 9.51 uncapped; 160 3.48 / 8.91, 144
 # 3.76 / 9.04, 128 3.62 / 9.54, 184 3.90 / 9.42 (chunk_triton_v10c_variants_maxnreg.json). Caps on
 # _fwd_newton_alpha (168: forward 5.49 against 4.25 ms, 62 registers spilt) and on the backward's kernels (within
-# 0.1 ms) did not help (chunk_triton_v10a_variants_maxnreg.json).
-MAXNREG = os.environ.get("VLA_MAXNREG", "_fwd_wy_S=168")
+# 0.1 ms, or 1.0 ms slower for _bwd_dA_blocks) did not help (chunk_triton_v10a_variants_maxnreg.json).
+# The default cap applies only where it was measured (bf16, K and V up to 64); a cap set through VLA_MAXNREG applies
+# wherever the kernel runs.
+_DEFAULT_MAXNREG = "_fwd_wy_S=168"
+MAXNREG = os.environ.get("VLA_MAXNREG", _DEFAULT_MAXNREG)
 # Every build setting above (each read from the environment variable VLA_<name>), for benchmarks to record.
 SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP32_PRECISION", "BWD_PHASE1_PRECISION",
             "BWD_PHASE1_WARPS", "ALPHA_WARPS", "BWD_PHASE2_WARPS", "BWD_PHASE1_CHUNK", "BWD_FAST_GROUPS",
@@ -365,10 +378,15 @@ def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optiona
     return None
 
 
-def _nreg(kernel: str) -> dict:
-    """The launch option that caps ``kernel``'s registers (MAXNREG), or none."""
-    for item in MAXNREG.split(","):
-        name, _, n = item.partition("=")
+def _nreg(kernel: str, measured: bool = True) -> dict:
+    """The launch option that caps ``kernel``'s registers (MAXNREG), or none; the default caps only where
+    ``measured`` (the configurations they were measured on)."""
+    if MAXNREG == _DEFAULT_MAXNREG and not measured:
+        return {}
+    for item in filter(None, (it.strip() for it in MAXNREG.split(","))):
+        name, eq, n = item.partition("=")
+        if not eq or not n.strip().isdigit():
+            raise ValueError(f"VLA_MAXNREG must be 'kernel=registers,...', got {MAXNREG!r}")
         if name.strip() == kernel:
             return {"maxnreg": int(n)}
     return {}
@@ -1919,6 +1937,8 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     newton = LAST_CHAIN_SOLVER == "newton"
     # the R^{-1} of every phase-1 sub-chunk, for the backward (SAVE_RINV; only while training)
     rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32) if (save and SAVE_RINV) else None
+    if ALPHA_FORM not in ("factor", "fused"):
+        raise ValueError(f"VLA_ALPHA_FORM must be 'factor' or 'fused', got {ALPHA_FORM!r}")
     chain_saves = rinv is not None and not newton and bool(FUSE_ALPHA)
     w = torch.empty_like(k)
     uu = torch.empty_like(v)
@@ -1931,17 +1951,19 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     # launches apart)
     wy_S = bool(OVERLAP_CHAIN) and BK <= 64 and _p2_warps(BK, BV, WY_WARPS) == _p2_warps(BK, BV) and (
         _INTERPRET or _chains_first(N * H, dev))
-    factor = overlapped and wy_S and ALPHA_FORM == "factor" and SUB == 16
+    # (K and V up to 64: V = 128 keeps the launches the H200 timed with it, _fwd_newton_alpha)
+    factor = newton and wy_S and ALPHA_FORM == "factor" and SUB == 16 and BV <= 64
+    wdir_rinv = rinv  # (the write directions' R^{-1}: the backward's where it keeps them)
     if factor:  # the chain with each chunk's G, R^{-1} from G (one warp), the write directions in _fwd_wy_S
-        if rinv is None:
-            rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32)
+        if wdir_rinv is None:
+            wdir_rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32)
         G_chunks = torch.empty(NC, H, C, C, **f32)
         _fwd_A_chain_newton[(N * H,)](
             u, A0 if A0 is not None else A_chunks, A_chunks, A_final, G_chunks, lay.cu, lay.shift, lay.base,
             lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
             STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP, STORE_G=True,
             num_warps=_p1_warps(BK, CHAIN_WARPS))
-        _fwd_factor[(NC, H)](G_chunks, rinv, H, delta_min, C=C, PREC=P1, num_warps=1)
+        _fwd_factor[(NC, H)](G_chunks, wdir_rinv, H, delta_min, C=C, PREC=P1, num_warps=1)
         del G_chunks
     elif overlapped:
         _fwd_newton_alpha[(N * H + NC * H,)](
@@ -1964,7 +1986,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
             FUSE_ALPHA=bool(FUSE_ALPHA), PREC=P1, SAVE_RINV=chain_saves,
             num_warps=_p1_warps(BK, CHAIN_WARPS))
-    if (newton and not overlapped) or (not newton and not FUSE_ALPHA):
+    if not factor and ((newton and not overlapped) or (not newton and not FUSE_ALPHA)):
         _fwd_alpha[(NC, H)](
             u, k, alpha, A_chunks, rinv if rinv is not None else A_chunks, lay.cu, lay.shift, lay.chunk_seq,
             lay.chunk_idx, T, H, eps, delta_min, K=K, BK=BK, C=C, SUB=SUB, IS_VARLEN=lay.is_varlen,
@@ -1980,8 +2002,9 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         _fwd_wy_S[(N * H + NC * H,)](
             q, k, v, alpha, w, uu, Tmat, o, S_in, S_chunks, S_final, _tickets(NC, H, dev), lay.order, lay.cu, lay.shift,
             lay.chunk_off, lay.chunk_seq, lay.chunk_idx, T, H, N * H, NC * H, scale, eps, u, A_chunks,
-            rinv if rinv is not None else A_chunks, delta_min, CHAINS_FIRST=not _INTERPRET, ALPHA=factor, P1=P1,
-            num_warps=_p2_warps(BK, BV), **chain, **p2, **_nreg("_fwd_wy_S"))
+            wdir_rinv if factor else A_chunks, delta_min, CHAINS_FIRST=not _INTERPRET, ALPHA=factor, P1=P1,
+            num_warps=_p2_warps(BK, BV), **chain, **p2,
+            **_nreg("_fwd_wy_S", measured=q.dtype == torch.bfloat16 and max(BK, BV) <= 64))
     else:
         _fwd_wy[(NC, H)](k, v, alpha, w, uu, Tmat, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps,
                          num_warps=_p2_warps(BK, BV, WY_WARPS), **p2)
