@@ -23,8 +23,8 @@ VARIANTS = {
     "as_built": [],
     "no_elimination": [(ELIM, ELIM.replace("range(C)", "range(0)"))],
     "no_write_dirs": [("        KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)\n", "        al = Zt + 0.0 * Kh\n")],
-    "no_A_update": [("        A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)\n\n\n@triton.jit\ndef _wait_for_chunk",
-                     "\n\n@triton.jit\ndef _wait_for_chunk")],
+    "no_A_update": [("        A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)\n\n\n@triton.jit\ndef _fwd_factor",
+                     "\n\n@triton.jit\ndef _fwd_factor")],
 }
 
 

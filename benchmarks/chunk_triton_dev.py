@@ -305,8 +305,7 @@ def variants(out, settings=None):
         case["fwd_ms_T16k"] = bench(f_vla, big, False)[0]
         case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
         if tri.MAXNREG:  # the capped kernels' registers and spills as built
-            case["capped_regs"] = {name: kernel_regs(getattr(tri, name)) for name in
-                                   (it.partition("=")[0].strip() for it in tri.MAXNREG.split(",")) if name}
+            case["capped_regs"] = {name: kernel_regs(getattr(tri, name)) for name in tri.maxnreg_caps(tri.MAXNREG)}
     sweep_settings(os.path.join(out, "chunk_triton_variants.json"),
                    {"device": torch.cuda.get_device_name(), "cases": []}, settings or VARIANTS, measure)
 
@@ -469,8 +468,8 @@ def profile(out):
     for _ in range(2):
         run_triton(*xs)[0].backward(do)
     kern = kernel_ms(lambda: run_triton(*xs)[0].backward(do), 5)  # ms per fwd+bwd
-    regs = {name: kernel_regs(fn) for name, fn in vars(tri).items()
-            if isinstance(fn, triton.runtime.JITFunction) and kernel_regs(fn)}
+    regs = {name: kernel_regs(fn) for name, fn in vars(tri).items() if isinstance(fn, triton.runtime.JITFunction)}
+    regs = {name: r for name, r in regs.items() if r}
     # phase 1 in chunks of 32 rows against the default
     chain = {}
     for sub in (32, tri.PHASE1_CHUNK):

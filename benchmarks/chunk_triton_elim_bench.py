@@ -120,7 +120,7 @@ def bench(dev, out):
             f = lambda: _elim_kernel[(nm,)](Ms, o, 1e-4, V2=v2, num_warps=w)
             f()
             res[f"elim65536_v{v2}_w{w}_ms"] = do_bench(f, warmup=20, rep=100)
-            res[f"elim_v{v2}_w{w}_regs"] = tri_regs(_elim_kernel)
+            res[f"elim_v{v2}_w{w}_regs"] = tdev.kernel_regs(_elim_kernel)
     nc = 16384
     G = make_G(nc, dev)
     rinv = torch.empty(nc, 4, 16, 16, device=dev)
@@ -131,18 +131,10 @@ def bench(dev, out):
                 f = lambda: _factor_kernel[(nc,)](G, rinv, rfac, 1e-4, NB=4, PREC=prec, V2=v2, num_warps=w)
                 f()
                 res[f"factor16384_{prec}_v{v2}_w{w}_ms"] = do_bench(f, warmup=20, rep=100)
-                res[f"factor_{prec}_v{v2}_w{w}_regs"] = tri_regs(_factor_kernel)
+                res[f"factor_{prec}_v{v2}_w{w}_regs"] = tdev.kernel_regs(_factor_kernel)
     print(json.dumps(res, indent=1))
     os.makedirs(out, exist_ok=True)
     tdev.write_json(os.path.join(out, "chunk_triton_elim_bench.json"), res)
-
-
-def tri_regs(fn):
-    out = {}
-    for cache in fn.device_caches.values():
-        for ck in cache[0].values():
-            out = {"n_regs": ck.n_regs, "n_spills": ck.n_spills}
-    return out
 
 
 if __name__ == "__main__":

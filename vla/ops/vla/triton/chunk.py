@@ -122,6 +122,7 @@ forward+backward at T = 16k with v7e's kernels (chunk_triton_v7e_wide_k128.json;
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Optional, Tuple
@@ -378,18 +379,23 @@ def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optiona
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def maxnreg_caps(spec: str) -> dict:
+    """{kernel: registers} of a MAXNREG string ("kernel=registers,...")."""
+    caps = {}
+    for item in filter(None, (it.strip() for it in spec.split(","))):
+        name, eq, n = item.partition("=")
+        if not eq or not n.strip().isdigit():
+            raise ValueError(f"VLA_MAXNREG must be 'kernel=registers,...', got {spec!r}")
+        caps[name.strip()] = int(n)
+    return caps
+
+
 def _nreg(kernel: str, measured: bool = True) -> dict:
     """The launch option that caps ``kernel``'s registers (MAXNREG), or none; the default caps only where
     ``measured`` (the configurations they were measured on)."""
-    if MAXNREG == _DEFAULT_MAXNREG and not measured:
-        return {}
-    for item in filter(None, (it.strip() for it in MAXNREG.split(","))):
-        name, eq, n = item.partition("=")
-        if not eq or not n.strip().isdigit():
-            raise ValueError(f"VLA_MAXNREG must be 'kernel=registers,...', got {MAXNREG!r}")
-        if name.strip() == kernel:
-            return {"maxnreg": int(n)}
-    return {}
+    n = maxnreg_caps(MAXNREG).get(kernel) if measured or MAXNREG != _DEFAULT_MAXNREG else None
+    return {} if n is None else {"maxnreg": n}
 
 
 def settings() -> dict:
@@ -619,9 +625,15 @@ def _kh_al_rows(k, alpha, bos, jb, s, Tn, H, h, dk, kmask, K: tl.constexpr, eps,
 
 
 @triton.jit
-def _store_tile16(ptr, i: tl.constexpr, j: tl.constexpr, X, C: tl.constexpr):
+def _tile16(ptr, i: tl.constexpr, j: tl.constexpr, C: tl.constexpr):
+    """Pointers of the 16 x 16 block (i, j) of a row-major matrix of C columns at ptr."""
     r = tl.arange(0, 16)
-    tl.store(ptr + (16 * i + r)[:, None] * C + (16 * j + r)[None, :], X.to(ptr.dtype.element_ty))
+    return ptr + (16 * i + r)[:, None] * C + (16 * j + r)[None, :]
+
+
+@triton.jit
+def _store_tile16(ptr, i: tl.constexpr, j: tl.constexpr, X, C: tl.constexpr):
+    tl.store(_tile16(ptr, i, j, C), X.to(ptr.dtype.element_ty))
 
 
 @triton.jit
@@ -854,7 +866,7 @@ def _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_
                                            True)
         else:
             Wt, Rinv, Zt = _phase1_chunk(A, U, SUB, delta_min, PREC)
-        if SAVE_RINV and not LOAD_RINV:  # for the backward
+        if SAVE_RINV:  # for the backward
             rs = tl.arange(0, SUB)
             tl.store(_rinv_tile(rinv, c, H, h, C // SUB, b, SUB) + rs[:, None] * SUB + rs[None, :], Rinv)
         KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)
@@ -863,20 +875,7 @@ def _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_
 
 
 @triton.jit
-def _g_block(g, i: tl.constexpr, b: tl.constexpr, C: tl.constexpr):
-    """The 16 x 16 block (i, b) of a row-major C x C matrix at g."""
-    r = tl.arange(0, 16)
-    return tl.load(g + (16 * i + r)[:, None] * C + (16 * b + r)[None, :])
-
-
-@triton.jit
 def _fwd_factor(G_chunks, rinv, H, delta_min, C: tl.constexpr, PREC: tl.constexpr):
-    """_factor_chunk for every chunk (first grid axis) and head (second)."""
-    _factor_chunk(G_chunks, rinv, tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), H, delta_min, C, PREC)
-
-
-@triton.jit
-def _factor_chunk(G_chunks, rinv, c, h, H, delta_min, C: tl.constexpr, PREC: tl.constexpr):
     """For chunk c and head h (ALPHA_FORM = "factor"): the R^{-1} of every 16-row phase-1 sub-chunk from the
     chunk's G = U A0 U^T (the Newton chain's, STORE_G), by a blocked Cholesky factorisation of M = I + G = R R^T
     over 16 x 16 blocks: R_ib = (G_ib - sum_{k<b} R_ik R_bk^T) R_bb^{-T} below the diagonal, and on it the Schur
@@ -884,32 +883,34 @@ def _factor_chunk(G_chunks, rinv, c, h, H, delta_min, C: tl.constexpr, PREC: tl.
     _chol_inverse. Written where SAVE_RINV keeps them ([chunks, H, C / 16, 16, 16]) for _alpha_chunk (LOAD_RINV)
     and the backward. Launched with one warp: the eliminations' exchanges then stay within a warp (on the H200, the
     65536 eliminations of T = 16k took 0.27 ms with one warp against 0.53 ms with four, each program alone)."""
+    c = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
     NB: tl.constexpr = C // 16
     r = tl.arange(0, 16)
     o16 = r[:, None] * 16 + r[None, :]
     eye = (r[:, None] == r[None, :]).to(tl.float32)
     g = G_chunks + (c * H + h) * C * C
-    R0i = _chol_inverse(eye + _g_block(g, 0, 0, C), 16, delta_min)
+    R0i = _chol_inverse(eye + tl.load(_tile16(g, 0, 0, C)), 16, delta_min)
     tl.store(_rinv_tile(rinv, c, H, h, NB, 0, 16) + o16, R0i)
     if NB >= 2:
-        R10 = tl.dot(_g_block(g, 1, 0, C), tl.trans(R0i), input_precision=PREC)
-        R1i = _chol_inverse(eye + _g_block(g, 1, 1, C) - tl.dot(R10, tl.trans(R10), input_precision=PREC), 16,
+        R10 = tl.dot(tl.load(_tile16(g, 1, 0, C)), tl.trans(R0i), input_precision=PREC)
+        R1i = _chol_inverse(eye + tl.load(_tile16(g, 1, 1, C)) - tl.dot(R10, tl.trans(R10), input_precision=PREC), 16,
                             delta_min)
         tl.store(_rinv_tile(rinv, c, H, h, NB, 1, 16) + o16, R1i)
     if NB == 4:
-        R20 = tl.dot(_g_block(g, 2, 0, C), tl.trans(R0i), input_precision=PREC)
-        R30 = tl.dot(_g_block(g, 3, 0, C), tl.trans(R0i), input_precision=PREC)
-        R21 = tl.dot(_g_block(g, 2, 1, C) - tl.dot(R20, tl.trans(R10), input_precision=PREC), tl.trans(R1i),
+        R20 = tl.dot(tl.load(_tile16(g, 2, 0, C)), tl.trans(R0i), input_precision=PREC)
+        R30 = tl.dot(tl.load(_tile16(g, 3, 0, C)), tl.trans(R0i), input_precision=PREC)
+        R21 = tl.dot(tl.load(_tile16(g, 2, 1, C)) - tl.dot(R20, tl.trans(R10), input_precision=PREC), tl.trans(R1i),
                      input_precision=PREC)
-        R31 = tl.dot(_g_block(g, 3, 1, C) - tl.dot(R30, tl.trans(R10), input_precision=PREC), tl.trans(R1i),
+        R31 = tl.dot(tl.load(_tile16(g, 3, 1, C)) - tl.dot(R30, tl.trans(R10), input_precision=PREC), tl.trans(R1i),
                      input_precision=PREC)
-        S2 = (eye + _g_block(g, 2, 2, C) - tl.dot(R20, tl.trans(R20), input_precision=PREC)
+        S2 = (eye + tl.load(_tile16(g, 2, 2, C)) - tl.dot(R20, tl.trans(R20), input_precision=PREC)
               - tl.dot(R21, tl.trans(R21), input_precision=PREC))
         R2i = _chol_inverse(S2, 16, delta_min)
         tl.store(_rinv_tile(rinv, c, H, h, NB, 2, 16) + o16, R2i)
-        R32 = tl.dot(_g_block(g, 3, 2, C) - tl.dot(R30, tl.trans(R20), input_precision=PREC)
+        R32 = tl.dot(tl.load(_tile16(g, 3, 2, C)) - tl.dot(R30, tl.trans(R20), input_precision=PREC)
                      - tl.dot(R31, tl.trans(R21), input_precision=PREC), tl.trans(R2i), input_precision=PREC)
-        S3 = (eye + _g_block(g, 3, 3, C) - tl.dot(R30, tl.trans(R30), input_precision=PREC)
+        S3 = (eye + tl.load(_tile16(g, 3, 3, C)) - tl.dot(R30, tl.trans(R30), input_precision=PREC)
               - tl.dot(R31, tl.trans(R31), input_precision=PREC) - tl.dot(R32, tl.trans(R32), input_precision=PREC))
         tl.store(_rinv_tile(rinv, c, H, h, NB, 3, 16) + o16, _chol_inverse(S3, 16, delta_min))
 
@@ -1490,9 +1491,13 @@ def _bwd_dA_chain_grads(u, k, dal, dkh, du, dk_out, A_chunks, Fbuf, Pbuf, dA_chu
 
 
 @triton.jit
-def _p1_G_chunk(u, A_chunks, Pbuf, gbuf, rinv, c, h, j, bos, Tn, s, H, delta_min, K: tl.constexpr, BK: tl.constexpr,
-                C: tl.constexpr, SUB: tl.constexpr, PREC: tl.constexpr, HAS_RINV: tl.constexpr):
-    """_bwd_phase1_G's work: G into the chunk's slot of gbuf and P = Pi into Pbuf."""
+def _bwd_phase1_G(u, A_chunks, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H, delta_min,
+                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr, IS_VARLEN: tl.constexpr,
+                  PREC: tl.constexpr, HAS_RINV: tl.constexpr):
+    """Per chunk, the first part of the "full" form's phase-1 backward (_bwd_phase1_rest's docstring): G into gbuf,
+    P = Pi into Pbuf."""
+    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    h = tl.program_id(1).to(tl.int64)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     Pi = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
@@ -1516,9 +1521,25 @@ def _p1_G_chunk(u, A_chunks, Pbuf, gbuf, rinv, c, h, j, bos, Tn, s, H, delta_min
 
 
 @triton.jit
-def _p1_rest_chunk(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, Tn, s, H, eps, K: tl.constexpr,
-                   BK: tl.constexpr, C: tl.constexpr, P_WDIR: tl.constexpr, PREC: tl.constexpr):
-    """_bwd_phase1_rest's work, from G in gbuf."""
+def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, cu, shift, chunk_seq, chunk_idx, T, H, eps,
+                     K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr,
+                     PREC: tl.constexpr, P_WDIR: tl.constexpr):
+    """Per chunk, after _bwd_phase1_G: the backward of phase 1 with products over the whole chunk
+    (BWD_PHASE1_FORM = "full"; K <= 64). Inside a chunk A_t = A0 - sum_{i<=t} z_i z_i^T and A_t A0^{-1} = Pi_t = I - sum_{i<=t} z_i g_i^T, with
+    z_i = A0 g_i and g_i = Pi_{i-1}^T u_i / sqrt(delta_i) (G = R^{-1} U for the chunk's M = I + U A0 U^T = R R^T).
+    G comes sub-chunk by sub-chunk from the forward's R^{-1} (G_b = R_b^{-1} U_b Pi_b, Pi_{b+1} = Pi_b - Zt_b^T G_b);
+    then, with a_t = A_t k_hat_t and ga_t the gradient of a_t (rows of a and Ga):
+      Qm = K_hat - tril(K_hat Zt^T) G,  a = Qm A0        (as K_hat A0 - tril(K_hat Zt^T) Zt, Zt = G A0)
+      Pm = Ga - tril(Ga Zt^T) G,        B = Pm A0        (row t = A_t ga_t: the gradient of k_hat_t)
+      dA0 = Pm^T Qm + Pi^T dA1 Pi
+      du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (dA1 + dA1^T) A1      (A1 = Pi A0, the A after the chunk)
+    _bwd_phase1_G stores G (into the chunk's slot of gbuf, [chunks, H, C, K] fp32) and P = Pi; this kernel stores
+    dk, the dA chain's coefficients F = sym(Pm^T Qm) and, for _bwd_du, which takes du once the chain has dA1, a
+    (into the chunk's rows of dal, once read) and B (into gbuf, over G). Precision: PREC for what recomputes the
+    forward (G, Zt, a), P_WDIR for the write directions' backward (GZ, Pm, F, B); du's products are _bwd_du's
+    (P_MAIN, BWD_FAST_GROUPS)."""
+    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    h = tl.program_id(1).to(tl.int64)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
     gslot = gbuf + (c * H + h) * C * K
@@ -1550,42 +1571,6 @@ def _p1_rest_chunk(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, Tn, 
     tl.store(dk_out + offs, _rownorm_bwd(Kh, nk, dKh, eps).to(dk_out.dtype.element_ty), mask=m2)
     tl.debug_barrier()  # every thread has read G before its slot takes B
     tl.store(gslot + r[:, None] * K + dk[None, :], Bm, mask=kmask[None, :])
-
-
-@triton.jit
-def _bwd_phase1_G(u, A_chunks, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx, T, H, delta_min,
-                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SUB: tl.constexpr, IS_VARLEN: tl.constexpr,
-                  PREC: tl.constexpr, HAS_RINV: tl.constexpr):
-    """Per chunk, the first part of the "full" form's phase-1 backward (_bwd_phase1_rest's docstring): G into gbuf,
-    P = Pi into Pbuf."""
-    c = tl.program_id(0).to(tl.int64)
-    h = tl.program_id(1).to(tl.int64)
-    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    _p1_G_chunk(u, A_chunks, Pbuf, gbuf, rinv, c, h, j, bos, Tn, s, H, delta_min, K, BK, C, SUB, PREC, HAS_RINV)
-
-
-@triton.jit
-def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, cu, shift, chunk_seq, chunk_idx, T, H, eps,
-                     K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr,
-                     PREC: tl.constexpr, P_WDIR: tl.constexpr):
-    """Per chunk, after _bwd_phase1_G: the backward of phase 1 with products over the whole chunk
-    (BWD_PHASE1_FORM = "full"; K <= 64). Inside a chunk A_t = A0 - sum_{i<=t} z_i z_i^T and A_t A0^{-1} = Pi_t = I - sum_{i<=t} z_i g_i^T, with
-    z_i = A0 g_i and g_i = Pi_{i-1}^T u_i / sqrt(delta_i) (G = R^{-1} U for the chunk's M = I + U A0 U^T = R R^T).
-    G comes sub-chunk by sub-chunk from the forward's R^{-1} (G_b = R_b^{-1} U_b Pi_b, Pi_{b+1} = Pi_b - Zt_b^T G_b);
-    then, with a_t = A_t k_hat_t and ga_t the gradient of a_t (rows of a and Ga):
-      Qm = K_hat - tril(K_hat Zt^T) G,  a = Qm A0        (as K_hat A0 - tril(K_hat Zt^T) Zt, Zt = G A0)
-      Pm = Ga - tril(Ga Zt^T) G,        B = Pm A0        (row t = A_t ga_t: the gradient of k_hat_t)
-      dA0 = Pm^T Qm + Pi^T dA1 Pi
-      du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (dA1 + dA1^T) A1      (A1 = Pi A0, the A after the chunk)
-    _bwd_phase1_G stores G (into the chunk's slot of gbuf, [chunks, H, C, K] fp32) and P = Pi; this kernel stores
-    dk, the dA chain's coefficients F = sym(Pm^T Qm) and, for _bwd_du, which takes du once the chain has dA1, a
-    (into the chunk's rows of dal, once read) and B (into gbuf, over G). Precision: PREC for what recomputes the
-    forward (G, Zt, a), P_WDIR for the write directions' backward (GZ, Pm, F, B); du's products are _bwd_du's
-    (P_MAIN, BWD_FAST_GROUPS)."""
-    c = tl.program_id(0).to(tl.int64)
-    h = tl.program_id(1).to(tl.int64)
-    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
-    _p1_rest_chunk(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, c, h, j, bos, Tn, s, H, eps, K, BK, C, P_WDIR, PREC)
 
 
 @triton.jit
@@ -1657,9 +1642,8 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, a_rows, PiBuf, Xbuf, cu, shi
     (dA1, the gradient of the A after the chunk, symmetric), from the a and B _bwd_phase1_rest left in a_rows
     (its rows of dal) and gbuf. With L > 0 (the blocked dA chain, DA_CHAIN_BLOCK) dA1 = Pi^T X Pi + Phi from the chain's
     passes (Pi in PiBuf, Phi in dA_chunks, X in Xbuf for the chunk's block), products in DPREC."""
-    c = tl.program_id(0).to(tl.int64)
+    c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
-    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     slot = (c * H + h) * K * K + kk
     A1 = tl.dot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
@@ -1701,7 +1685,7 @@ def _role(t, NH, NW, CHAINS_FIRST: tl.constexpr):
 
 @triton.jit
 def _fwd_wy_S(q, k, v, alpha, w, uu, Tmat, o, S_init, S_chunks, S_final, sync, order, cu, shift, chunk_off,
-              chunk_seq, chunk_idx, T, H, NH, NW, scale, eps, u, A_chunks, rinv, delta_min, K: tl.constexpr,
+              chunk_seq, chunk_idx, T, H, NH, NW, scale, eps, u, A_chunks, rinv, K: tl.constexpr,
               BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, HAS_S0: tl.constexpr,
               STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr, SAVE_CHUNKS: tl.constexpr, PREC: tl.constexpr,
               DOT: tl.constexpr, CHAINS_FIRST: tl.constexpr, ALPHA: tl.constexpr, P1: tl.constexpr):
@@ -1720,7 +1704,7 @@ def _fwd_wy_S(q, k, v, alpha, w, uu, Tmat, o, S_init, S_chunks, S_final, sync, o
         c = tl.load(order + i // H).to(tl.int64)
         h = i % H
         if ALPHA:
-            _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
+            _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, 0.0,
                          K, BK, C, 16, IS_VARLEN, P1, False, True)
             tl.debug_barrier()  # (the write directions, stored by other threads of this program, are read back next)
         _wy_chunk(c, h, k, v, alpha, w, uu, Tmat, cu, shift, chunk_seq, chunk_idx, T, H, eps, K, BK, V, BV, C,
@@ -1954,30 +1938,26 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     # (K and V up to 64: V = 128 keeps the launches the H200 timed with it, _fwd_newton_alpha)
     factor = newton and wy_S and ALPHA_FORM == "factor" and SUB == 16 and BV <= 64
     wdir_rinv = rinv  # (the write directions' R^{-1}: the backward's where it keeps them)
-    if factor:  # the chain with each chunk's G, R^{-1} from G (one warp), the write directions in _fwd_wy_S
-        if wdir_rinv is None:
-            wdir_rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32)
-        G_chunks = torch.empty(NC, H, C, C, **f32)
-        _fwd_A_chain_newton[(N * H,)](
-            u, A0 if A0 is not None else A_chunks, A_chunks, A_final, G_chunks, lay.cu, lay.shift, lay.base,
-            lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
-            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP, STORE_G=True,
-            num_warps=_p1_warps(BK, CHAIN_WARPS))
-        _fwd_factor[(NC, H)](G_chunks, wdir_rinv, H, delta_min, C=C, PREC=P1, num_warps=1)
-        del G_chunks
-    elif overlapped:
+    if overlapped and not factor:
         _fwd_newton_alpha[(N * H + NC * H,)](
             u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, rinv if rinv is not None else A_chunks,
             _tickets(NC, H, dev), lay.order, lay.cu, lay.shift, lay.base, lay.chunk_off, lay.chunk_seq, lay.chunk_idx,
             T, H, N * H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, SUB=SUB,
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
             PREC=P1, SAVE_RINV=rinv is not None, CPREC=CP, num_warps=ALPHA_WARPS, **_nreg("_fwd_newton_alpha"))
-    elif newton:
+    elif newton:  # (with "factor": the chain with each chunk's G, R^{-1} from G with one warp per chunk, and the
+        # write directions in _fwd_wy_S below)
+        G_chunks = torch.empty(NC, H, C, C, **f32) if factor else A_chunks
         _fwd_A_chain_newton[(N * H,)](
-            u, A0 if A0 is not None else A_chunks, A_chunks, A_final, A_chunks, lay.cu, lay.shift, lay.base,
+            u, A0 if A0 is not None else A_chunks, A_chunks, A_final, G_chunks, lay.cu, lay.shift, lay.base,
             lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
-            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP, STORE_G=False,
+            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP, STORE_G=factor,
             num_warps=_p1_warps(BK, CHAIN_WARPS))
+        if factor:
+            if wdir_rinv is None:
+                wdir_rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32)
+            _fwd_factor[(NC, H)](G_chunks, wdir_rinv, H, delta_min, C=C, PREC=P1, num_warps=1)
+        del G_chunks
     else:
         _fwd_A_chain[(N * H,)](
             u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final,
@@ -2002,7 +1982,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         _fwd_wy_S[(N * H + NC * H,)](
             q, k, v, alpha, w, uu, Tmat, o, S_in, S_chunks, S_final, _tickets(NC, H, dev), lay.order, lay.cu, lay.shift,
             lay.chunk_off, lay.chunk_seq, lay.chunk_idx, T, H, N * H, NC * H, scale, eps, u, A_chunks,
-            wdir_rinv if factor else A_chunks, delta_min, CHAINS_FIRST=not _INTERPRET, ALPHA=factor, P1=P1,
+            wdir_rinv if factor else A_chunks, CHAINS_FIRST=not _INTERPRET, ALPHA=factor, P1=P1,
             num_warps=_p2_warps(BK, BV), **chain, **p2,
             **_nreg("_fwd_wy_S", measured=q.dtype == torch.bfloat16 and max(BK, BV) <= 64))
     else:
@@ -2067,7 +2047,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     groups = _bwd_group_precisions(BP)
     ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)  # (the chain's dA in and out)
     if BWD_PHASE1_FORM == "full" and BK <= 64:
-        gbuf = torch.empty(NC, H, C, K, **f32)  # G, then the part of du free of the dA after the chunk
+        gbuf = torch.empty(NC, H, C, K, **f32)  # G, then B (_bwd_phase1_rest), read by _bwd_du
         # (in two launches: in one (a kernel since dropped), forward+backward took 10.50 against 10.41 ms at T = 16k, bf16,
         # on the H200, chunk_triton_v9a_variants.json; with the dA chain in that launch too it took 5.93 ms against
         # 2.86 + 1.68 apart in v8c: the chains' programs held the per-chunk kernel's 120 KB of shared memory, a whole
@@ -2081,20 +2061,19 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
         L = _da_block(lay, N * H, dev)
         if L:  # the blocked chain: dA_chunks takes Phi, Fbuf Pi (_bwd_dA_blocks), Xbuf the dA after each block
             NBLK = triton.cdiv(lay.max_chunks, L)
-            PiBuf = Fbuf
             BlkPi, BlkPhi, Xbuf = torch.empty(3, N * H, NBLK, K, K, **f32)
-            _bwd_dA_blocks[(N * H, NBLK)](Fbuf, Pbuf, PiBuf, dA_chunks, BlkPi, BlkPhi, lay.cu, lay.shift,
+            _bwd_dA_blocks[(N * H, NBLK)](Fbuf, Pbuf, Fbuf, dA_chunks, BlkPi, BlkPhi, lay.cu, lay.shift,
                                           lay.chunk_off, T, H, NBLK, K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION,
                                           num_warps=4, **common, **_nreg("_bwd_dA_blocks"))
             _bwd_dA_block_chain[(N * H,)](BlkPi, BlkPhi, Xbuf, *ends, lay.cu, lay.shift, lay.chunk_off, T, H, NBLK,
                                           K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain,
                                           **common)
         else:
-            NBLK, PiBuf, Xbuf = 1, Fbuf, Fbuf
+            NBLK, Xbuf = 1, Fbuf
             _bwd_dA_chain[(N * H,)](Fbuf, Pbuf, dA_chunks, *ends, Fbuf, lay.cu, lay.shift, lay.chunk_off, T, H,
                                     K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **common)
         del dkh
-        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, dal, PiBuf, Xbuf, *per_chunk, NBLK, K=K, BK=BK, C=C,
+        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, dal, Fbuf, Xbuf, *per_chunk, NBLK, K=K, BK=BK, C=C,
                          PREC=groups["P_MAIN"], L=L, DPREC=DA_COMPOSE_PRECISION, num_warps=BWD_DU_WARPS, **common,
                          **_nreg("_bwd_du"))
         return dq, dk, dv, du, dS0, dA0
