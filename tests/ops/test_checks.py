@@ -167,6 +167,26 @@ def test_the_check_measures_u_and_the_initial_A_in_its_one_pass():
                             defer_finite=True)
     with pytest.raises(ValueError, match="k contains non-finite"):
         info.pending.resolve()
+    # launch() (on CUDA: the witnesses on a side stream, read back without waiting for the main stream) gives the
+    # same norms and the same error; on CPU tensors it leaves the work to resolve()
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for dev in devices:
+        qd, kd, vd, ud, A0d = (x.to(dev) for x in (q, k, v, u, A0))
+        info = check_vla_inputs(qd, kd, vd, ud, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
+                                eps=1e-6, measure_norms=True, initial_state=(None, A0d), offset=0, cu_seqlens=None,
+                                defer_finite=True)
+        info.pending.launch()
+        assert (info.pending._copy is not None) == (dev == "cuda")
+        assert info.pending.resolve() == pytest.approx(
+            check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
+                             eps=1e-6, measure_norms=True, initial_state=(None, A0), offset=0, cu_seqlens=None).norms,
+            rel=1e-5)
+        info = check_vla_inputs(qd, bad_k.to(dev), vd, ud, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3,
+                                delta_min=1e-4, eps=1e-6, measure_norms=True, initial_state=None, offset=0,
+                                cu_seqlens=None, defer_finite=True)
+        info.pending.launch()
+        with pytest.raises(ValueError, match="k contains non-finite"):
+            info.pending.resolve()
     # and nothing is measured unless asked for (the other back ends need no norms)
     info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
                             eps=1e-6, initial_state=(None, A0), offset=0, cu_seqlens=None)

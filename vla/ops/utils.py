@@ -96,20 +96,62 @@ class PendingFinite:
     for the tensors in ``kinds`` ({} when the checks are off). A back end may launch its kernels before
     (check_inputs' ``defer_finite``): the device then starts on them while the host is still at the check, rather
     than waiting for the host at the synchronisation and through the launches that follow; it must call
-    ``resolve()`` before it returns anything."""
+    ``resolve()`` before it returns anything. Calling ``launch()`` before its kernels, it waits in ``resolve()`` for
+    the check alone, not for its kernels."""
 
     def __init__(self, tensors: dict, kinds: dict):
         self.kinds = kinds
         self.xs = {n: x for n, x in tensors.items() if x.numel()} if _CHECK_FINITE else {}
+        self._copy = None  # (pinned host vector, CUDA event) once launch() has run
+
+    def _witnesses(self) -> torch.Tensor:
+        return torch.stack([finite_witness(self.kinds.get(n, "sum"), x) for n, x in self.xs.items()])
+
+    def launch(self) -> None:
+        """On CUDA: compute the witnesses on a side stream now and copy them to pinned host memory there, without
+        waiting. A back end that calls this before launching its kernels then waits in ``resolve()`` only for the
+        witnesses, not for its own kernels, and returns while they run (the side stream reads the inputs
+        concurrently with them). Elsewhere (CPU tensors) it does nothing: ``resolve()`` computes them."""
+        if not self.xs or self._copy is not None:
+            return
+        x0 = next(iter(self.xs.values()))
+        if not x0.is_cuda or torch.cuda.is_current_stream_capturing():
+            return
+        main = torch.cuda.current_stream(x0.device)
+        side = _side_stream(x0.device)
+        side.wait_stream(main)  # (the inputs may still be being written on the main stream)
+        with torch.cuda.stream(side):
+            w = self._witnesses()
+            host = torch.empty(w.shape, dtype=w.dtype, pin_memory=True)
+            host.copy_(w, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(side)
+        self._copy = (host, done)
 
     def resolve(self) -> dict:
         if not self.xs:
             return {}
-        values = torch.stack([finite_witness(self.kinds.get(n, "sum"), x) for n, x in self.xs.items()]).tolist()
+        if self._copy is not None:  # (launch() ran: wait for the side stream's copy only)
+            host, done = self._copy
+            done.synchronize()
+            values = host.tolist()
+        else:
+            values = self._witnesses().tolist()
         for (name, x), w in zip(self.xs.items(), values):
             if not math.isfinite(w) and not bool(torch.isfinite(x).all()):
                 raise ValueError(f"{name} contains non-finite values (NaN or Inf)")
         return {n: w for n, w in zip(self.xs, values) if n in self.kinds}
+
+
+_SIDE_STREAMS: dict = {}
+
+
+def _side_stream(device) -> "torch.cuda.Stream":
+    """One side stream per CUDA device (kept) for PendingFinite.launch."""
+    dev = torch.device(device)
+    if dev not in _SIDE_STREAMS:
+        _SIDE_STREAMS[dev] = torch.cuda.Stream(device=dev)
+    return _SIDE_STREAMS[dev]
 
 
 def _check_float_tensor(name: str, x, ndim: int) -> None:

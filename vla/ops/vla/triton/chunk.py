@@ -2160,8 +2160,9 @@ def chunk_vla_triton(
 
     ``norms``: what the input check measured of u and the initial A (``SeqInfo.norms``), which spares
     CHAIN_SOLVER = "auto" a second pass and synchronisation. ``pending``: instead, the input check still to be
-    resolved (``SeqInfo.pending``, vla.ops.utils.PendingFinite): it is resolved once the kernels are launched, so
-    that the GPU does not wait idle while the host reads the check; "auto" then runs the Newton chain, and runs
+    resolved (``SeqInfo.pending``, vla.ops.utils.PendingFinite): its witnesses are launched on a side stream first
+    and it is resolved once the kernels are launched, so that the GPU does not wait idle while the host reads the
+    check, and the call returns without waiting for the kernels; "auto" then runs the Newton chain, and runs
     again with the Cholesky chain in the rare case the bound the check measured is over NEWTON_MAX_BOUND.
 
     Returns ``(o, final)``: o [B, T, H, V] in q's dtype, final ``(S, A)`` in fp32 or None.
@@ -2172,6 +2173,7 @@ def chunk_vla_triton(
             offsets, cu_seqlens, chunk_size)
     if pending is None:
         return _chunk_vla_triton(*args, norms=norms, speculate=False)[0]
+    pending.launch()  # (the check's witnesses on a side stream, beside the kernels)
     try:
         out, again = _chunk_vla_triton(*args, norms=None, speculate=True)
     except Exception:
