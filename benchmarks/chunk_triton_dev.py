@@ -260,7 +260,7 @@ def diagnose(out):
 
 
 VARIANTS = [dict(), dict(BWD_PHASE1_FORM="sub"), dict(BWD_PHASE1_WARPS=8), dict(CHAIN_SOLVER="cholesky"),
-            dict(OVERLAP_CHAIN=0), dict(NEWTON_TOL=1e-5), dict(PHASE1_CHUNK=32),
+            dict(OVERLAP_CHAIN=0), dict(NEWTON_TOL=1e-9), dict(PHASE1_CHUNK=32),
             dict(PHASE1_PRECISION="tf32x3", CHAIN_PRECISION="tf32x3", BWD_PHASE1_PRECISION="tf32x3")]
 
 
@@ -305,7 +305,8 @@ def variants(out, settings=None):
         case["fwd_ms_T16k"] = bench(f_vla, big, False)[0]
         case["fwdbwd_ms_T16k"], case["fwdbwd_peak_bytes_T16k"] = bench(f_vla, big, True)
         if tri.MAXNREG:  # the capped kernels' registers and spills as built
-            case["capped_regs"] = {name: kernel_regs(getattr(tri, name)) for name in tri.maxnreg_caps(tri.MAXNREG)}
+            case["capped_regs"] = {name: kernel_regs(getattr(tri, name), cap)
+                                   for name, cap in tri.maxnreg_caps(tri.MAXNREG).items()}
     sweep_settings(os.path.join(out, "chunk_triton_variants.json"),
                    {"device": torch.cuda.get_device_name(), "cases": []}, settings or VARIANTS, measure)
 
@@ -450,14 +451,16 @@ def kernel_ms(step, reps):
     return kern
 
 
-def kernel_regs(fn):
+def kernel_regs(fn, maxnreg=None):
     """Registers, spills, warps and shared memory of a Triton kernel's last compiled build on this device ({} if
-    it has not run)."""
+    it has not run); with ``maxnreg``, of its last build with that register cap (a build compiled earlier is reused,
+    not compiled again, when a sweep comes back to its cap)."""
     out = {}
     for cache in fn.device_caches.values():
         for ck in cache[0].values():
-            out = {"n_regs": ck.n_regs, "n_spills": ck.n_spills, "num_warps": ck.metadata.num_warps,
-                   "shared": ck.metadata.shared}
+            if maxnreg is None or getattr(ck.metadata, "maxnreg", None) == maxnreg:
+                out = {"n_regs": ck.n_regs, "n_spills": ck.n_spills, "num_warps": ck.metadata.num_warps,
+                       "shared": ck.metadata.shared}
     return out
 
 

@@ -653,7 +653,7 @@ def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
     seen = {}
     names = ("_fwd_A_chain_newton", "_fwd_alpha", "_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du",
              "_bwd_phase1_compose", "_bwd_phase1_grads")
-    keep = ("PREC", "CPREC", "P_WDIR", "P_CHOL", "P_MAIN")
+    keep = ("PREC", "CPREC", "P_WDIR", "P_CHOL", "P_MAIN", "DPREC")
     for name in names:
         monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: seen.setdefault(n, []).append(
             {key: kw[key] for key in keep if key in kw})))
@@ -675,6 +675,10 @@ def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
         for name in launched:
             for kw in seen[name]:
                 assert set(kw.values()) == {want}, (dtype, form, name, kw)
+    # the Newton-Schulz tolerance follows the chain's precision (NEWTON_TOL = "auto"); a number is taken as given
+    assert (tri._newton_tol("tf32"), tri._newton_tol("tf32x3"), tri._newton_tol("ieee")) == (1e-4, 1e-9, 1e-9)
+    monkeypatch.setattr(tri, "NEWTON_TOL", "3e-7")
+    assert tri._newton_tol("tf32") == 3e-7
 
 
 class _Spy:
@@ -748,7 +752,7 @@ def test_factor_form_keeps_no_factors_without_save_rinv(monkeypatch):
     assert given == [None]
 
 
-@pytest.mark.parametrize("name,value", [("ALPHA_FORM", "fuse"), ("MAXNREG", "_fwd_wy_S")])
+@pytest.mark.parametrize("name,value", [("ALPHA_FORM", "fuse"), ("MAXNREG", "_fwd_wy_S"), ("NEWTON_TOL", "tight")])
 def test_bad_build_settings_are_named(monkeypatch, name, value):
     from vla.ops.vla.triton import chunk as tri
 

@@ -182,9 +182,10 @@ DA_CHAIN_BLOCK = os.environ.get("VLA_DA_CHAIN_BLOCK", "auto")
 # Precision of the blocked chain's last step, in _bwd_du (dA1 = Pi^T X Pi + Phi): one composition per chunk, whose
 # rounding, unlike the chain's, is not carried on. On the H200 (bf16, B = 4, H = 16, T = 16k) one tf32 pass took
 # forward+backward from 10.00 to 9.76 ms (chunk_triton_v9e_variants.json) and du's error against the fp32 PyTorch
-# chunk form from 8.23e-3 to 8.35e-3 (chunk_triton_v9e_check.json, _check_compose_tf32.json); the suite of that
-# build ran tf32x3, which stays the default until a suite has measured the other.
-DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "tf32x3")
+# chunk form from 8.23e-3 to 8.35e-3 (chunk_triton_v9e_check.json, _check_compose_tf32.json); in v11a from 9.16 to
+# 8.88 ms (chunk_triton_v11a_variants.json). "auto" (the default since v11) as PHASE1_PRECISION: one tf32 pass for
+# bf16 inputs with K <= 64, tf32x3 elsewhere.
+DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "auto")
 # Warps of _bwd_du (8 took forward+backward to 10.62 against 10.00 ms, same run and shapes).
 BWD_DU_WARPS = int(os.environ.get("VLA_BWD_DU_WARPS", "4"))
 # Warps of the per-chunk write directions where they have their own kernel (_fwd_alpha, or _fwd_newton_alpha, which
@@ -272,7 +273,13 @@ BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 # so it adds no synchronisation when called through chunk_vla.
 CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "auto")
 NEWTON_MAX_BOUND = float(os.environ.get("VLA_NEWTON_MAX_BOUND", "32"))
-NEWTON_TOL = float(os.environ.get("VLA_NEWTON_TOL", "1e-9"))
+# NEWTON_TOL: where the Newton-Schulz iterations stop (the bound on the residual |I - M X|); "auto": 1e-4 where the
+# chain's products take one tf32 pass (CHAIN_PRECISION resolved to "tf32": bf16 inputs with K <= 64), whose rounding
+# (unit roundoff 2^-11, about 4.9e-4) is above it, and 1e-9 elsewhere. On the H200 (bf16, B = 4, H = 16, T = 16k;
+# forward / forward+backward ms, every other setting the same): 1e-9 3.64 / 9.32, 1e-5 3.47 / 9.16
+# (chunk_triton_v11a_variants.json); 1e-5 3.43 / 8.75 and 3.36 / 8.61, 1e-4 3.29 / 8.50
+# (chunk_triton_v11b_variants.json); the errors against the float64 loop at T = 512 the same to three digits.
+NEWTON_TOL = os.environ.get("VLA_NEWTON_TOL", "auto")
 # Precision of the Newton chain's products but its first Newton-Schulz iterations (which take one tf32 pass anyway);
 # "auto" as PHASE1_PRECISION. With ALPHA_FORM = "factor" it is also the precision of the G behind the write
 # directions and the R^{-1} the backward reads (the same as PHASE1_PRECISION's unless one of the two is set).
@@ -1864,6 +1871,16 @@ def _bwd_group_precisions(base):
     return out
 
 
+def _newton_tol(cprec: str) -> float:
+    """NEWTON_TOL with "auto" resolved for the chain's product precision ``cprec``."""
+    if NEWTON_TOL == "auto":
+        return 1e-4 if cprec == "tf32" else 1e-9
+    try:
+        return float(NEWTON_TOL)
+    except ValueError:
+        raise ValueError(f"VLA_NEWTON_TOL must be 'auto' or a number, got {NEWTON_TOL!r}") from None
+
+
 def _chain_bound(u, A0, lay, lambda0, period, nudge_eps, norms=None):
     """A bound on |U A U^T|_2 over every chunk, for CHAIN_SOLVER = "auto". A only shrinks under
     Sherman-Morrison updates and grows by nudge_eps at each nudge, so |A|_2 <= |A0|_2 + (nudges) nudge_eps,
@@ -1942,7 +1959,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         _fwd_newton_alpha[(N * H + NC * H,)](
             u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, rinv if rinv is not None else A_chunks,
             _tickets(NC, H, dev), lay.order, lay.cu, lay.shift, lay.base, lay.chunk_off, lay.chunk_seq, lay.chunk_idx,
-            T, H, N * H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, SUB=SUB,
+            T, H, N * H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, _newton_tol(CP), K=K, BK=BK, C=C, SUB=SUB,
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
             PREC=P1, SAVE_RINV=rinv is not None, CPREC=CP, num_warps=ALPHA_WARPS, **_nreg("_fwd_newton_alpha"))
     elif newton:  # (with "factor": the chain with each chunk's G, R^{-1} from G with one warp per chunk, and the
@@ -1950,7 +1967,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         G_chunks = torch.empty(NC, H, C, C, **f32) if factor else A_chunks
         _fwd_A_chain_newton[(N * H,)](
             u, A0 if A0 is not None else A_chunks, A_chunks, A_final, G_chunks, lay.cu, lay.shift, lay.base,
-            lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, NEWTON_TOL, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
+            lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, _newton_tol(CP), K=K, BK=BK, C=C, HAS_A0=A0 is not None,
             STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP, STORE_G=factor,
             num_warps=_p1_warps(BK, CHAIN_WARPS))
         if factor:
@@ -2074,7 +2091,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
                                     K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **common)
         del dkh
         _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, dal, Fbuf, Xbuf, *per_chunk, NBLK, K=K, BK=BK, C=C,
-                         PREC=groups["P_MAIN"], L=L, DPREC=DA_COMPOSE_PRECISION, num_warps=BWD_DU_WARPS, **common,
+                         PREC=groups["P_MAIN"], L=L, DPREC=_precision(DA_COMPOSE_PRECISION, q.dtype, K), num_warps=BWD_DU_WARPS, **common,
                          **_nreg("_bwd_du"))
         return dq, dk, dv, du, dS0, dA0
     cache_a = bool(BWD_CACHE_A) and C // SUB > 1
