@@ -638,6 +638,48 @@ def test_blocked_dA_chain_matches_the_serial_chain(monkeypatch, block):
         assert torch.equal(grads[0][i], grads[block][i])
 
 
+@pytest.mark.parametrize("block,dtype", [(1, torch.float32), (3, torch.float32), ("auto", torch.float32),
+                                         (4, torch.bfloat16)])
+def test_blocked_dS_chain_matches_the_serial_chain(monkeypatch, block, dtype):
+    # DS_CHAIN_BLOCK: the dS chain composed over blocks of chunks (_bwd_dS_blocks, the serial pass over the blocks,
+    # then _bwd_dS_chain walking each block from the dS after it) against the chain walking every chunk (0). Blocks
+    # of 1, 3 (a last block cut short) and 4, and "auto"; ragged sequences (3, 10 and 1 chunks of 16, one cut at both
+    # ends by its offset), initial states and final-state cotangents (dS0, the chain's last value, is checked too);
+    # K != V. The forward does not pass through it (bit for bit); fp32 within fp32 rounding of the float64 loop and
+    # of the serial chain; bf16 (the state rounded to bf16 for each step's products, in both) within the bf16 bounds.
+    from vla.ops.vla.triton import chunk as tri
+
+    launched = []
+    for name in ("_bwd_dS_chain", "_bwd_dS_blocks", "_bwd_dS_block_chain"):
+        monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: launched.append((n, kw["L"]))))
+    cu = torch.tensor([0, 40, 190, 201], dtype=torch.int64)
+    K, V = 32, 48
+    xs = vla_inputs(1, 201, 2, K, V)
+    init = [torch.randn(3, 2, K, V, dtype=torch.float64), _spd(3, 2, K)]
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    grads = {}
+    for blk in (0, block):
+        monkeypatch.setattr(tri, "DS_CHAIN_BLOCK", blk)
+        launched.clear()
+        errs = _compare(xs, dtype=dtype, chunk_size=16, hyper=hyper, offsets=[11, 0, 60], cu_seqlens=cu,
+                        final=True, init=init)
+        _check(errs, TOL[dtype])
+        L = {0: 0, "auto": 4}.get(blk, blk)  # ("auto": 10 chunks at most, sqrt(10) nearest 4)
+        assert launched == ([("_bwd_dS_chain", 0)] if blk == 0 else
+                            [("_bwd_dS_blocks", L), ("_bwd_dS_block_chain", L), ("_bwd_dS_chain", L)])
+        x = [t.to(dtype).requires_grad_() if i < 4 else t.float().requires_grad_() for i, t in enumerate(xs + init)]
+        o, (S, A) = chunk_vla_triton(*x[:4], scale=K ** -0.5, initial_state=tuple(x[4:]), output_final_state=True,
+                                     offsets=torch.tensor([11, 0, 60]), cu_seqlens=cu, chunk_size=16, **hyper)
+        g = torch.Generator().manual_seed(1)
+        sum((t.float() * torch.randn(t.shape, generator=g)).sum() for t in (o, S, A)).backward()
+        grads[blk] = [o, S, A] + [t.grad for t in x]
+    for i in range(3):  # the forward
+        assert torch.equal(grads[0][i], grads[block][i])
+    bound = 1e-5 if dtype == torch.float32 else 2e-2
+    for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], grads[0][3:], grads[block][3:]):
+        assert rel_err(a.float(), b.float()) < bound, name
+
+
 def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
     # "auto" (PHASE1_PRECISION, CHAIN_PRECISION, BWD_PHASE1_PRECISION): one tf32 pass only for bf16 inputs with
     # K <= 64 and the "full" backward form (what the H200 measured), tf32x3 for fp32 and fp16 inputs, heads wider

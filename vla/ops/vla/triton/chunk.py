@@ -187,6 +187,10 @@ DA_CHAIN_BLOCK = os.environ.get("VLA_DA_CHAIN_BLOCK", "auto")
 # 8.88 ms (chunk_triton_v11a_variants.json). "auto" (the default since v11) as PHASE1_PRECISION: one tf32 pass for
 # bf16 inputs with K <= 64, tf32x3 elsewhere.
 DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "auto")
+# The backward's dS chain in blocks of this many chunks (_bwd_dS_blocks, _bwd_dS_block_chain, then _bwd_dS_chain
+# walking each block from the dS after it), "auto" (_ds_block) or 0 for the serial chain, one program per sequence
+# and head walking every chunk.
+DS_CHAIN_BLOCK = os.environ.get("VLA_DS_CHAIN_BLOCK", "auto")
 # Warps of _bwd_du (8 took forward+backward to 10.62 against 10.00 ms, same run and shapes).
 BWD_DU_WARPS = int(os.environ.get("VLA_BWD_DU_WARPS", "4"))
 # Warps of the per-chunk write directions where they have their own kernel (_fwd_alpha, or _fwd_newton_alpha, which
@@ -364,7 +368,7 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
             "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "DA_CHAIN_BLOCK",
-            "DA_COMPOSE_PRECISION", "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM")
+            "DA_COMPOSE_PRECISION", "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM", "DS_CHAIN_BLOCK")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -1106,11 +1110,28 @@ def _bwd_prep_dS(q, k, alpha, do, w, Tmat, Gc, cu, shift, chunk_seq, chunk_idx, 
 
 
 @triton.jit
-def _bwd_dS_chain(alpha, w, Gc, dS_chunks, dS_final, dS_init, cu, shift, chunk_off, T, H,
+def _dS_step(dS, alpha, w, bos, j, s, Tn, H, h, dk, kmask, K: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr,
+             DOT: tl.constexpr):
+    """One step of the dS chain without its Gc: (I - w_j^T alpha_j) dS, the state rounded to the input dtype for
+    the products as everywhere in phase 2."""
+    DT: tl.constexpr = alpha.dtype.element_ty
+    row, valid = _rows(bos, j, s, Tn, H, h, C)
+    offs_k = row[:, None] * K + dk[None, :]
+    mk = valid[:, None] & kmask[None, :]
+    Al = tl.load(alpha + offs_k, mask=mk, other=0.0).to(DOT)
+    Wd = tl.load(w + offs_k, mask=mk, other=0.0).to(DOT)
+    t = tl.dot(Al, dS.to(DT).to(DOT), input_precision=PREC).to(DT).to(DOT)
+    return dS - tl.dot(tl.trans(Wd), t, input_precision=PREC)
+
+
+@triton.jit
+def _bwd_dS_chain(alpha, w, Gc, dS_chunks, dS_final, dS_init, Xbuf, cu, shift, chunk_off, T, H, NBLK,
                   K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                   HAS_DSF: tl.constexpr, STORE_DS0: tl.constexpr, IS_VARLEN: tl.constexpr,
-                  PREC: tl.constexpr, DOT: tl.constexpr):
-    """dS at every chunk end, in reverse: dS0 = dS1 - w^T (alpha dS1) + Gc."""
+                  PREC: tl.constexpr, DOT: tl.constexpr, L: tl.constexpr):
+    """dS at every chunk end, in reverse: dS0 = dS1 - w^T (alpha dS1) + Gc. With L = 0 one program per sequence and
+    head walks every chunk; with L > 0 (DS_CHAIN_BLOCK; grid: sequences x heads, blocks) each program walks the L
+    chunks of its block from the dS after the block, which _bwd_dS_block_chain left in Xbuf."""
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
     dk = tl.arange(0, BK)
     dv = tl.arange(0, BV)
@@ -1118,25 +1139,90 @@ def _bwd_dS_chain(alpha, w, Gc, dS_chunks, dS_final, dS_init, cu, shift, chunk_o
     vmask = dv < V
     kv = dk[:, None] * V + dv[None, :]
     kvmask = kmask[:, None] & vmask[None, :]
-    DT: tl.constexpr = alpha.dtype.element_ty
-    if HAS_DSF:
-        dS = tl.load(dS_final + i_nh * K * V + kv, mask=kvmask, other=0.0).to(tl.float32)
+    if L > 0:
+        b = tl.program_id(1)
+        j_end = b * L
+        j = tl.minimum((b + 1) * L, NT) - 1
+        dS = tl.load(Xbuf + (i_nh * NBLK + b) * K * V + kv, mask=kvmask & (j >= j_end), other=0.0)
     else:
-        dS = tl.zeros([BK, BV], dtype=tl.float32)
-    j = NT - 1
-    while j >= 0:
+        j_end = 0
+        j = NT - 1
+        if HAS_DSF:
+            dS = tl.load(dS_final + i_nh * K * V + kv, mask=kvmask, other=0.0).to(tl.float32)
+        else:
+            dS = tl.zeros([BK, BV], dtype=tl.float32)
+    while j >= j_end:
         slot = ((c0 + j) * H + h) * K * V + kv
         tl.store(dS_chunks + slot, dS, mask=kvmask)
-        row, valid = _rows(bos, j, s, Tn, H, h, C)
-        offs_k = row[:, None] * K + dk[None, :]
-        mk = valid[:, None] & kmask[None, :]
-        Al = tl.load(alpha + offs_k, mask=mk, other=0.0).to(DOT)
-        Wd = tl.load(w + offs_k, mask=mk, other=0.0).to(DOT)
-        t = tl.dot(Al, dS.to(DT).to(DOT), input_precision=PREC).to(DT).to(DOT)
-        dS = dS - tl.dot(tl.trans(Wd), t, input_precision=PREC) + tl.load(Gc + slot, mask=kvmask, other=0.0)
+        dS = _dS_step(dS, alpha, w, bos, j, s, Tn, H, h, dk, kmask, K, C, PREC, DOT) + tl.load(
+            Gc + slot, mask=kvmask, other=0.0)
         j -= 1
-    if STORE_DS0:
+    if STORE_DS0 and L == 0:
         tl.store(dS_init + i_nh * K * V + kv, dS, mask=kvmask)
+
+
+@triton.jit
+def _bwd_dS_blocks(alpha, w, Gc, BlkPi, BlkPhi, cu, shift, chunk_off, T, H, NBLK,
+                   K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                   L: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr, DOT: tl.constexpr):
+    """The blocked dS chain's first pass (DS_CHAIN_BLOCK; grid: sequences x heads, blocks). The chain's step
+    dS0 = M_j dS1 + Gc_j, M_j = I - w_j^T alpha_j, is affine in dS1, so a block of L chunks maps the dS after it, X,
+    to Pi X + Phi before it: Pi = M_first ... M_last and Phi the chain over the block from zero, both walked back
+    from the block's last chunk with _bwd_dS_chain's steps (Pi's columns as extra value columns). Stores the block's
+    Pi [K, K] and Phi [K, V]."""
+    b = tl.program_id(1)
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
+    if b * L < NT:
+        dk = tl.arange(0, BK)
+        dv = tl.arange(0, BV)
+        kmask = dk < K
+        vmask = dv < V
+        kv = dk[:, None] * V + dv[None, :]
+        kvmask = kmask[:, None] & vmask[None, :]
+        kk = dk[:, None] * K + dk[None, :]
+        kkmask = kmask[:, None] & kmask[None, :]
+        Pi = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
+        Phi = tl.zeros([BK, BV], dtype=tl.float32)
+        j = tl.minimum((b + 1) * L, NT) - 1
+        while j >= b * L:
+            Phi = _dS_step(Phi, alpha, w, bos, j, s, Tn, H, h, dk, kmask, K, C, PREC, DOT) + tl.load(
+                Gc + ((c0 + j) * H + h) * K * V + kv, mask=kvmask, other=0.0)
+            Pi = _dS_step(Pi, alpha, w, bos, j, s, Tn, H, h, dk, kmask, K, C, PREC, DOT)
+            j -= 1
+        tl.store(BlkPi + (i_nh * NBLK + b) * K * K + kk, Pi, mask=kkmask)
+        tl.store(BlkPhi + (i_nh * NBLK + b) * K * V + kv, Phi, mask=kvmask)
+
+
+@triton.jit
+def _bwd_dS_block_chain(BlkPi, BlkPhi, Xbuf, dS_final, dS_init, cu, shift, chunk_off, T, H, NBLK,
+                        K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                        L: tl.constexpr, HAS_DSF: tl.constexpr, STORE_DS0: tl.constexpr, IS_VARLEN: tl.constexpr,
+                        PREC: tl.constexpr):
+    """The blocked dS chain's second pass (one program per sequence and head): the dS after each block (into Xbuf),
+    serially over the blocks in reverse from the dS after the sequence, X <- Pi_b X + Phi_b (products in PREC, on
+    fp32 operands: tf32x3, about fp32); what is left is the dS before the sequence (dS_init)."""
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
+    dk = tl.arange(0, BK)
+    dv = tl.arange(0, BV)
+    kmask = dk < K
+    vmask = dv < V
+    kv = dk[:, None] * V + dv[None, :]
+    kvmask = kmask[:, None] & vmask[None, :]
+    kk = dk[:, None] * K + dk[None, :]
+    kkmask = kmask[:, None] & kmask[None, :]
+    if HAS_DSF:
+        X = tl.load(dS_final + i_nh * K * V + kv, mask=kvmask, other=0.0).to(tl.float32)
+    else:
+        X = tl.zeros([BK, BV], dtype=tl.float32)
+    b = (NT + L - 1) // L - 1
+    while b >= 0:
+        tl.store(Xbuf + (i_nh * NBLK + b) * K * V + kv, X, mask=kvmask)
+        Pi = tl.load(BlkPi + (i_nh * NBLK + b) * K * K + kk, mask=kkmask, other=0.0)
+        X = tl.dot(Pi, X, input_precision=PREC) + tl.load(BlkPhi + (i_nh * NBLK + b) * K * V + kv, mask=kvmask,
+                                                          other=0.0)
+        b -= 1
+    if STORE_DS0:
+        tl.store(dS_init + i_nh * K * V + kv, X, mask=kvmask)
 
 
 @triton.jit
@@ -1797,6 +1883,20 @@ def _da_block(lay, NH: int, device) -> int:
     return max(4, 1 << round(math.log2(want)))
 
 
+def _ds_block(lay, NH: int, device) -> int:
+    """Chunks per block of the blocked dS chain (DS_CHAIN_BLOCK; 0: the serial chain). "auto": sequences of up to 8
+    chunks keep the serial chain; otherwise the power of two nearest sqrt(chunks), at least 4 (the passes over each
+    block's chunks and the pass over the blocks then take about as many steps)."""
+    if DS_CHAIN_BLOCK != "auto":
+        try:
+            return int(DS_CHAIN_BLOCK)
+        except ValueError:
+            raise ValueError(f"VLA_DS_CHAIN_BLOCK must be 'auto' or a number of chunks, got {DS_CHAIN_BLOCK!r}") from None
+    if lay.max_chunks <= 8:
+        return 0
+    return max(4, 1 << round(math.log2(lay.max_chunks ** 0.5)))
+
+
 def _pow2(x: int) -> int:
     return max(16, triton.next_power_of_2(x))
 
@@ -2033,11 +2133,26 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
                           **_nreg("_bwd_prep_dS"))
     dS_chunks = torch.empty(NC, H, K, V, **f32)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
-    _bwd_dS_chain[(N * H,)](
-        alpha, w, Gc, dS_chunks, dS_final if dS_final is not None else Gc, dS0 if has_S0 else Gc,
-        lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, V=V, BV=BV, C=C,
-        HAS_DSF=dS_final is not None, STORE_DS0=has_S0, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV), **common)
-    del Gc, w
+    ds_flags = dict(HAS_DSF=dS_final is not None, STORE_DS0=has_S0)
+    ds_ends = (dS_final if dS_final is not None else Gc, dS0 if has_S0 else Gc)
+    LS = _ds_block(lay, N * H, dev)
+    if LS:  # the blocked chain: each block's map (_bwd_dS_blocks), the pass over the blocks, then each block's chunks
+        NBS = triton.cdiv(lay.max_chunks, LS)
+        BlkPiS = torch.empty(N * H, NBS, K, K, **f32)
+        BlkPhiS, XbufS = torch.empty(2, N * H, NBS, K, V, **f32)
+        _bwd_dS_blocks[(N * H, NBS)](alpha, w, Gc, BlkPiS, BlkPhiS, lay.cu, lay.shift, lay.chunk_off, T, H, NBS,
+                                     K=K, BK=BK, V=V, BV=BV, C=C, L=LS, PREC=P2, DOT=DOT,
+                                     num_warps=_p2_warps(BK, BV), **common)
+        _bwd_dS_block_chain[(N * H,)](BlkPiS, BlkPhiS, XbufS, *ds_ends, lay.cu, lay.shift, lay.chunk_off, T, H, NBS,
+                                      K=K, BK=BK, V=V, BV=BV, C=C, L=LS, PREC="tf32x3",
+                                      num_warps=_p2_warps(BK, BV), **ds_flags, **common)
+        del BlkPiS, BlkPhiS
+    else:
+        NBS, XbufS = 1, Gc
+    _bwd_dS_chain[(N * H, NBS)](
+        alpha, w, Gc, dS_chunks, *ds_ends, XbufS, lay.cu, lay.shift, lay.chunk_off, T, H, NBS, K=K, BK=BK, V=V, BV=BV,
+        C=C, PREC=P2, DOT=DOT, L=LS, num_warps=_p2_warps(BK, BV), **ds_flags, **common)
+    del Gc, w, XbufS
     dq = torch.empty_like(q)
     dv = torch.empty_like(v)
     dkh = torch.empty(q.shape, **f32)
