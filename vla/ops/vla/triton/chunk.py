@@ -2152,7 +2152,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     _bwd_dS_chain[(N * H, NBS)](
         alpha, w, Gc, dS_chunks, *ds_ends, XbufS, lay.cu, lay.shift, lay.chunk_off, T, H, NBS, K=K, BK=BK, V=V, BV=BV,
         C=C, PREC=P2, DOT=DOT, L=LS, num_warps=_p2_warps(BK, BV), **ds_flags, **common)
-    del Gc, w, XbufS
+    del Gc, w, XbufS, ds_ends  # (ds_ends may hold Gc)
     dq = torch.empty_like(q)
     dv = torch.empty_like(v)
     dkh = torch.empty(q.shape, **f32)
