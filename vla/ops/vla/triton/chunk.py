@@ -1883,16 +1883,20 @@ def _da_block(lay, NH: int, device) -> int:
     return max(4, 1 << round(math.log2(want)))
 
 
-def _ds_block(lay, NH: int, device) -> int:
-    """Chunks per block of the blocked dS chain (DS_CHAIN_BLOCK; 0: the serial chain). "auto": sequences of up to 8
-    chunks keep the serial chain; otherwise the power of two nearest sqrt(chunks), at least 4 (the passes over each
-    block's chunks and the pass over the blocks then take about as many steps)."""
+def _ds_block(lay, wide: bool) -> int:
+    """Chunks per block of the blocked dS chain (DS_CHAIN_BLOCK; 0: the serial chain). "auto": heads wider than 64
+    (``wide``: K or V above 64, where the blocks' K x K and K x V states were not run on a GPU) and sequences of up to
+    8 chunks keep the serial chain; otherwise the power of two nearest sqrt(chunks), at least 4 (the passes over
+    each block's chunks and the pass over the blocks then take about as many steps). On the H200 (bf16, B = 4,
+    H = 16, T = 16k: 256 chunks a sequence) forward+backward took 8.32 ms with blocks of 16 ("auto"), 8.44 with 8,
+    8.51 with 32 and 8.46 with the serial chain (chunk_triton_v12a_variants.json); the dS chain's three launches
+    0.47 ms against its 0.66 alone (chunk_triton_v12a_profile.json, chunk_triton_v11c_profile.json)."""
     if DS_CHAIN_BLOCK != "auto":
         try:
             return int(DS_CHAIN_BLOCK)
         except ValueError:
             raise ValueError(f"VLA_DS_CHAIN_BLOCK must be 'auto' or a number of chunks, got {DS_CHAIN_BLOCK!r}") from None
-    if lay.max_chunks <= 8:
+    if wide or lay.max_chunks <= 8:
         return 0
     return max(4, 1 << round(math.log2(lay.max_chunks ** 0.5)))
 
@@ -2135,7 +2139,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     ds_flags = dict(HAS_DSF=dS_final is not None, STORE_DS0=has_S0)
     ds_ends = (dS_final if dS_final is not None else Gc, dS0 if has_S0 else Gc)
-    LS = _ds_block(lay, N * H, dev)
+    LS = _ds_block(lay, max(BK, BV) > 64)
     if LS:  # the blocked chain: each block's map (_bwd_dS_blocks), the pass over the blocks, then each block's chunks
         NBS = triton.cdiv(lay.max_chunks, LS)
         BlkPiS = torch.empty(N * H, NBS, K, K, **f32)
