@@ -100,7 +100,7 @@ is, by default, the Newton chain where a bound allows it (CHAIN_SOLVER = "auto")
 reduction is done inside one program, so results are bit-identical run to run (the fused launches' ticket
 counter and flags are atomics, but they only order the work). Token row indices are int64 (T = 1M and beyond).
 
-Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v11*,
+Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v12*,
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
 T = 16k: relative L2 errors 5.6e-3 to 8.3e-3, the size of bf16 rounding, final A 1.6e-3 with one tf32 pass in
@@ -108,13 +108,13 @@ phase 1; fp32 inputs: 1e-7 to 1e-6; fp16: up to 8e-4; K = V = 128: up to 5.5e-3 
 cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 64 (chunks of 16 with K = 64 in
 the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
 bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3 of the fp32 PyTorch
-chunk form over all 1M tokens (chunk_triton_v11c_*.json). Where the time goes (chunk_triton_v11c_profile.json;
-B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 8.16 ms in all in the suite
-suite_h200_2026-11-30c_chunk.json): the Newton chain 1.22 (64 serial chains, one program per head), _fwd_factor
-0.39, the write directions with the WY factors and the S chain 1.41, the input check's u norm 0.04 (on a side
-stream, beside the chain), dS prep 0.29, dS chain 0.66, phase-2 grads 0.80, _bwd_phase1_G 0.51, _bwd_phase1_rest
-1.01, the blocked dA chain 0.87 + 0.02 (its steps tf32x3: one tf32 pass in the serial chain left du at 5.5e-2),
-_bwd_du 0.98.
+chunk form over all 1M tokens (chunk_triton_v11c_*.json, the same forward). Where the time goes
+(chunk_triton_v12a_profile.json; B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 8.01 ms in
+all in the suite suite_h200_2026-11-30d_chunk.json): the Newton chain 1.22 (64 serial chains, one program per
+head), _fwd_factor 0.39, the write directions with the WY factors and the S chain 1.40, the input check's u norm
+0.04 (on a side stream, beside the chain), dS prep 0.29, the blocked dS chain 0.19 + 0.05 + 0.23, phase-2 grads
+0.80, _bwd_phase1_G 0.51, _bwd_phase1_rest 1.01, the blocked dA chain 0.87 + 0.02 (its steps tf32x3: one tf32 pass
+in the serial chain left du at 5.5e-2), _bwd_du 0.98.
 K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with v9e, whose
 kernels for it this build keeps (chunk_triton_v9e_smoke_wide_k.json); it took 33.7 ms forward and 158 ms
 forward+backward at T = 16k with v7e's kernels (chunk_triton_v7e_wide_k128.json; its phase-1 kernels spill 1 to
