@@ -187,6 +187,16 @@ def test_the_check_measures_u_and_the_initial_A_in_its_one_pass():
         info.pending.launch()
         with pytest.raises(ValueError, match="k contains non-finite"):
             info.pending.resolve()
+    if torch.cuda.is_available():  # the side stream reads the inputs only once the main stream has written them
+        kd = k.cuda()
+        torch.cuda._sleep(100_000_000)  # (the main stream busy for a while)
+        kd[1, 0, 2, 1] = math.nan  # (enqueued on the main stream behind the sleep)
+        info = check_vla_inputs(q.cuda(), kd, v.cuda(), u.cuda(), lambda0=0.1, scale=None, period=64, nudge_eps=1e-3,
+                                delta_min=1e-4, eps=1e-6, measure_norms=True, initial_state=None, offset=0,
+                                cu_seqlens=None, defer_finite=True)
+        info.pending.launch()
+        with pytest.raises(ValueError, match="k contains non-finite"):
+            info.pending.resolve()
     # and nothing is measured unless asked for (the other back ends need no norms)
     info = check_vla_inputs(q, k, v, u, lambda0=0.1, scale=None, period=64, nudge_eps=1e-3, delta_min=1e-4,
                             eps=1e-6, initial_state=(None, A0), offset=0, cu_seqlens=None)

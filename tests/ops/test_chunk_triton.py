@@ -604,7 +604,7 @@ def test_blocked_dA_chain_matches_the_serial_chain(monkeypatch, block):
     # DA_CHAIN_BLOCK: the "full" form's dA chain composed over blocks of chunks (_bwd_dA_blocks, then the serial pass
     # over blocks, then each chunk's dA in _bwd_du) against the chain walking every chunk (0). Blocks of 1 (each
     # chunk its own block), 2 and 3 (a last block cut short in every sequence here) and "auto"; ragged sequences
-    # (3, 10 and 1 chunks of 16, one cut at both ends by its offset), initial states and final-state cotangents, so
+    # (4, 10 and 2 chunks of 16, one cut at both ends by its offset), initial states and final-state cotangents, so
     # that dA0 (the chain's last value) is checked too; K != V. fp32: both within fp32 rounding of the float64 loop
     # and of each other.
     from vla.ops.vla.triton import chunk as tri
@@ -643,7 +643,7 @@ def test_blocked_dA_chain_matches_the_serial_chain(monkeypatch, block):
 def test_blocked_dS_chain_matches_the_serial_chain(monkeypatch, block, dtype):
     # DS_CHAIN_BLOCK: the dS chain composed over blocks of chunks (_bwd_dS_blocks, the serial pass over the blocks,
     # then _bwd_dS_chain walking each block from the dS after it) against the chain walking every chunk (0). Blocks
-    # of 1, 3 (a last block cut short) and 4, and "auto"; ragged sequences (3, 10 and 1 chunks of 16, one cut at both
+    # of 1, 3 (a last block cut short) and 4, and "auto"; ragged sequences (4, 10 and 2 chunks of 16, one cut at both
     # ends by its offset), initial states and final-state cotangents (dS0, the chain's last value, is checked too);
     # K != V. The forward does not pass through it (bit for bit); fp32 within fp32 rounding of the float64 loop and
     # of the serial chain; bf16 (the state rounded to bf16 for each step's products, in both) within the bf16 bounds.
@@ -683,17 +683,27 @@ def test_blocked_dS_chain_matches_the_serial_chain(monkeypatch, block, dtype):
 
 def test_blocked_dS_chain_auto_and_bad_setting(monkeypatch):
     # "auto" blocks only sequences of more than 8 chunks with K and V up to 64 (what the H200 ran); a number is taken
-    # as given; anything else is named
+    # as given; anything else is named (so is a malformed DA_CHAIN_BLOCK)
     from vla.ops.vla.triton import chunk as tri
 
     lay = tri._layout(1, 64 * 256, torch.tensor([0]), None, 64, 1e-3, "cpu")  # 256 chunks
     short = tri._layout(1, 64 * 8, torch.tensor([0]), None, 64, 1e-3, "cpu")  # 8 chunks
-    assert (tri._ds_block(lay, False), tri._ds_block(lay, True), tri._ds_block(short, False)) == (16, 0, 0)
+    # a packed batch of one sequence of 256 chunks and seven of 8: the blocks' buffers, laid out by the longest
+    # sequence, would be four times what its chunks need
+    ragged = tri._layout(1, 64 * 312, torch.zeros(8, dtype=torch.int64),
+                         torch.tensor([0] + [64 * (256 + 8 * i) for i in range(8)]), 64, 1e-3, "cpu")
+    assert [tri._ds_block(x, 16, "cpu", wide) for x, wide in ((lay, False), (lay, True), (short, False),
+                                                              (ragged, False))] == [16, 0, 0, 0]
+    assert tri._da_block(ragged, 16, "cpu") == 0 and tri._da_block(lay, 16, "cpu") == 16
     monkeypatch.setattr(tri, "DS_CHAIN_BLOCK", "32")
-    assert tri._ds_block(lay, True) == 32
-    monkeypatch.setattr(tri, "DS_CHAIN_BLOCK", "many")
-    with pytest.raises(ValueError, match="VLA_DS_CHAIN_BLOCK"):
-        tri._ds_block(lay, False)
+    assert tri._ds_block(lay, 16, "cpu", True) == 32
+    for bad in ("many", "-4"):
+        monkeypatch.setattr(tri, "DS_CHAIN_BLOCK", bad)
+        with pytest.raises(ValueError, match="VLA_DS_CHAIN_BLOCK"):
+            tri._ds_block(lay, 16, "cpu", False)
+    monkeypatch.setattr(tri, "DA_CHAIN_BLOCK", "many")  # (the dA chain's setting likewise)
+    with pytest.raises(ValueError, match="VLA_DA_CHAIN_BLOCK"):
+        tri._da_block(lay, 16, "cpu")
 
 
 def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
@@ -712,9 +722,10 @@ def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
     names = ("_fwd_A_chain_newton", "_fwd_alpha", "_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du",
              "_bwd_phase1_compose", "_bwd_phase1_grads")
     keep = ("PREC", "CPREC", "P_WDIR", "P_CHOL", "P_MAIN", "DPREC")
+    tols = []
     for name in names:
         monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: seen.setdefault(n, []).append(
-            {key: kw[key] for key in keep if key in kw})))
+            {key: kw[key] for key in keep if key in kw}) or ("tol" in kw and tols.append(kw["tol"]))))
     monkeypatch.setattr(tri, "OVERLAP_CHAIN", 0)
     monkeypatch.setattr(tri, "OVERLAP_DA_CHAIN", 0)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
@@ -733,7 +744,9 @@ def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
         for name in launched:
             for kw in seen[name]:
                 assert set(kw.values()) == {want}, (dtype, form, name, kw)
-    # the Newton-Schulz tolerance follows the chain's precision (NEWTON_TOL = "auto"); a number is taken as given
+    # the Newton-Schulz tolerance follows the chain's precision (NEWTON_TOL = "auto"): each run above handed the
+    # Newton chain 1e-4 with one tf32 pass (bf16, "full"), 1e-9 otherwise; a number is taken as given
+    assert tols == [1e-4, 1e-9, 1e-9, 1e-9]
     assert (tri._newton_tol("tf32"), tri._newton_tol("tf32x3"), tri._newton_tol("ieee")) == (1e-4, 1e-9, 1e-9)
     monkeypatch.setattr(tri, "NEWTON_TOL", "3e-7")
     assert tri._newton_tol("tf32") == 3e-7

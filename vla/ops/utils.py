@@ -96,8 +96,8 @@ class PendingFinite:
     for the tensors in ``kinds`` ({} when the checks are off). A back end may launch its kernels before
     (check_inputs' ``defer_finite``): the device then starts on them while the host is still at the check, rather
     than waiting for the host at the synchronisation and through the launches that follow; it must call
-    ``resolve()`` before it returns anything. Calling ``launch()`` before its kernels, it waits in ``resolve()`` for
-    the check alone, not for its kernels."""
+    ``resolve()`` before it returns anything (and, with ``launch()`` before its kernels, waits there for the check
+    alone)."""
 
     def __init__(self, tensors: dict, kinds: dict):
         self.kinds = kinds
@@ -115,8 +115,11 @@ class PendingFinite:
         if not self.xs or self._copy is not None:
             return
         x0 = next(iter(self.xs.values()))
-        if not x0.is_cuda or torch.cuda.is_current_stream_capturing():
-            return
+        if not x0.is_cuda or not all(x.is_contiguous() for x in self.xs.values()):
+            return  # (a copy made on the side stream would stay in its memory pool)
+        with torch.cuda.device(x0.device):
+            if torch.cuda.is_current_stream_capturing():
+                return
         main = torch.cuda.current_stream(x0.device)
         side = _side_stream(x0.device)
         side.wait_stream(main)  # (the inputs may still be being written on the main stream)

@@ -37,7 +37,12 @@ Backward, in reverse:
 
   ``_bwd_prep_dS``      per chunk, from the forward's T: w and Gc, the part of dS0 not depending on dS1:
                         dS0 = dS1 - w^T (alpha_hat dS1) + Gc
-  ``_bwd_dS_chain``     dS at every chunk end (products only)
+  ``_bwd_dS_blocks``    the dS chain's step composed over blocks of chunks (DS_CHAIN_BLOCK), one program per
+                        block: the block's map from the dS after it (Pi X + Phi)
+  ``_bwd_dS_block_chain`` the dS after each block, serially over the blocks
+  ``_bwd_dS_chain``     dS at every chunk end (products only), each block's chunks from the dS after the block
+                        (or every chunk in one serial chain, for sequences of up to 8 chunks, heads wider than 64
+                        or DS_CHAIN_BLOCK = 0)
   ``_bwd_phase2``       per chunk: dq, dv, phase 2's d k_hat and d alpha_hat
 
 then phase 1, for K <= 64 over whole chunks (BWD_PHASE1_FORM = "full", the default):
@@ -184,12 +189,13 @@ DA_CHAIN_BLOCK = os.environ.get("VLA_DA_CHAIN_BLOCK", "auto")
 # rounding, unlike the chain's, is not carried on. On the H200 (bf16, B = 4, H = 16, T = 16k) one tf32 pass took
 # forward+backward from 10.00 to 9.76 ms (chunk_triton_v9e_variants.json) and du's error against the fp32 PyTorch
 # chunk form from 8.23e-3 to 8.35e-3 (chunk_triton_v9e_check.json, _check_compose_tf32.json); in v11a from 9.16 to
-# 8.88 ms (chunk_triton_v11a_variants.json). "auto" (the default since v11) as PHASE1_PRECISION: one tf32 pass for
+# 8.88 ms (with the chains' prefetch, since dropped; chunk_triton_v11a_variants.json). "auto" (the default since v11) as PHASE1_PRECISION: one tf32 pass for
 # bf16 inputs with K <= 64, tf32x3 elsewhere.
 DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "auto")
 # The backward's dS chain in blocks of this many chunks (_bwd_dS_blocks, _bwd_dS_block_chain, then _bwd_dS_chain
 # walking each block from the dS after it), "auto" (_ds_block) or 0 for the serial chain, one program per sequence
-# and head walking every chunk.
+# and head walking every chunk. The pass over the blocks multiplies fp32 operands in tf32x3 (about fp32), whatever
+# PHASE2_FP32_PRECISION says.
 DS_CHAIN_BLOCK = os.environ.get("VLA_DS_CHAIN_BLOCK", "auto")
 # Warps of _bwd_du (8 took forward+backward to 10.62 against 10.00 ms, same run and shapes).
 BWD_DU_WARPS = int(os.environ.get("VLA_BWD_DU_WARPS", "4"))
@@ -279,11 +285,12 @@ BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 CHAIN_SOLVER = os.environ.get("VLA_CHAIN_SOLVER", "auto")
 NEWTON_MAX_BOUND = float(os.environ.get("VLA_NEWTON_MAX_BOUND", "32"))
 # NEWTON_TOL: where the Newton-Schulz iterations stop (the bound on the residual |I - M X|); "auto": 1e-4 where the
-# chain's products take one tf32 pass (CHAIN_PRECISION resolved to "tf32": bf16 inputs with K <= 64), whose rounding
-# (unit roundoff 2^-11, about 4.9e-4) is above it, and 1e-9 elsewhere. On the H200 (bf16, B = 4, H = 16, T = 16k;
-# forward / forward+backward ms, every other setting the same): 1e-9 3.64 / 9.32, 1e-5 3.47 / 9.16
-# (chunk_triton_v11a_variants.json); 1e-5 3.43 / 8.75 and 3.36 / 8.61, 1e-4 3.29 / 8.50
-# (chunk_triton_v11b_variants.json); the errors against the float64 loop at T = 512 the same to three digits.
+# chain's products take one tf32 pass (CHAIN_PRECISION resolved to "tf32", see _precision: bf16 inputs with K <= 64
+# and the "full" backward), whose rounding (unit roundoff 2^-11, about 4.9e-4) is above it, and 1e-9 elsewhere. On
+# the H200 (bf16, B = 4, H = 16, T = 16k; forward / forward+backward ms): 1e-9 3.64 / 9.32, 1e-5 3.47 / 9.16 (both
+# with the S and dS chains' prefetch, since dropped; chunk_triton_v11a_variants.json); 1e-5 with one tf32 pass in
+# the dA composition 3.43 / 8.75 and 3.36 / 8.61, 1e-4 3.29 / 8.50, both old defaults 3.63 / 8.95
+# (chunk_triton_v11b_variants.json); the errors against the float64 loop at T = 512 within 1 %.
 NEWTON_TOL = os.environ.get("VLA_NEWTON_TOL", "auto")
 # Precision of the Newton chain's products but its first Newton-Schulz iterations (which take one tf32 pass anyway);
 # "auto" as PHASE1_PRECISION. With ALPHA_FORM = "factor" it is also the precision of the G behind the write
@@ -334,7 +341,8 @@ OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # then _grads_chunk) walks the sub-chunks carrying K x K matrices through 16-row products and, in _grads_chunk, dA.
 # K above 64 always runs "sub".
 BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
-# The most Newton-Schulz iterations per chunk. A bound of NEWTON_MAX_BOUND needs 9 to reach NEWTON_TOL = 1e-9 (and
+# The most Newton-Schulz iterations per chunk. A bound of NEWTON_MAX_BOUND needs 9 to reach a tolerance of 1e-9 (the
+# tightest NEWTON_TOL takes by default; 1e-4 needs fewer) (and
 # |G|_F, at most sqrt(C) times the bound, 12), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
 # (chunk_vla_triton's ``pending``), where it keeps the discarded run finite in time.
 NEWTON_MAX_IT = tl.constexpr(20)
@@ -415,7 +423,8 @@ def settings() -> dict:
     return {name: globals()[name] for name in SETTINGS}
 
 
-# The S and dS chains run one program per (sequence, head) with all value columns: a build that split
+# Each program of the S and dS chains (one per sequence and head, or per block of the dS chain) takes all value
+# columns: a build that split
 # the value columns over two programs (32 each) gave wrong outputs on the H200 with triton 3.6 while
 # passing the interpreter tests (chunk_triton_v3_bisect.json); the split is not offered.
 
@@ -519,6 +528,26 @@ def _kk_grid(K: tl.constexpr, BK: tl.constexpr):
     dk = tl.arange(0, BK)
     kmask = dk < K
     return dk, kmask, dk[:, None] * K + dk[None, :], kmask[:, None] & kmask[None, :]
+
+
+@triton.jit
+def _kv_grid(K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr):
+    """A program's K x V index grid: dk = arange(BK), its mask (dk < K), row-major offsets and their mask."""
+    dk = tl.arange(0, BK)
+    dv = tl.arange(0, BV)
+    kmask = dk < K
+    return dk, kmask, dk[:, None] * V + dv[None, :], kmask[:, None] & (dv < V)[None, :]
+
+
+@triton.jit
+def _dS_after(dS_final, i_nh, kv, kvmask, K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr,
+              HAS_DSF: tl.constexpr):
+    """Where the dS chains start: the gradient of the S after the sequence, or 0."""
+    if HAS_DSF:
+        dS = tl.load(dS_final + i_nh * K * V + kv, mask=kvmask, other=0.0).to(tl.float32)
+    else:
+        dS = tl.zeros([BK, BV], dtype=tl.float32)
+    return dS
 
 
 @triton.jit
@@ -1133,12 +1162,7 @@ def _bwd_dS_chain(alpha, w, Gc, dS_chunks, dS_final, dS_init, Xbuf, cu, shift, c
     head walks every chunk; with L > 0 (DS_CHAIN_BLOCK; grid: sequences x heads, blocks) each program walks the L
     chunks of its block from the dS after the block, which _bwd_dS_block_chain left in Xbuf."""
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
-    dk = tl.arange(0, BK)
-    dv = tl.arange(0, BV)
-    kmask = dk < K
-    vmask = dv < V
-    kv = dk[:, None] * V + dv[None, :]
-    kvmask = kmask[:, None] & vmask[None, :]
+    dk, kmask, kv, kvmask = _kv_grid(K, BK, V, BV)
     if L > 0:
         b = tl.program_id(1)
         j_end = b * L
@@ -1147,10 +1171,7 @@ def _bwd_dS_chain(alpha, w, Gc, dS_chunks, dS_final, dS_init, Xbuf, cu, shift, c
     else:
         j_end = 0
         j = NT - 1
-        if HAS_DSF:
-            dS = tl.load(dS_final + i_nh * K * V + kv, mask=kvmask, other=0.0).to(tl.float32)
-        else:
-            dS = tl.zeros([BK, BV], dtype=tl.float32)
+        dS = _dS_after(dS_final, i_nh, kv, kvmask, K, BK, V, BV, HAS_DSF)
     while j >= j_end:
         slot = ((c0 + j) * H + h) * K * V + kv
         tl.store(dS_chunks + slot, dS, mask=kvmask)
@@ -1168,7 +1189,7 @@ def _bwd_dS_blocks(alpha, w, Gc, BlkPi, BlkPhi, cu, shift, chunk_off, T, H, NBLK
     """The blocked dS chain's first pass (DS_CHAIN_BLOCK; grid: sequences x heads, blocks). The chain's step
     dS0 = M_j dS1 + Gc_j, M_j = I - w_j^T alpha_j, is affine in dS1, so a block of L chunks maps the dS after it, X,
     to Pi X + Phi before it: Pi = M_first ... M_last and Phi the chain over the block from zero, both walked back
-    from the block's last chunk with _bwd_dS_chain's steps (Pi's columns as extra value columns). Stores the block's
+    from the block's last chunk with _bwd_dS_chain's steps (Pi through the same step as a K x K state). Stores the block's
     Pi [K, K] and Phi [K, V]."""
     b = tl.program_id(1)
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
@@ -1202,18 +1223,9 @@ def _bwd_dS_block_chain(BlkPi, BlkPhi, Xbuf, dS_final, dS_init, cu, shift, chunk
     serially over the blocks in reverse from the dS after the sequence, X <- Pi_b X + Phi_b (products in PREC, on
     fp32 operands: tf32x3, about fp32); what is left is the dS before the sequence (dS_init)."""
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
-    dk = tl.arange(0, BK)
-    dv = tl.arange(0, BV)
-    kmask = dk < K
-    vmask = dv < V
-    kv = dk[:, None] * V + dv[None, :]
-    kvmask = kmask[:, None] & vmask[None, :]
-    kk = dk[:, None] * K + dk[None, :]
-    kkmask = kmask[:, None] & kmask[None, :]
-    if HAS_DSF:
-        X = tl.load(dS_final + i_nh * K * V + kv, mask=kvmask, other=0.0).to(tl.float32)
-    else:
-        X = tl.zeros([BK, BV], dtype=tl.float32)
+    dk, kmask, kv, kvmask = _kv_grid(K, BK, V, BV)
+    _, _, kk, kkmask = _kk_grid(K, BK)
+    X = _dS_after(dS_final, i_nh, kv, kvmask, K, BK, V, BV, HAS_DSF)
     b = (NT + L - 1) // L - 1
     while b >= 0:
         tl.store(Xbuf + (i_nh * NBLK + b) * K * V + kv, X, mask=kvmask)
@@ -1874,31 +1886,55 @@ def _da_block(lay, NH: int, device) -> int:
     longer), at least 4. On the H200 at T = 16k (B = 4, H = 16, 256 chunks) blocks of 64 took 9.85 ms forward +
     backward, 16 (then "auto") 9.93, 8 10.14 and the serial chain 10.39 (chunk_triton_v9d_variants.json)."""
     if DA_CHAIN_BLOCK != "auto":
-        return int(DA_CHAIN_BLOCK)
-    if lay.max_chunks <= 8:
-        return 0
+        return _block_setting("DA_CHAIN_BLOCK", DA_CHAIN_BLOCK, lay)
     want = lay.max_chunks ** 0.5
     if torch.device(device).type == "cuda":
         want = max(want, lay.max_chunks * NH / (2 * _sm_count(device)))
-    return max(4, 1 << round(math.log2(want)))
+    return _blocks_of(lay, want)
 
 
-def _ds_block(lay, wide: bool) -> int:
-    """Chunks per block of the blocked dS chain (DS_CHAIN_BLOCK; 0: the serial chain). "auto": heads wider than 64
-    (``wide``: K or V above 64, where the blocks' K x K and K x V states were not run on a GPU) and sequences of up to
-    8 chunks keep the serial chain; otherwise the power of two nearest sqrt(chunks), at least 4 (the passes over
-    each block's chunks and the pass over the blocks then take about as many steps). On the H200 (bf16, B = 4,
+def _ds_block(lay, NH: int, device, wide: bool) -> int:
+    """Chunks per block of the blocked dS chain (DS_CHAIN_BLOCK; 0: the serial chain). "auto": the serial chain for
+    heads wider than 64 (``wide``: K or V above 64, where the blocks' K x K and K x V states were not run on a GPU),
+    on a GPU where the NH chains are not fewer than its SMs (the blocks do about three times the chain's arithmetic,
+    which pays only while the chains leave SMs idle; measured with 64 chains on 132 SMs) and where _blocks_of keeps
+    it; otherwise 2^round(log2(sqrt(chunks))) (the passes over each block's chunks and the pass over the blocks then
+    take about as many steps). On the H200 (bf16, B = 4,
     H = 16, T = 16k: 256 chunks a sequence) forward+backward took 8.32 ms with blocks of 16 ("auto"), 8.44 with 8,
     8.51 with 32 and 8.46 with the serial chain (chunk_triton_v12a_variants.json); the dS chain's three launches
     0.47 ms against its 0.66 alone (chunk_triton_v12a_profile.json, chunk_triton_v11c_profile.json)."""
     if DS_CHAIN_BLOCK != "auto":
-        try:
-            return int(DS_CHAIN_BLOCK)
-        except ValueError:
-            raise ValueError(f"VLA_DS_CHAIN_BLOCK must be 'auto' or a number of chunks, got {DS_CHAIN_BLOCK!r}") from None
-    if wide or lay.max_chunks <= 8:
+        return _block_setting("DS_CHAIN_BLOCK", DS_CHAIN_BLOCK, lay)
+    if wide or (torch.device(device).type == "cuda" and NH >= _sm_count(device)):
         return 0
-    return max(4, 1 << round(math.log2(lay.max_chunks ** 0.5)))
+    return _blocks_of(lay, lay.max_chunks ** 0.5)
+
+
+def _blocks_of(lay, want: float) -> int:
+    """A blocked chain's "auto" block: 0 (the serial chain) for sequences of up to 8 chunks, and for batches whose
+    sequences are mostly much shorter than the longest (chunks x sequences more than twice the chunks: the blocks'
+    buffers are laid out by the longest sequence), else 2^round(log2(want)), at least 4."""
+    if lay.max_chunks <= 8 or lay.N * lay.max_chunks > 2 * lay.total_chunks:
+        return 0
+    return max(4, 1 << round(math.log2(want)))
+
+
+def _block_setting(name: str, value, lay) -> int:
+    """A blocked chain's block given as a number (DA_CHAIN_BLOCK, DS_CHAIN_BLOCK), at least what keeps the blocks
+    of the longest sequence within CUDA's 65535 on a grid's second axis; a ValueError naming VLA_<name> for anything
+    but a number >= 0."""
+    n = _number_setting(name, value, int)
+    if n < 0:
+        raise ValueError(f"VLA_{name} must be 'auto' or a number >= 0, got {value!r}")
+    return max(n, triton.cdiv(lay.max_chunks, 65535)) if n else 0
+
+
+def _number_setting(name: str, value, cast):
+    """A build setting given as a number (or its text), cast; a ValueError naming VLA_<name> otherwise."""
+    try:
+        return cast(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"VLA_{name} must be 'auto' or a number, got {value!r}") from None
 
 
 def _pow2(x: int) -> int:
@@ -1980,10 +2016,7 @@ def _newton_tol(cprec: str) -> float:
     """NEWTON_TOL with "auto" resolved for the chain's product precision ``cprec``."""
     if NEWTON_TOL == "auto":
         return 1e-4 if cprec == "tf32" else 1e-9
-    try:
-        return float(NEWTON_TOL)
-    except ValueError:
-        raise ValueError(f"VLA_NEWTON_TOL must be 'auto' or a number, got {NEWTON_TOL!r}") from None
+    return _number_setting("NEWTON_TOL", NEWTON_TOL, float)
 
 
 def _chain_bound(u, A0, lay, lambda0, period, nudge_eps, norms=None):
@@ -2051,6 +2084,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)  # (I + L)^{-1} per chunk; kept for the backward
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
     P1, CP = _precision(PHASE1_PRECISION, q.dtype, K), _precision(CHAIN_PRECISION, q.dtype, K)
+    tol = _newton_tol(CP)
     overlapped = newton and bool(OVERLAP_CHAIN) and BK <= 64 and CHAIN_WARPS == ALPHA_WARPS
     # (the WY factors and the S chain in one launch only where the chains may take the first tickets, what the H200
     # ran, and in the interpreter for the tests; K above 64 with it was timed but not checked there, so it runs the
@@ -2064,7 +2098,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         _fwd_newton_alpha[(N * H + NC * H,)](
             u, k, alpha, A0 if A0 is not None else A_chunks, A_chunks, A_final, rinv if rinv is not None else A_chunks,
             _tickets(NC, H, dev), lay.order, lay.cu, lay.shift, lay.base, lay.chunk_off, lay.chunk_seq, lay.chunk_idx,
-            T, H, N * H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, _newton_tol(CP), K=K, BK=BK, C=C, SUB=SUB,
+            T, H, N * H, eps, delta_min, nudge_eps, 1.0 / lambda0, period, tol=tol, K=K, BK=BK, C=C, SUB=SUB,
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
             PREC=P1, SAVE_RINV=rinv is not None, CPREC=CP, num_warps=ALPHA_WARPS, **_nreg("_fwd_newton_alpha"))
     elif newton:  # (with "factor": the chain with each chunk's G, R^{-1} from G with one warp per chunk, and the
@@ -2072,7 +2106,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         G_chunks = torch.empty(NC, H, C, C, **f32) if factor else A_chunks
         _fwd_A_chain_newton[(N * H,)](
             u, A0 if A0 is not None else A_chunks, A_chunks, A_final, G_chunks, lay.cu, lay.shift, lay.base,
-            lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, _newton_tol(CP), K=K, BK=BK, C=C, HAS_A0=A0 is not None,
+            lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, tol=tol, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
             STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP, STORE_G=factor,
             num_warps=_p1_warps(BK, CHAIN_WARPS))
         if factor:
@@ -2139,11 +2173,12 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     ds_flags = dict(HAS_DSF=dS_final is not None, STORE_DS0=has_S0)
     ds_ends = (dS_final if dS_final is not None else Gc, dS0 if has_S0 else Gc)
-    LS = _ds_block(lay, max(BK, BV) > 64)
+    LS = _ds_block(lay, N * H, dev, max(K, V) > WIDE_FROM)
     if LS:  # the blocked chain: each block's map (_bwd_dS_blocks), the pass over the blocks, then each block's chunks
         NBS = triton.cdiv(lay.max_chunks, LS)
         BlkPiS = torch.empty(N * H, NBS, K, K, **f32)
-        BlkPhiS, XbufS = torch.empty(2, N * H, NBS, K, V, **f32)
+        BlkPhiS = torch.empty(N * H, NBS, K, V, **f32)
+        XbufS = torch.empty(N * H, NBS, K, V, **f32)
         _bwd_dS_blocks[(N * H, NBS)](alpha, w, Gc, BlkPiS, BlkPhiS, lay.cu, lay.shift, lay.chunk_off, T, H, NBS,
                                      K=K, BK=BK, V=V, BV=BV, C=C, L=LS, PREC=P2, DOT=DOT,
                                      num_warps=_p2_warps(BK, BV), **common)
@@ -2310,8 +2345,8 @@ def chunk_vla_triton(
             offsets, cu_seqlens, chunk_size)
     if pending is None:
         return _chunk_vla_triton(*args, norms=norms, speculate=False)[0]
-    pending.launch()  # (the check's witnesses on a side stream, beside the kernels)
     try:
+        pending.launch()  # (the check's witnesses on a side stream, beside the kernels)
         out, again = _chunk_vla_triton(*args, norms=None, speculate=True)
     except Exception:
         pending.resolve()  # (a non-finite input is named first)
