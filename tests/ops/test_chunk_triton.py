@@ -599,43 +599,55 @@ def test_fp32_keeps_fp32_accuracy_with_positive_keys():
     assert rel_err(o, o_ref) < 3e-6 and rel_err(S, S_ref) < 3e-6
 
 
-@pytest.mark.parametrize("block", [1, 2, 3, "auto"])
-def test_blocked_dA_chain_matches_the_serial_chain(monkeypatch, block):
-    # DA_CHAIN_BLOCK: the "full" form's dA chain composed over blocks of chunks (_bwd_dA_blocks, then the serial pass
-    # over blocks, then each chunk's dA in _bwd_du) against the chain walking every chunk (0). Blocks of 1 (each
-    # chunk its own block), 2 and 3 (a last block cut short in every sequence here) and "auto"; ragged sequences
-    # (4, 10 and 2 chunks of 16, one cut at both ends by its offset), initial states and final-state cotangents, so
-    # that dA0 (the chain's last value) is checked too; K != V. fp32: both within fp32 rounding of the float64 loop
-    # and of each other.
+def _blocked_chain_runs(monkeypatch, setting, kernels, block, dtype):
+    """For the blocked-chain tests: ragged sequences (4, 10 and 2 chunks of 16, one cut at both ends by its offset),
+    initial states and final-state cotangents, K != V, run with ``setting`` at 0 (the serial chain) and at ``block``;
+    each run checked against the float64 loop (_compare). Returns ({setting value: the launches of ``kernels``, as
+    (name, L or None)}, {setting value: [o, S, A, dq, dk, dv, du, dS0, dA0]})."""
     from vla.ops.vla.triton import chunk as tri
 
     launched = []
-    for name in ("_bwd_dA_chain", "_bwd_dA_blocks", "_bwd_dA_block_chain"):
-        monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: launched.append(n)))
+    for name in kernels:
+        monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: launched.append((n, kw.get("L")))))
     cu = torch.tensor([0, 40, 190, 201], dtype=torch.int64)
     K, V = 32, 48
     xs = vla_inputs(1, 201, 2, K, V)
     init = [torch.randn(3, 2, K, V, dtype=torch.float64), _spd(3, 2, K)]
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
-    grads = {}
+    launches, runs = {}, {}
     for blk in (0, block):
-        monkeypatch.setattr(tri, "DA_CHAIN_BLOCK", blk)
+        monkeypatch.setattr(tri, setting, blk)
         launched.clear()
-        errs = _compare(xs, dtype=torch.float32, chunk_size=16, hyper=hyper, offsets=[11, 0, 60], cu_seqlens=cu,
+        errs = _compare(xs, dtype=dtype, chunk_size=16, hyper=hyper, offsets=[11, 0, 60], cu_seqlens=cu,
                         final=True, init=init)
-        _check(errs, TOL[torch.float32])
-        assert launched == (["_bwd_dA_chain"] if blk == 0 else ["_bwd_dA_blocks", "_bwd_dA_block_chain"])
-        x = [t.float().requires_grad_() for t in xs + init]
+        _check(errs, TOL[dtype])
+        launches[blk] = list(launched)
+        x = [t.to(dtype).requires_grad_() if i < 4 else t.float().requires_grad_() for i, t in enumerate(xs + init)]
         o, (S, A) = chunk_vla_triton(*x[:4], scale=K ** -0.5, initial_state=tuple(x[4:]), output_final_state=True,
                                      offsets=torch.tensor([11, 0, 60]), cu_seqlens=cu, chunk_size=16, **hyper)
         g = torch.Generator().manual_seed(1)
-        sum((t * torch.randn(t.shape, generator=g)).sum() for t in (o, S, A)).backward()
-        grads[blk] = [t.grad for t in x]
-    for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], grads[0], grads[block]):
+        sum((t.float() * torch.randn(t.shape, generator=g)).sum() for t in (o, S, A)).backward()
+        runs[blk] = [o, S, A] + [t.grad for t in x]
+    return launches, runs
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, "auto"])
+def test_blocked_dA_chain_matches_the_serial_chain(monkeypatch, block):
+    # DA_CHAIN_BLOCK: the "full" form's dA chain composed over blocks of chunks (_bwd_dA_blocks, then the serial pass
+    # over blocks, then each chunk's dA in _bwd_du) against the chain walking every chunk (0). Blocks of 1 (each
+    # chunk its own block), 2 and 3 (a last block cut short in every sequence here) and "auto"; the ragged batch of
+    # _blocked_chain_runs, so that dA0 (the chain's last value) is checked too. fp32: both within fp32 rounding of
+    # the float64 loop and of each other.
+    launches, runs = _blocked_chain_runs(monkeypatch, "DA_CHAIN_BLOCK",
+                                         ("_bwd_dA_chain", "_bwd_dA_blocks", "_bwd_dA_block_chain"), block,
+                                         torch.float32)
+    assert [n for n, _ in launches[0]] == ["_bwd_dA_chain"]
+    assert [n for n, _ in launches[block]] == ["_bwd_dA_blocks", "_bwd_dA_block_chain"]
+    for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], runs[0][3:], runs[block][3:]):
         assert rel_err(a, b) < 1e-5, name
     # the forward and dq, dv, dS0 do not pass through the dA chain: bit for bit
-    for i in (0, 2, 4):
-        assert torch.equal(grads[0][i], grads[block][i])
+    for i in (0, 1, 2, 3, 5, 7):
+        assert torch.equal(runs[0][i], runs[block][i])
 
 
 @pytest.mark.parametrize("block,dtype", [(1, torch.float32), (3, torch.float32), ("auto", torch.float32),
@@ -643,41 +655,20 @@ def test_blocked_dA_chain_matches_the_serial_chain(monkeypatch, block):
 def test_blocked_dS_chain_matches_the_serial_chain(monkeypatch, block, dtype):
     # DS_CHAIN_BLOCK: the dS chain composed over blocks of chunks (_bwd_dS_blocks, the serial pass over the blocks,
     # then _bwd_dS_chain walking each block from the dS after it) against the chain walking every chunk (0). Blocks
-    # of 1, 3 (a last block cut short) and 4, and "auto"; ragged sequences (4, 10 and 2 chunks of 16, one cut at both
-    # ends by its offset), initial states and final-state cotangents (dS0, the chain's last value, is checked too);
-    # K != V. The forward does not pass through it (bit for bit); fp32 within fp32 rounding of the float64 loop and
-    # of the serial chain; bf16 (the state rounded to bf16 for each step's products, in both) within the bf16 bounds.
-    from vla.ops.vla.triton import chunk as tri
-
-    launched = []
-    for name in ("_bwd_dS_chain", "_bwd_dS_blocks", "_bwd_dS_block_chain"):
-        monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: launched.append((n, kw["L"]))))
-    cu = torch.tensor([0, 40, 190, 201], dtype=torch.int64)
-    K, V = 32, 48
-    xs = vla_inputs(1, 201, 2, K, V)
-    init = [torch.randn(3, 2, K, V, dtype=torch.float64), _spd(3, 2, K)]
-    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
-    grads = {}
-    for blk in (0, block):
-        monkeypatch.setattr(tri, "DS_CHAIN_BLOCK", blk)
-        launched.clear()
-        errs = _compare(xs, dtype=dtype, chunk_size=16, hyper=hyper, offsets=[11, 0, 60], cu_seqlens=cu,
-                        final=True, init=init)
-        _check(errs, TOL[dtype])
-        L = {0: 0, "auto": 4}.get(blk, blk)  # ("auto": 10 chunks at most, sqrt(10) nearest 4)
-        assert launched == ([("_bwd_dS_chain", 0)] if blk == 0 else
-                            [("_bwd_dS_blocks", L), ("_bwd_dS_block_chain", L), ("_bwd_dS_chain", L)])
-        x = [t.to(dtype).requires_grad_() if i < 4 else t.float().requires_grad_() for i, t in enumerate(xs + init)]
-        o, (S, A) = chunk_vla_triton(*x[:4], scale=K ** -0.5, initial_state=tuple(x[4:]), output_final_state=True,
-                                     offsets=torch.tensor([11, 0, 60]), cu_seqlens=cu, chunk_size=16, **hyper)
-        g = torch.Generator().manual_seed(1)
-        sum((t.float() * torch.randn(t.shape, generator=g)).sum() for t in (o, S, A)).backward()
-        grads[blk] = [o, S, A] + [t.grad for t in x]
+    # of 1, 3 (a last block cut short) and 4, and "auto"; the ragged batch of _blocked_chain_runs (dS0, the chain's
+    # last value, is checked too). The forward does not pass through it (bit for bit); fp32 within fp32 rounding of
+    # the float64 loop and of the serial chain; bf16 (the state rounded to bf16 for each step's products, in both)
+    # within the bf16 bounds.
+    launches, runs = _blocked_chain_runs(monkeypatch, "DS_CHAIN_BLOCK",
+                                         ("_bwd_dS_chain", "_bwd_dS_blocks", "_bwd_dS_block_chain"), block, dtype)
+    L = {"auto": 4}.get(block, block)  # ("auto": 10 chunks at most, 2^round(log2(sqrt(10))) = 4)
+    assert launches[0] == [("_bwd_dS_chain", 0)]
+    assert launches[block] == [("_bwd_dS_blocks", L), ("_bwd_dS_block_chain", L), ("_bwd_dS_chain", L)]
     for i in range(3):  # the forward
-        assert torch.equal(grads[0][i], grads[block][i])
+        assert torch.equal(runs[0][i], runs[block][i])
     # (bf16: each within bf16 rounding, about 5e-3, of the float64 loop, so within a few times that of each other)
     bound = 1e-5 if dtype == torch.float32 else 2e-2
-    for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], grads[0][3:], grads[block][3:]):
+    for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], runs[0][3:], runs[block][3:]):
         assert rel_err(a.float(), b.float()) < bound, name
 
 

@@ -536,7 +536,8 @@ def _kv_grid(K: tl.constexpr, BK: tl.constexpr, V: tl.constexpr, BV: tl.constexp
     dk = tl.arange(0, BK)
     dv = tl.arange(0, BV)
     kmask = dk < K
-    return dk, kmask, dk[:, None] * V + dv[None, :], kmask[:, None] & (dv < V)[None, :]
+    vmask = dv < V
+    return dk, kmask, dk[:, None] * V + dv[None, :], kmask[:, None] & vmask[None, :]
 
 
 @triton.jit
@@ -1194,6 +1195,7 @@ def _bwd_dS_blocks(alpha, w, Gc, BlkPi, BlkPhi, cu, shift, chunk_off, T, H, NBLK
     b = tl.program_id(1)
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
     if b * L < NT:
+        # (the grid written out, not _kv_grid: with the call inside this branch the compiled code's schedule differs)
         dk = tl.arange(0, BK)
         dv = tl.arange(0, BV)
         kmask = dk < K
