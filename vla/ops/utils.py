@@ -7,6 +7,7 @@ that bad input raises the same ``ValueError`` naming the argument whichever back
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
@@ -146,15 +147,10 @@ class PendingFinite:
         return {n: w for n, w in zip(self.xs, values) if n in self.kinds}
 
 
-_SIDE_STREAMS: dict = {}
-
-
-def _side_stream(device) -> "torch.cuda.Stream":
+@functools.lru_cache(maxsize=None)
+def _side_stream(device: torch.device) -> "torch.cuda.Stream":
     """One side stream per CUDA device (kept) for PendingFinite.launch."""
-    dev = torch.device(device)
-    if dev not in _SIDE_STREAMS:
-        _SIDE_STREAMS[dev] = torch.cuda.Stream(device=dev)
-    return _SIDE_STREAMS[dev]
+    return torch.cuda.Stream(device=device)
 
 
 def _check_float_tensor(name: str, x, ndim: int) -> None:
