@@ -633,17 +633,16 @@ def _blocked_chain_runs(monkeypatch, setting, kernels, block, dtype):
 
 @pytest.mark.parametrize("block", [1, 2, 3, "auto"])
 def test_blocked_dA_chain_matches_the_serial_chain(monkeypatch, block):
-    # DA_CHAIN_BLOCK: the "full" form's dA chain composed over blocks of chunks (_bwd_dA_blocks, the serial pass over
-    # the blocks, then _bwd_dA_chain walking each block from the dA after it) against the chain walking every chunk
-    # (0). Blocks of 1 (each chunk its own block), 2 and 3 (a last block cut short in every sequence here) and
-    # "auto"; the ragged batch of _blocked_chain_runs, so that dA0 (the chain's last value) is checked too. fp32:
-    # both within fp32 rounding of the float64 loop and of each other.
+    # DA_CHAIN_BLOCK: the "full" form's dA chain composed over blocks of chunks (_bwd_dA_blocks, then the serial pass
+    # over blocks, then each chunk's dA in _bwd_du) against the chain walking every chunk (0). Blocks of 1 (each
+    # chunk its own block), 2 and 3 (a last block cut short in every sequence here) and "auto"; the ragged batch of
+    # _blocked_chain_runs, so that dA0 (the chain's last value) is checked too. fp32: both within fp32 rounding of
+    # the float64 loop and of each other.
     launches, runs = _blocked_chain_runs(monkeypatch, "DA_CHAIN_BLOCK",
                                          ("_bwd_dA_chain", "_bwd_dA_blocks", "_bwd_dA_block_chain"), block,
                                          torch.float32)
-    L = {"auto": 4}.get(block, block)  # ("auto": 10 chunks at most, 2^round(log2(sqrt(10))) = 4)
-    assert launches[0] == [("_bwd_dA_chain", 0)]
-    assert launches[block] == [("_bwd_dA_blocks", L), ("_bwd_dA_block_chain", L), ("_bwd_dA_chain", L)]
+    assert [n for n, _ in launches[0]] == ["_bwd_dA_chain"]
+    assert [n for n, _ in launches[block]] == ["_bwd_dA_blocks", "_bwd_dA_block_chain"]
     for name, a, b in zip(["dq", "dk", "dv", "du", "dS0", "dA0"], runs[0][3:], runs[block][3:]):
         assert rel_err(a, b) < 1e-5, name
     # the forward and dq, dv, dS0 do not pass through the dA chain: bit for bit

@@ -51,11 +51,10 @@ then phase 1, for K <= 64 over whole chunks (BWD_PHASE1_FORM = "full", the defau
   ``_bwd_phase1_rest``  per chunk: dk, the write directions a and their gradient's image B (kept for _bwd_du),
                         and the dA chain's coefficients F from C-row products (formulas in its docstring)
   ``_bwd_dA_blocks``    the dA chain's step dA0 = P^T dA1 P + F composed over blocks of chunks (DA_CHAIN_BLOCK),
-                        two programs per block (its map's two parts): the block's map from the dA after it
-  ``_bwd_dA_block_chain`` the dA after each block, serially over the blocks
-  ``_bwd_dA_chain``     dA at every chunk end, each block's chunks from the dA after the block (or every chunk in
-                        one serial chain, for sequences of up to 8 chunks or DA_CHAIN_BLOCK = 0)
-  ``_bwd_du``           per chunk: du
+                        one program per block: each chunk's map from the dA after its block
+  ``_bwd_dA_block_chain`` the dA after each block, serially over the blocks (or ``_bwd_dA_chain``, every chunk
+                        in one serial chain, for sequences of up to 8 chunks or DA_CHAIN_BLOCK = 0)
+  ``_bwd_du``           per chunk: the dA after the chunk from its block's, then du
 
 or sub-chunk by sub-chunk ("sub", and always for K above 64):
 
@@ -182,11 +181,17 @@ BWD_PHASE1_PRECISION = os.environ.get("VLA_BWD_PHASE1_PRECISION", "auto")
 # the same errors against the float64 loop; 2 warps took 210 ms (benchmarks/results/chunk_triton_v6b_variants.json,
 # chunk_triton_v6c_variants.json).
 BWD_PHASE1_WARPS = int(os.environ.get("VLA_BWD_PHASE1_WARPS", "4"))
-# The "full" form's dA chain in blocks of this many chunks (_bwd_dA_blocks, _bwd_dA_block_chain, then _bwd_dA_chain
-# walking each block from the dA after it), "auto" (_da_block) or 0 for the serial chain (_bwd_dA_chain), one
-# program per sequence and head walking every chunk. Until v13 each chunk's dA was composed in _bwd_du from
-# per-chunk maps the first pass stored (DA_COMPOSE_PRECISION, since removed).
+# The "full" form's dA chain in blocks of this many chunks (_bwd_dA_blocks, _bwd_dA_block_chain, and _bwd_du
+# composing each chunk's dA), "auto" (_da_block) or 0 for the serial chain (_bwd_dA_chain), one program per
+# sequence and head walking every chunk.
 DA_CHAIN_BLOCK = os.environ.get("VLA_DA_CHAIN_BLOCK", "auto")
+# Precision of the blocked chain's last step, in _bwd_du (dA1 = Pi^T X Pi + Phi): one composition per chunk, whose
+# rounding, unlike the chain's, is not carried on. On the H200 (bf16, B = 4, H = 16, T = 16k) one tf32 pass took
+# forward+backward from 10.00 to 9.76 ms (chunk_triton_v9e_variants.json) and du's error against the fp32 PyTorch
+# chunk form from 8.23e-3 to 8.35e-3 (chunk_triton_v9e_check.json, _check_compose_tf32.json); in v11a from 9.16 to
+# 8.88 ms (with the chains' prefetch, since dropped; chunk_triton_v11a_variants.json). "auto" (the default since v11) as PHASE1_PRECISION: one tf32 pass for
+# bf16 inputs with K <= 64, tf32x3 elsewhere.
+DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "auto")
 # The backward's dS chain in blocks of this many chunks (_bwd_dS_blocks, _bwd_dS_block_chain, then _bwd_dS_chain
 # walking each block from the dS after it), "auto" (_ds_block) or 0 for the serial chain, one program per sequence
 # and head walking every chunk. The pass over the blocks multiplies fp32 operands in tf32x3 (about fp32), whatever
@@ -370,7 +375,7 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
             "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "DA_CHAIN_BLOCK",
-            "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM", "DS_CHAIN_BLOCK")
+            "DA_COMPOSE_PRECISION", "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM", "DS_CHAIN_BLOCK")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -1375,20 +1380,18 @@ def _bwd_phase1_compose(u, k, dal, A_chunks, Fbuf, Pbuf, Acache, rinv, cu, shift
 
 
 @triton.jit
-def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, tmp, cu, shift, chunk_off, T, H, Xbuf, NBLK,
+def _bwd_dA_chain(Fbuf, Pbuf, dA_chunks, dA_final, dA_init, tmp, cu, shift, chunk_off, T, H,
                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
                   HAS_DAF: tl.constexpr, STORE_DA0: tl.constexpr, IS_VARLEN: tl.constexpr,
-                  PREC: tl.constexpr, L: tl.constexpr):
-    """dA at every chunk end, in reverse: dA0 = P^T dA1 P + F (a nudge passes dA through). With L = 0 one program per
-    sequence and head walks every chunk (for K above 64 by 64 x 64 blocks through global memory, _dA_chain_blocked;
-    tmp: [sequences x heads, K, K] fp32); with L > 0 (DA_CHAIN_BLOCK, K <= 64; grid: sequences x heads, blocks) each
-    program walks the L chunks of its block from the dA after the block, which _bwd_dA_block_chain left in Xbuf."""
+                  PREC: tl.constexpr):
+    """dA at every chunk end, in reverse: dA0 = P^T dA1 P + F (a nudge passes dA through). For K above 64,
+    by 64 x 64 blocks through global memory (_dA_chain_blocked; tmp: [sequences x heads, K, K] fp32)."""
     if BK > 64:
         _dA_chain_blocked(tl.program_id(0).to(tl.int64), Fbuf, Pbuf, dA_chunks, dA_final, dA_init, tmp, cu, shift,
                           chunk_off, T, H, K, BK, C, HAS_DAF, STORE_DA0, IS_VARLEN, PREC)
     else:
         _dA_chain(tl.program_id(0).to(tl.int64), Fbuf, Pbuf, dA_chunks, dA_final, dA_init, dA_init, cu, shift,
-                  chunk_off, T, H, K, BK, C, HAS_DAF, STORE_DA0, IS_VARLEN, PREC, False, Xbuf, NBLK, L)
+                  chunk_off, T, H, K, BK, C, HAS_DAF, STORE_DA0, IS_VARLEN, PREC, False)
 
 
 @triton.jit
@@ -1468,36 +1471,28 @@ def _dA_after(dA_final, i_nh, kk, kkmask, K: tl.constexpr, BK: tl.constexpr, HAS
 @triton.jit
 def _dA_chain(i_nh, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, flags, cu, shift, chunk_off, T, H,
               K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, HAS_DAF: tl.constexpr, STORE_DA0: tl.constexpr,
-              IS_VARLEN: tl.constexpr, PREC: tl.constexpr, SIGNAL: tl.constexpr, Xbuf, NBLK, L: tl.constexpr):
-    """The dA chain of (sequence x head) i_nh (_bwd_dA_chain): every chunk, or with L > 0 the chunks of block
-    tl.program_id(1) from the dA after it (in Xbuf). SIGNAL: set a chunk's flag (flags[chunk * H + head] = 1,
-    release) once the dA at its end is stored, for _bwd_dA_chain_grads."""
+              IS_VARLEN: tl.constexpr, PREC: tl.constexpr, SIGNAL: tl.constexpr):
+    """The dA chain of (sequence x head) i_nh (_bwd_dA_chain). SIGNAL: set a chunk's flag (flags[chunk * H +
+    head] = 1, release) once the dA at its end is stored, for _bwd_dA_chain_grads."""
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(i_nh, cu, shift, chunk_off, T, H, C, IS_VARLEN)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
-    if L > 0:
-        b = tl.program_id(1)
-        j_end = b * L
-        j = tl.minimum((b + 1) * L, NT) - 1
-        dA = tl.load(Xbuf + (i_nh * NBLK + b) * K * K + kk, mask=kkmask & (j >= j_end), other=0.0)
-    else:
-        j_end = 0
-        j = NT - 1
-        dA = _dA_after(dA_final, i_nh, kk, kkmask, K, BK, HAS_DAF)
-    slot = ((c0 + tl.maximum(j, 0)) * H + h) * K * K + kk
-    P_next = tl.load(Pbuf + slot, mask=kkmask & (j >= j_end), other=0.0)
-    F_next = tl.load(Fbuf + slot, mask=kkmask & (j >= j_end), other=0.0)
-    while j >= j_end:  # the coefficients of chunk j - 1 are loaded while chunk j's products run
+    dA = _dA_after(dA_final, i_nh, kk, kkmask, K, BK, HAS_DAF)
+    j = NT - 1
+    slot = ((c0 + j) * H + h) * K * K + kk
+    P_next = tl.load(Pbuf + slot, mask=kkmask & (j >= 0), other=0.0)
+    F_next = tl.load(Fbuf + slot, mask=kkmask & (j >= 0), other=0.0)
+    while j >= 0:  # the coefficients of chunk j - 1 are loaded while chunk j's products run
         tl.store(dA_chunks + slot, dA, mask=kkmask)
         if SIGNAL:
             _set_flag(flags + (c0 + j) * H + h)
         P = P_next
         F = F_next
         slot = ((c0 + tl.maximum(j - 1, 0)) * H + h) * K * K + kk
-        P_next = tl.load(Pbuf + slot, mask=kkmask & (j > j_end), other=0.0)
-        F_next = tl.load(Fbuf + slot, mask=kkmask & (j > j_end), other=0.0)
+        P_next = tl.load(Pbuf + slot, mask=kkmask & (j >= 1), other=0.0)
+        F_next = tl.load(Fbuf + slot, mask=kkmask & (j >= 1), other=0.0)
         dA = tl.dot(tl.trans(P), tl.dot(dA, P, input_precision=PREC), input_precision=PREC) + F
         j -= 1
-    if STORE_DA0 and L == 0:
+    if STORE_DA0:
         tl.store(dA_init + i_nh * K * K + kk, dA, mask=kkmask)
 
 
@@ -1596,7 +1591,7 @@ def _bwd_dA_chain_grads(u, k, dal, dkh, du, dk_out, A_chunks, Fbuf, Pbuf, dA_chu
     t = tl.atomic_add(sync, 1).to(tl.int64)
     if t < NH:
         _dA_chain(t, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, sync + 1, cu, shift, chunk_off, T, H, K, BK, C,
-                  HAS_DAF, STORE_DA0, IS_VARLEN, DA_PREC, True, Fbuf, 1, 0)
+                  HAS_DAF, STORE_DA0, IS_VARLEN, DA_PREC, True)
     else:
         c, h = _wait_for_chunk(sync, rorder, t, NH, H)
         _grads_chunk(c, h, u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, rinv, cu, shift, chunk_seq,
@@ -1688,44 +1683,42 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, cu, shift, chunk
 
 
 @triton.jit
-def _bwd_dA_blocks(Fbuf, Pbuf, BlkPi, BlkPhi, cu, shift, chunk_off, T, H, NBLK,
+def _bwd_dA_blocks(Fbuf, Pbuf, PiBuf, PhiBuf, BlkPi, BlkPhi, cu, shift, chunk_off, T, H, NBLK,
                    K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, L: tl.constexpr, IS_VARLEN: tl.constexpr,
                    PREC: tl.constexpr):
-    """The blocked dA chain's first pass (DA_CHAIN_BLOCK; grid: sequences x heads, blocks, 2; blocks: the first axis
-    takes the larger count, as CUDA allows 2^31 - 1 programs there and 65535 on the second). The chain's step
+    """The blocked dA chain's first pass (DA_CHAIN_BLOCK; grid: sequences x heads, blocks: the first axis takes
+    the larger count, as CUDA allows 2^31 - 1 programs there and 65535 on the second). The chain's step
     dA0 = P^T dA1 P + F is linear in dA1, so the steps of a block of L chunks compose: with X the dA after the
-    block's last chunk, the dA before its first chunk is Pi^T X Pi + Phi, with Pi = P_first ... P_last and Phi the
-    chain over the block from zero. The two are walked back from the block's last chunk by two programs (the third
-    grid axis: 0 Phi, 1 Pi), so that each holds only its own state and the chunk's coefficients; stored per block
-    ([N*H, NBLK, K, K]). The dA at each chunk end is left to _bwd_dA_chain, which walks each block from the dA after
-    it."""
+    block's last chunk, the dA after each chunk c of the block is Pi_c^T X Pi_c + Phi_c, where Pi = I and Phi = 0
+    for the last chunk and, walking back, Pi_{c-1} = Pi_c P_c, Phi_{c-1} = P_c^T Phi_c P_c + F_c. Stores Pi_c and
+    Phi_c per chunk (PiBuf may be Fbuf: each F is read before its slot takes Pi), and the block's own map (X to the
+    dA before its first chunk) per block ([N*H, NBLK, K, K])."""
     b = tl.program_id(1)
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(tl.program_id(0).to(tl.int64), cu, shift, chunk_off, T, H, C,
                                                   IS_VARLEN)
     if b * L < NT:
         dk, kmask, kk, kkmask = _kk_grid(K, BK)
+        Pi = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
+        Phi = tl.zeros([BK, BK], dtype=tl.float32)
         j = tl.minimum((b + 1) * L, NT) - 1
-        P_next = tl.load(Pbuf + ((c0 + j) * H + h) * K * K + kk, mask=kkmask, other=0.0)
+        slot = ((c0 + j) * H + h) * K * K + kk
+        P_next = tl.load(Pbuf + slot, mask=kkmask, other=0.0)
+        F_next = tl.load(Fbuf + slot, mask=kkmask, other=0.0)
+        while j >= b * L:  # the coefficients of chunk j - 1 are loaded while chunk j's products run
+            tl.debug_barrier()  # (PiBuf may be Fbuf: every thread has loaded chunk j's F before Pi_j replaces it)
+            tl.store(PiBuf + slot, Pi, mask=kkmask)
+            tl.store(PhiBuf + slot, Phi, mask=kkmask)
+            P = P_next
+            F = F_next
+            slot = ((c0 + tl.maximum(j - 1, 0)) * H + h) * K * K + kk
+            P_next = tl.load(Pbuf + slot, mask=kkmask & (j > b * L), other=0.0)
+            F_next = tl.load(Fbuf + slot, mask=kkmask & (j > b * L), other=0.0)
+            Phi = tl.dot(tl.trans(P), tl.dot(Phi, P, input_precision=PREC), input_precision=PREC) + F
+            Pi = tl.dot(Pi, P, input_precision=PREC)
+            j -= 1
         bslot = (i_nh * NBLK + b) * K * K + kk
-        if tl.program_id(2) == 0:
-            X = tl.zeros([BK, BK], dtype=tl.float32)
-            while j >= b * L:  # (the next chunk's P is loaded while this chunk's products run)
-                P = P_next
-                F = tl.load(Fbuf + ((c0 + j) * H + h) * K * K + kk, mask=kkmask, other=0.0)
-                P_next = tl.load(Pbuf + ((c0 + tl.maximum(j - 1, 0)) * H + h) * K * K + kk,
-                                 mask=kkmask & (j > b * L), other=0.0)
-                X = tl.dot(tl.trans(P), tl.dot(X, P, input_precision=PREC), input_precision=PREC) + F
-                j -= 1
-            tl.store(BlkPhi + bslot, X, mask=kkmask)
-        else:
-            X = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
-            while j >= b * L:
-                P = P_next
-                P_next = tl.load(Pbuf + ((c0 + tl.maximum(j - 1, 0)) * H + h) * K * K + kk,
-                                 mask=kkmask & (j > b * L), other=0.0)
-                X = tl.dot(X, P, input_precision=PREC)
-                j -= 1
-            tl.store(BlkPi + bslot, X, mask=kkmask)
+        tl.store(BlkPi + bslot, Pi, mask=kkmask)
+        tl.store(BlkPhi + bslot, Phi, mask=kkmask)
 
 
 @triton.jit
@@ -1751,11 +1744,13 @@ def _bwd_dA_block_chain(BlkPi, BlkPhi, Xbuf, dA_final, dA_init, cu, shift, chunk
 
 
 @triton.jit
-def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, a_rows, cu, shift, chunk_seq, chunk_idx, T, H,
-            K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, a_rows, PiBuf, Xbuf, cu, shift, chunk_seq, chunk_idx, T, H, NBLK,
+            K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
+            L: tl.constexpr, DPREC: tl.constexpr):
     """Per chunk, after the dA chain: du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (2 dA1) A1 with A1 = Pi A0
-    (dA1, the gradient of the A after the chunk, symmetric, from dA_chunks), from the a and B _bwd_phase1_rest left
-    in a_rows (its rows of dal) and gbuf."""
+    (dA1, the gradient of the A after the chunk, symmetric), from the a and B _bwd_phase1_rest left in a_rows
+    (its rows of dal) and gbuf. With L > 0 (the blocked dA chain, DA_CHAIN_BLOCK) dA1 = Pi^T X Pi + Phi from the chain's
+    passes (Pi in PiBuf, Phi in dA_chunks, X in Xbuf for the chunk's block), products in DPREC."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
@@ -1763,6 +1758,11 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, a_rows, cu, shift, chunk_seq
     A1 = tl.dot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
                 input_precision=PREC)
     dA1 = tl.load(dA_chunks + slot, mask=kkmask, other=0.0)
+    if L > 0:
+        i_nh = tl.load(chunk_seq + c).to(tl.int64) * H + h
+        X = tl.load(Xbuf + (i_nh * NBLK + j // L) * K * K + kk, mask=kkmask, other=0.0)
+        Pi = tl.load(PiBuf + slot, mask=kkmask, other=0.0)
+        dA1 += tl.dot(tl.trans(Pi), tl.dot(X, Pi, input_precision=DPREC), input_precision=DPREC)
     r = tl.arange(0, C)
     row, valid = _rows(bos, j, s, Tn, H, h, C)
     offs = row[:, None] * K + dk[None, :]
@@ -2235,23 +2235,23 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
                                   PREC=BP, P_WDIR=groups["P_WDIR"], num_warps=BWD_PHASE1_WARPS, **common,
                                   **_nreg("_bwd_phase1_rest"))
         L = _da_block(lay, N * H, dev)
-        NBLK, Xbuf = 1, Fbuf
-        if L:  # the blocked chain: each block's map (_bwd_dA_blocks), the dA after each block into Xbuf
+        if L:  # the blocked chain: dA_chunks takes Phi, Fbuf Pi (_bwd_dA_blocks), Xbuf the dA after each block
             NBLK = triton.cdiv(lay.max_chunks, L)
             BlkPi, BlkPhi, Xbuf = torch.empty(3, N * H, NBLK, K, K, **f32)
-            _bwd_dA_blocks[(N * H, NBLK, 2)](Fbuf, Pbuf, BlkPi, BlkPhi, lay.cu, lay.shift, lay.chunk_off, T, H, NBLK,
-                                             K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION, num_warps=4, **common,
-                                             **_nreg("_bwd_dA_blocks"))
+            _bwd_dA_blocks[(N * H, NBLK)](Fbuf, Pbuf, Fbuf, dA_chunks, BlkPi, BlkPhi, lay.cu, lay.shift,
+                                          lay.chunk_off, T, H, NBLK, K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION,
+                                          num_warps=4, **common, **_nreg("_bwd_dA_blocks"))
             _bwd_dA_block_chain[(N * H,)](BlkPi, BlkPhi, Xbuf, *ends, lay.cu, lay.shift, lay.chunk_off, T, H, NBLK,
                                           K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain,
                                           **common)
-            del BlkPi, BlkPhi
-        _bwd_dA_chain[(N * H, NBLK)](Fbuf, Pbuf, dA_chunks, *ends, Fbuf, lay.cu, lay.shift, lay.chunk_off, T, H, Xbuf,
-                                     NBLK, K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, L=L, num_warps=4, **chain,
-                                     **common)
-        del dkh, Xbuf
-        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, dal, *per_chunk, K=K, BK=BK, C=C,
-                         PREC=groups["P_MAIN"], num_warps=BWD_DU_WARPS, **common, **_nreg("_bwd_du"))
+        else:
+            NBLK, Xbuf = 1, Fbuf
+            _bwd_dA_chain[(N * H,)](Fbuf, Pbuf, dA_chunks, *ends, Fbuf, lay.cu, lay.shift, lay.chunk_off, T, H,
+                                    K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **common)
+        del dkh
+        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, dal, Fbuf, Xbuf, *per_chunk, NBLK, K=K, BK=BK, C=C,
+                         PREC=groups["P_MAIN"], L=L, DPREC=_precision(DA_COMPOSE_PRECISION, q.dtype, K), num_warps=BWD_DU_WARPS, **common,
+                         **_nreg("_bwd_du"))
         return dq, dk, dv, du, dS0, dA0
     cache_a = bool(BWD_CACHE_A) and C // SUB > 1
     Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
@@ -2267,9 +2267,9 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
             DA_PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **groups, **p1)
     else:
         tmp = torch.empty(N * H, K, K, **f32) if BK > 64 else Fbuf  # _dA_chain_blocked's dA P
-        _bwd_dA_chain[(N * H, 1)](
-            Fbuf, Pbuf, dA_chunks, *ends, tmp, lay.cu, lay.shift, lay.chunk_off, T, H, Fbuf, 1, K=K, BK=BK, C=C,
-            PREC=DA_CHAIN_PRECISION, L=0, num_warps=_p1_warps(BK, 4), **chain, **common)
+        _bwd_dA_chain[(N * H,)](
+            Fbuf, Pbuf, dA_chunks, *ends, tmp, lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION,
+            num_warps=_p1_warps(BK, 4), **chain, **common)
         _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, Acache, rinv, *per_chunk, eps,
                                    delta_min, SUB=SUB, CACHE_A=cache_a, HAS_RINV=has_rinv,
                                    num_warps=_p1_warps(BK, BWD_PHASE1_WARPS), **groups, **p1)
