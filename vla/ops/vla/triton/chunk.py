@@ -2173,7 +2173,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     dS_chunks = torch.empty(NC, H, K, V, **f32)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     ds_flags = dict(HAS_DSF=dS_final is not None, STORE_DS0=has_S0)
-    # (placeholders for the pointers a launch does not read: dS_chunks, which outlives the chain, not Gc)
+    # (placeholders for the pointers a launch does not read)
     ds_ends = (dS_final if dS_final is not None else dS_chunks, dS0 if has_S0 else dS_chunks)
     LS = _ds_block(lay, N * H, dev, max(K, V) > WIDE_FROM)
     if LS:  # the blocked chain: each block's map (_bwd_dS_blocks), the pass over the blocks, then each block's chunks
@@ -2193,7 +2193,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     _bwd_dS_chain[(N * H, NBS)](
         alpha, w, Gc, dS_chunks, *ds_ends, XbufS, lay.cu, lay.shift, lay.chunk_off, T, H, NBS, K=K, BK=BK, V=V, BV=BV,
         C=C, PREC=P2, DOT=DOT, L=LS, num_warps=_p2_warps(BK, BV), **ds_flags, **common)
-    del Gc, w, XbufS
+    del Gc, w, XbufS, ds_ends  # (ds_ends may hold dS_chunks, which phase 2 is the last to read)
     dq = torch.empty_like(q)
     dv = torch.empty_like(v)
     dkh = torch.empty(q.shape, **f32)
