@@ -105,20 +105,20 @@ is, by default, the Newton chain where a bound allows it (CHAIN_SOLVER = "auto")
 reduction is done inside one program, so results are bit-identical run to run (the fused launches' ticket
 counter and flags are atomics, but they only order the work). Token row indices are int64 (T = 1M and beyond).
 
-Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v12*,
+Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v13*,
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
-T = 16k: relative L2 errors 5.6e-3 to 8.3e-3, the size of bf16 rounding, final A 1.6e-3 with one tf32 pass in
+T = 16k: relative L2 errors 5.6e-3 to 8.4e-3, the size of bf16 rounding, final A 1.1e-3 with one tf32 pass in
 phase 1; fp32 inputs: 1e-7 to 1e-6; fp16: up to 8e-4; K = V = 128: up to 5.5e-3 in bf16), on ragged
 cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 64 (chunks of 16 with K = 64 in
 the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
 bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3 of the fp32 PyTorch
-chunk form over all 1M tokens (chunk_triton_v11c_*.json, the same forward). Where the time goes
-(chunk_triton_v12a_profile.json; B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 8.01 ms in
-all in the suite suite_h200_2026-11-30d_chunk.json): the Newton chain 1.22 (64 serial chains, one program per
-head), _fwd_factor 0.39, the write directions with the WY factors and the S chain 1.40, the input check's u norm
+chunk form over all 1M tokens (chunk_triton_v13b_million.json, the same forward). Where the time goes
+(chunk_triton_v13c_profile.json; B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 7.52 ms in
+all in the suite suite_h200_2026-11-30e_chunk.json): the Newton chain 1.01 (64 serial chains, one program per
+head), _fwd_factor 0.39, the write directions with the WY factors and the S chain 1.42, the input check's u norm
 0.04 (on a side stream, beside the chain), dS prep 0.29, the blocked dS chain 0.19 + 0.05 + 0.23, phase-2 grads
-0.80, _bwd_phase1_G 0.51, _bwd_phase1_rest 1.01, the blocked dA chain 0.87 + 0.02 (its steps tf32x3: one tf32 pass
+0.80, _bwd_phase1_G 0.50, _bwd_phase1_rest 1.01, the blocked dA chain 0.63 + 0.02 (its steps tf32x3: one tf32 pass
 in the serial chain left du at 5.5e-2), _bwd_du 0.98.
 K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with v9e, whose
 kernels for it this build keeps (chunk_triton_v9e_smoke_wide_k.json); it took 33.7 ms forward and 158 ms
@@ -340,9 +340,9 @@ OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # then _grads_chunk) walks the sub-chunks carrying K x K matrices through 16-row products and, in _grads_chunk, dA.
 # K above 64 always runs "sub".
 BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
-# The most Newton-Schulz iterations per chunk. A bound of NEWTON_MAX_BOUND needs 9 to reach a tolerance of 1e-9 (the
-# tightest NEWTON_TOL takes by default; 1e-4 needs fewer) (and
-# |G|_F, at most sqrt(C) times the bound, 12), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
+# The most Newton-Schulz iterations (factors applied to Wt, _fwd_A_chain_newton) per chunk. A bound of NEWTON_MAX_BOUND
+# needs 9 to reach a tolerance of 1e-9 (the tightest NEWTON_TOL takes by default; 1e-4 needs fewer) (and |G|_F, at most
+# sqrt(C) times the bound, 12), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
 # (chunk_vla_triton's ``pending``), where it keeps the discarded run finite in time.
 NEWTON_MAX_IT = tl.constexpr(20)
 # With the Newton chain (K and V up to 64, 16-row phase-1 sub-chunks, where _fwd_wy_S runs): where the write
