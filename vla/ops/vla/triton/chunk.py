@@ -121,9 +121,9 @@ head), _fwd_factor 0.39, the write directions with the WY factors and the S chai
 0.80, _bwd_phase1_G 0.50, _bwd_phase1_rest 1.01, the blocked dA chain 0.63 + 0.02 (its steps tf32x3: one tf32 pass
 in the serial chain left du at 5.5e-2), _bwd_du 0.98.
 K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with v9e, whose
-kernels for it this build keeps (chunk_triton_v9e_smoke_wide_k.json); it took 33.7 ms forward and 158 ms
-forward+backward at T = 16k with v7e's kernels (chunk_triton_v7e_wide_k128.json; its phase-1 kernels spill 1 to
-7 KB per thread), not timed since.
+kernels for it this build keeps but for the Newton chain (chunk_triton_v9e_smoke_wide_k.json); at T = 16k it took
+29.9 ms forward and 154.6 ms forward+backward against DeltaNet's 2.26 and 6.27 (chunk_triton_v13e_wide_k128.json);
+K = 64, V = 128 6.39 and 13.02 against 1.73 and 4.64 (chunk_triton_v13e_wide.json).
 """
 
 from __future__ import annotations
