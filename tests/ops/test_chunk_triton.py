@@ -822,3 +822,27 @@ def test_bad_build_settings_are_named(monkeypatch, name, value):
     xs = [t.float() for t in vla_inputs(1, 40, 1, 16, 16)]
     with pytest.raises(ValueError, match=f"VLA_{name}"):
         chunk_vla_triton(*xs, scale=0.25, offsets=torch.tensor([0]), chunk_size=16, **HYPER)
+
+
+@pytest.mark.parametrize("states", [False, True])
+def test_backward_frees_dS_chunks_before_phase_1(monkeypatch, states):
+    # dS at every chunk end (fp32, [chunks, H, K, V]) is last read by _bwd_phase2; the dS chain's launches also take it
+    # as the placeholder for end states they do not read (no initial S, no final-state gradient), and a tuple holding
+    # it kept 256 MiB alive through phase 1 at T = 16k on the H200 (chunk_triton_v13c_suite_before_memory_fix.json).
+    # It must be gone by the time phase 1's backward starts, with and without states.
+    import weakref
+
+    from vla.ops.vla.triton import chunk as tri
+
+    refs, alive = [], []
+    monkeypatch.setattr(tri, "_bwd_dS_chain", _Spy(tri._bwd_dS_chain, lambda kw: None,
+                                                    after=lambda *a: refs.append(weakref.ref(a[3]))))
+    monkeypatch.setattr(tri, "_bwd_phase1_G", _Spy(tri._bwd_phase1_G,
+                                                    lambda kw: alive.extend(r() is not None for r in refs)))
+    K, V = 32, 16
+    xs = [t.float().requires_grad_() for t in vla_inputs(1, 96, 2, K, V)]
+    init = (torch.randn(1, 2, K, V), torch.eye(K).expand(1, 2, K, K) * 10.0) if states else (None, None)
+    o, fin = chunk_vla_triton(*xs, scale=K ** -0.5, initial_state=init, output_final_state=states,
+                              offsets=torch.zeros(1, dtype=torch.int64), cu_seqlens=None, chunk_size=32, **HYPER)
+    (o.sum() + (fin[0].sum() if states else 0.0)).backward()
+    assert len(refs) == 1 and alive == [False]
