@@ -112,11 +112,11 @@ T = 16k: relative L2 errors 5.6e-3 to 8.4e-3, the size of bf16 rounding, final A
 phase 1; fp32 inputs: 1e-7 to 1e-6; fp16: up to 8e-4; K = V = 128: up to 5.5e-3 in bf16), on ragged
 cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 64 (chunks of 16 with K = 64 in
 the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
-bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.0e-3 of the fp32 PyTorch
+bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.04e-3 of the fp32 PyTorch
 chunk form over all 1M tokens (chunk_triton_v13b_million.json, the same forward). Where the time goes
 (chunk_triton_v13c_profile.json; B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 7.52 ms in
 all in the suite suite_h200_2026-11-30e_chunk.json): the Newton chain 1.01 (64 serial chains, one program per
-head), _fwd_factor 0.39, the write directions with the WY factors and the S chain 1.42, the input check's u norm
+head), _fwd_factor 0.39, the write directions with the WY factors and the S chain 1.41, the input check's u norm
 0.04 (on a side stream, beside the chain), dS prep 0.29, the blocked dS chain 0.19 + 0.05 + 0.23, phase-2 grads
 0.80, _bwd_phase1_G 0.50, _bwd_phase1_rest 1.01, the blocked dA chain 0.63 + 0.02 (its steps tf32x3: one tf32 pass
 in the serial chain left du at 5.5e-2), _bwd_du 0.98.
@@ -292,8 +292,9 @@ NEWTON_MAX_BOUND = float(os.environ.get("VLA_NEWTON_MAX_BOUND", "32"))
 # the dA composition 3.43 / 8.75 and 3.36 / 8.61, 1e-4 3.29 / 8.50, both old defaults 3.63 / 8.95
 # (chunk_triton_v11b_variants.json); the errors against the float64 loop at T = 512 within 1 %.
 NEWTON_TOL = os.environ.get("VLA_NEWTON_TOL", "auto")
-# Precision of the Newton chain's products; "auto" as PHASE1_PRECISION. With ALPHA_FORM = "factor" it is also the precision of the G behind the write
-# directions and the R^{-1} the backward reads (the same as PHASE1_PRECISION's unless one of the two is set).
+# Precision of the Newton chain's products; "auto" as PHASE1_PRECISION. With ALPHA_FORM = "factor" it is also the
+# precision of the G behind the write directions and the R^{-1} the backward reads (the same as PHASE1_PRECISION's
+# unless one of the two is set).
 CHAIN_PRECISION = os.environ.get("VLA_CHAIN_PRECISION", "auto")
 LAST_CHAIN_SOLVER = None  # the chain the last forward ran ("auto" resolved), for benchmarks to report
 # Largest K and V. Heads wider than 64 (K or V above WIDE_FROM) are taken only with the input dtypes in WIDE_DTYPES
@@ -341,8 +342,8 @@ OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # K above 64 always runs "sub".
 BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
 # The most Newton-Schulz iterations (factors applied to Wt, _fwd_A_chain_newton) per chunk. A bound of NEWTON_MAX_BOUND
-# needs 9 to reach a tolerance of 1e-9 (the tightest NEWTON_TOL takes by default; 1e-4 needs fewer) (and |G|_F, at most
-# sqrt(C) times the bound, 12), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
+# needs 9 to reach 1e-9, the tightest NEWTON_TOL takes by default (12 with |G|_F, at most sqrt(C) times the bound, in
+# its place; 1e-4 needs fewer), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
 # (chunk_vla_triton's ``pending``), where it keeps the discarded run finite in time.
 NEWTON_MAX_IT = tl.constexpr(20)
 # With the Newton chain (K and V up to 64, 16-row phase-1 sub-chunks, where _fwd_wy_S runs): where the write
@@ -821,7 +822,8 @@ def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, G_chunks, cu, shift, base,
     and squares every iteration: n is the least with e0^(2^n) <= tol. The n iterations' X is the product
     c (I + R)(I + R^2)...(I + R^(2^(n-1))) with R = I - c M, applied here to Wt factor by factor (one product
     each, with the squaring of R beside it) rather than formed: 2n + 2 products on the serial path per chunk
-    against the iterations' 2n + 4, all in CPREC. Only matrix products: on tensor cores, where the 16-step
+    against the iterations' 2n + 4, all in CPREC (unlike the iterations, the factors do not correct their own
+    rounding, so none takes a cheaper pass). Only matrix products: on tensor cores, where the 16-step
     eliminations of _fwd_A_chain wait on reductions. STORE_G: also store
     each chunk's G = U A0 U^T ([C, C] per chunk and head in G_chunks) for _fwd_factor (ALPHA_FORM = "factor")."""
     _newton_chain(tl.program_id(0).to(tl.int64), u, A_init, A_chunks, A_final, A_final, cu, shift, base, chunk_off,
@@ -2201,7 +2203,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     _bwd_phase2[(NC, H)](q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, *per_chunk, scale, eps,
                          K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV, BWD_PHASE2_WARPS), **common,
                          **_nreg("_bwd_phase2"))
-    del Tmat, dS_chunks
+    del Tmat, dS_chunks  # (Tmat only as a name: the forward's saved tensors hold it)
     # phase 1: the dA chain's coefficients per chunk, the chain, then du and dk per chunk
     Fbuf = torch.empty(NC, H, K, K, **f32)
     Pbuf = torch.empty(NC, H, K, K, **f32)
