@@ -846,3 +846,29 @@ def test_backward_frees_dS_chunks_before_phase_1(monkeypatch, states):
                               offsets=torch.zeros(1, dtype=torch.int64), cu_seqlens=None, chunk_size=32, **HYPER)
     (o.sum() + (fin[0].sum() if states else 0.0)).backward()
     assert len(refs) == 1 and alive == [False]
+
+
+@pytest.mark.parametrize("block", [1, 3])
+def test_blocked_A_chain_matches_the_serial_chain(monkeypatch, block):
+    # A_CHAIN_BLOCK (experimental, "auto" keeps the serial chain): the forward's Newton A chain carried over blocks of
+    # chunks as a linear-fractional map (_fwd_A_blocks: each block's 2K x 2K product; _fwd_A_block_chain: the A
+    # entering each block, one Newton-Schulz solve per block; then _fwd_A_chain_newton walking each block) against
+    # the serial chain. Blocks of 1 and 3 (a last block cut short), the ragged batch of _blocked_chain_runs with its
+    # offsets, nudges and initial states: fp32, both within fp32 rounding of the float64 loop and of each other.
+    from vla.ops.vla.triton import chunk as tri
+
+    launches, runs = _blocked_chain_runs(monkeypatch, "A_CHAIN_BLOCK",
+                                         ("_fwd_A_chain_newton", "_fwd_A_blocks", "_fwd_A_block_chain"), block,
+                                         torch.float32)
+    assert launches[0] == [("_fwd_A_chain_newton", 0)]
+    assert launches[block] == [("_fwd_A_blocks", block), ("_fwd_A_block_chain", block),
+                               ("_fwd_A_chain_newton", block)]
+    for name, a, b in zip(["o", "S", "A", "dq", "dk", "dv", "du", "dS0", "dA0"], runs[0], runs[block]):
+        assert rel_err(a, b) < 1e-5, name
+    lay = tri._layout(1, 64 * 16, torch.tensor([0]), None, 64, 1e-3, "cpu")
+    monkeypatch.setattr(tri, "A_CHAIN_BLOCK", "auto")
+    assert tri._a_block(lay) == 0
+    for bad in ("many", "-2"):
+        monkeypatch.setattr(tri, "A_CHAIN_BLOCK", bad)
+        with pytest.raises(ValueError, match="VLA_A_CHAIN_BLOCK"):
+            tri._a_block(lay)

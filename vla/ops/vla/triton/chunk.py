@@ -17,6 +17,9 @@ everything else runs one program per (chunk, head). Forward:
   ``_fwd_A_chain_newton`` (the default: CHAIN_SOLVER "auto" resolved to "newton", ALPHA_FORM = "factor", K and V
                         <= 64, 16-row sub-chunks, _fwd_wy_S's conditions) the Newton A chain, storing each
                         chunk's G = U A0 U^T too
+  ``_fwd_A_blocks``, ``_fwd_A_block_chain``  (A_CHAIN_BLOCK, experimental, off by default) the Newton chain in
+                        blocks: each block's map of A as a product of 2K x 2K matrices, then the A entering each
+                        block; _fwd_A_chain_newton then walks each block from it
   ``_fwd_factor``       per chunk, one warp: each sub-chunk's R^{-1} from G (blocked Cholesky), for the write
                         directions and the backward; the write directions then run in _fwd_wy_S (below)
   ``_fwd_newton_alpha`` (elsewhere with the Newton chain: ALPHA_FORM = "fused", V above 64, as many chains as SMs
@@ -197,6 +200,14 @@ DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "auto")
 # and head walking every chunk. The pass over the blocks multiplies fp32 operands in tf32x3 (about fp32), whatever
 # PHASE2_FP32_PRECISION says.
 DS_CHAIN_BLOCK = os.environ.get("VLA_DS_CHAIN_BLOCK", "auto")
+# The forward's Newton A chain in blocks of this many chunks (_fwd_A_blocks, _fwd_A_block_chain, then
+# _fwd_A_chain_newton walking each block from the A entering it), or 0 for the serial chain; "auto" (the default)
+# keeps the serial chain until the blocked one has been measured on a GPU. A chunk's
+# map of A is linear-fractional, so a block's composes as a product of 2K x 2K matrices, and the pass over the blocks
+# takes one K x K solve per block (tf32x3). Experimental: only where the Newton chain runs with ALPHA_FORM = "factor"
+# and K <= 64; checked through Triton's interpreter, not yet run on a GPU. A CPU probe in PyTorch found the blocked
+# chain within 1.5e-6 of the float64 chain in fp32 at 256 chunks (benchmarks/chain_blocked_probe.py).
+A_CHAIN_BLOCK = os.environ.get("VLA_A_CHAIN_BLOCK", "auto")
 # Warps of _bwd_du (8 took forward+backward to 10.62 against 10.00 ms, same run and shapes).
 BWD_DU_WARPS = int(os.environ.get("VLA_BWD_DU_WARPS", "4"))
 # Warps of the per-chunk write directions where they have their own kernel (_fwd_alpha, or _fwd_newton_alpha, which
@@ -346,6 +357,10 @@ BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
 # its place; 1e-4 needs fewer), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
 # (chunk_vla_triton's ``pending``), where it keeps the discarded run finite in time.
 NEWTON_MAX_IT = tl.constexpr(20)
+# The most Newton-Schulz iterations of each solve in the blocked A chain's pass over the blocks (_fwd_A_block_chain):
+# from Y^T / (|Y|_1 |Y|_inf) the residual I - Y Z is symmetric with eigenvalues in [0, 1 - 1/(K cond(Y)^2)] and
+# squares every iteration, so 64 reach 1e-9 (in exact arithmetic) for condition numbers up to about 1e8 at K = 64.
+A_SOLVE_MAX_IT = tl.constexpr(64)
 # With the Newton chain (K and V up to 64, 16-row phase-1 sub-chunks, where _fwd_wy_S runs): where the write
 # directions' factorisations run. "fused": in _fwd_newton_alpha, beside the chain, each 16 x 16 elimination in the same 4-warp
 # program (252 registers, two per SM) as the products around it; "factor": the chain stores each chunk's
@@ -376,7 +391,7 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
             "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "DA_CHAIN_BLOCK",
-            "DA_COMPOSE_PRECISION", "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM", "DS_CHAIN_BLOCK")
+            "DA_COMPOSE_PRECISION", "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM", "DS_CHAIN_BLOCK", "A_CHAIN_BLOCK")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -811,10 +826,10 @@ def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, rinv, cu, shift, base, 
 
 @triton.jit
 def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, G_chunks, cu, shift, base, chunk_off,
-                        T, H, nudge_eps, inv_lambda0, period, tol,
+                        T, H, nudge_eps, inv_lambda0, period, tol, Ablk, NBLK,
                         K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
                         HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
-                        NUDGE: tl.constexpr, CPREC: tl.constexpr, STORE_G: tl.constexpr):
+                        NUDGE: tl.constexpr, CPREC: tl.constexpr, STORE_G: tl.constexpr, L: tl.constexpr = 0):
     """The A chain without a factorisation on the serial path (CHAIN_SOLVER = "newton"): per chunk,
     A1 = A0 - Wt^T M^{-1} Wt (Woodbury on all C rows at once; Wt = U A0, M = I + Wt U^T), with M^{-1}
     as n Newton-Schulz iterations X <- X (2I - M X) from X = 2 I / (2 + |G|_F) would give it, G = M - I. M's
@@ -825,10 +840,12 @@ def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, G_chunks, cu, shift, base,
     against the iterations' 2n + 4, all in CPREC (unlike the iterations, the factors do not correct their own
     rounding, so none takes a cheaper pass). Only matrix products: on tensor cores, where the 16-step
     eliminations of _fwd_A_chain wait on reductions. STORE_G: also store
-    each chunk's G = U A0 U^T ([C, C] per chunk and head in G_chunks) for _fwd_factor (ALPHA_FORM = "factor")."""
+    each chunk's G = U A0 U^T ([C, C] per chunk and head in G_chunks) for _fwd_factor (ALPHA_FORM = "factor").
+    With L > 0 (A_CHAIN_BLOCK; grid: sequences x heads, blocks) each program walks the L chunks of its block from the
+    A entering the block, which _fwd_A_block_chain left in Ablk."""
     _newton_chain(tl.program_id(0).to(tl.int64), u, A_init, A_chunks, A_final, A_final, cu, shift, base, chunk_off,
                   T, H, nudge_eps, inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, False,
-                  CPREC, G_chunks, STORE_G)
+                  CPREC, G_chunks, STORE_G, Ablk, NBLK, L)
 
 
 @triton.jit
@@ -836,7 +853,7 @@ def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, ch
                   inv_lambda0, period, tol, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
                   HAS_A0: tl.constexpr, STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr,
                   NUDGE: tl.constexpr, SIGNAL: tl.constexpr, CPREC: tl.constexpr, G_chunks,
-                  STORE_G: tl.constexpr):
+                  STORE_G: tl.constexpr, Ablk, NBLK, L: tl.constexpr):
     """The Newton chain of (sequence x head) i_nh (_fwd_A_chain_newton). SIGNAL: after each A entering a
     chunk is stored, set that chunk's flag (flags[chunk * H + head] = 1, with release semantics) for the
     programs of _fwd_newton_alpha that wait on it."""
@@ -844,10 +861,16 @@ def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, ch
         i_nh, A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, C, HAS_A0, IS_VARLEN)
     r = tl.arange(0, C)
     eyeC = (r[:, None] == r[None, :]).to(tl.float32)
-    row, valid = _rows(bos, 0, s, Tn, H, h, C)
-    U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
     j = 0
-    while j < NT:
+    j_end = NT
+    if L > 0:  # (one block: from the A entering it)
+        b = tl.program_id(1)
+        j = b * L
+        j_end = tl.minimum(j + L, NT)
+        A = tl.load(Ablk + (i_nh * NBLK + b) * K * K + kk, mask=kkmask & (j < NT), other=0.0)
+    row, valid = _rows(bos, j, s, Tn, H, h, C)
+    U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
+    while j < j_end:
         tl.store(A_chunks + ((c0 + j) * H + h) * K * K + kk, A, mask=kkmask)
         if SIGNAL:
             _set_flag(flags + (c0 + j) * H + h)
@@ -880,7 +903,92 @@ def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, ch
             A = A + tl.where(hit, nudge_eps, 0.0) * eyeK
         j += 1
     if STORE_FINAL:
-        tl.store(A_final + i_nh * K * K + kk, A, mask=kkmask)
+        if L > 0:  # (the last block's program)
+            tl.store(A_final + i_nh * K * K + kk, A, mask=kkmask & (tl.program_id(1) * L < NT) & (j_end == NT))
+        else:
+            tl.store(A_final + i_nh * K * K + kk, A, mask=kkmask)
+
+
+@triton.jit
+def _fwd_A_blocks(u, Blk, cu, shift, base, chunk_off, T, H, NBLK, nudge_eps, period,
+                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, L: tl.constexpr, IS_VARLEN: tl.constexpr,
+                  NUDGE: tl.constexpr, CPREC: tl.constexpr):
+    """The blocked A chain's first pass (A_CHAIN_BLOCK; grid: sequences x heads, blocks, 2). A chunk maps A to
+    (A^{-1} + G)^{-1} + eps I, G = U^T U (K x K) and eps the nudge where the chunk ends on a period: with A = X Y^{-1},
+    [X; Y] -> [[I + eps G, eps I], [G, I]] [X; Y], linear. The product P of a block's L such 2K x 2K matrices (last
+    chunk leftmost) maps the A entering the block to (P11 A + P12)(P21 A + P22)^{-1}. Program (b, col) walks block b
+    forward and stores P's column col (col 0: [P11; P21], 1: [P12; P22]) into Blk ([N*H, NBLK, 2, 2, K, K]: block,
+    column, top / bottom)."""
+    b = tl.program_id(1)
+    col = tl.program_id(2)
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(tl.program_id(0).to(tl.int64), cu, shift, chunk_off, T, H, C,
+                                                  IS_VARLEN)
+    if b * L < NT:
+        b0 = tl.load(base + n)
+        dk, kmask, kk, kkmask = _kk_grid(K, BK)
+        eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
+        top = eyeK * (col == 0).to(tl.float32)
+        bot = eyeK * (col == 1).to(tl.float32)
+        j = b * L
+        j_end = tl.minimum(j + L, NT)
+        while j < j_end:
+            row, valid = _rows(bos, j, s, Tn, H, h, C)
+            U = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :],
+                        other=0.0).to(tl.float32)
+            G = tl.dot(tl.trans(U), U, input_precision=CPREC)
+            bot = tl.dot(G, top, input_precision=CPREC) + bot
+            if NUDGE:
+                hit = ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
+                top = top + tl.where(hit, nudge_eps, 0.0) * bot
+            j += 1
+        slot = ((i_nh * NBLK + b) * 2 + col) * 2 * K * K + kk
+        tl.store(Blk + slot, top, mask=kkmask)
+        tl.store(Blk + slot + K * K, bot, mask=kkmask)
+
+
+@triton.jit
+def _fwd_A_block_chain(A_init, Blk, Ablk, cu, shift, chunk_off, T, H, NBLK, inv_lambda0, tol,
+                       K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, L: tl.constexpr,
+                       HAS_A0: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """The blocked A chain's second pass (one program per sequence and head): the A entering each block (into Ablk),
+    serially over the blocks, A <- X Y^{-1} with X = P11 A + P12 and Y = P21 A + P22 (_fwd_A_blocks). Y^{-1} by
+    Newton-Schulz iterations Z <- Z (2I - Y Z), each until |I - Y Z|_F <= tol or A_SOLVE_MAX_IT iterations, from
+    the last block's Z where that leaves a residual below 1/2, else from Y^T / (|Y|_1 |Y|_inf), from which they
+    converge for any invertible Y. (The last block's walk, not this pass, stores the A after the sequence.)"""
+    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
+    dk, kmask, kk, kkmask = _kk_grid(K, BK)
+    eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
+    if HAS_A0:
+        A = tl.load(A_init + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
+    else:
+        A = eyeK * inv_lambda0
+    Z = eyeK
+    nb = (NT + L - 1) // L
+    b = 0
+    while b < nb:
+        tl.store(Ablk + (i_nh * NBLK + b) * K * K + kk, A, mask=kkmask)
+        if b < nb - 1:  # (the last block's map is not needed: its walk carries A to the end)
+            slot = (i_nh * NBLK + b) * 4 * K * K + kk
+            X = tl.dot(tl.load(Blk + slot, mask=kkmask, other=0.0), A, input_precision=PREC) + tl.load(
+                Blk + slot + 2 * K * K, mask=kkmask, other=0.0)
+            Y = tl.dot(tl.load(Blk + slot + K * K, mask=kkmask, other=0.0), A, input_precision=PREC) + tl.load(
+                Blk + slot + 3 * K * K, mask=kkmask, other=0.0)
+            R = eyeK - tl.dot(Y, Z, input_precision=PREC)
+            e = tl.sqrt(tl.sum(tl.sum(R * R, axis=1), axis=0))
+            if (e >= 0.5) | (e != e):
+                Ya = tl.abs(Y)
+                Z = tl.trans(Y) / (tl.max(tl.sum(Ya, axis=0), axis=0) * tl.max(tl.sum(Ya, axis=1), axis=0))
+                R = eyeK - tl.dot(Y, Z, input_precision=PREC)
+                e = tl.sqrt(tl.sum(tl.sum(R * R, axis=1), axis=0))
+            it = 0
+            while (e > tol) & (it < A_SOLVE_MAX_IT):
+                Z = Z + tl.dot(Z, R, input_precision=PREC)
+                R = eyeK - tl.dot(Y, Z, input_precision=PREC)
+                e = tl.sqrt(tl.sum(tl.sum(R * R, axis=1), axis=0))
+                it += 1
+            A = tl.dot(X, Z, input_precision=PREC)
+            A = 0.5 * (A + tl.trans(A))
+        b += 1
 
 
 @triton.jit
@@ -1003,7 +1111,7 @@ def _fwd_newton_alpha(u, k, alpha, A_init, A_chunks, A_final, rinv, sync, order,
     if t < NH:
         _newton_chain(t, u, A_init, A_chunks, A_final, sync + 1, cu, shift, base, chunk_off, T, H, nudge_eps,
                       inv_lambda0, period, tol, K, BK, C, HAS_A0, STORE_FINAL, IS_VARLEN, NUDGE, True, CPREC,
-                      A_final, False)
+                      A_final, False, A_final, 1, 0)
     else:
         c, h = _wait_for_chunk(sync, order, t, NH, H)
         _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, delta_min,
@@ -1922,10 +2030,15 @@ def _blocks_of(lay, want: float) -> int:
     return max(4, 1 << round(math.log2(want)))
 
 
+def _a_block(lay) -> int:
+    """Chunks per block of the blocked A chain (A_CHAIN_BLOCK; 0: the serial chain, which "auto" keeps for now)."""
+    return 0 if A_CHAIN_BLOCK == "auto" else _block_setting("A_CHAIN_BLOCK", A_CHAIN_BLOCK, lay)
+
+
 def _block_setting(name: str, value, lay) -> int:
-    """A blocked chain's block given as a number (DA_CHAIN_BLOCK, DS_CHAIN_BLOCK), at least what keeps the blocks
-    of the longest sequence within CUDA's 65535 on a grid's second axis; a ValueError naming VLA_<name> for anything
-    but a number >= 0."""
+    """A blocked chain's block given as a number (DA_CHAIN_BLOCK, DS_CHAIN_BLOCK, A_CHAIN_BLOCK), at least what keeps
+    the blocks of the longest sequence within CUDA's 65535 on a grid's second axis; a ValueError naming VLA_<name> for
+    anything but a number >= 0."""
     n = _number_setting(name, value, int)
     if n < 0:
         raise ValueError(f"VLA_{name} must be 'auto' or a number >= 0, got {value!r}")
@@ -2107,11 +2220,26 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     elif newton:  # (with "factor": the chain with each chunk's G, R^{-1} from G with one warp per chunk, and the
         # write directions in _fwd_wy_S below)
         G_chunks = torch.empty(NC, H, C, C, **f32) if factor else A_chunks
-        _fwd_A_chain_newton[(N * H,)](
+        LA = _a_block(lay) if factor and BK <= 64 else 0
+        NBA, Ablk = 1, A_chunks
+        if LA:  # the blocked chain: each block's map (_fwd_A_blocks), the A entering each block, then each block's walk
+            NBA = triton.cdiv(lay.max_chunks, LA)
+            Blk = torch.empty(N * H, NBA, 2, 2, K, K, **f32)
+            Ablk = torch.empty(N * H, NBA, K, K, **f32)
+            _fwd_A_blocks[(N * H, NBA, 2)](u, Blk, lay.cu, lay.shift, lay.base, lay.chunk_off, T, H, NBA, nudge_eps,
+                                           period, K=K, BK=BK, C=C, L=LA, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
+                                           CPREC=CP, num_warps=4)
+            _fwd_A_block_chain[(N * H,)](A0 if A0 is not None else A_chunks, Blk, Ablk, lay.cu, lay.shift,
+                                         lay.chunk_off, T, H, NBA, 1.0 / lambda0, 1e-9 if CP == "tf32x3" else tol,
+                                         K=K, BK=BK, C=C, L=LA, HAS_A0=A0 is not None, IS_VARLEN=lay.is_varlen,
+                                         PREC="tf32x3", num_warps=4)
+            del Blk
+        _fwd_A_chain_newton[(N * H, NBA)](
             u, A0 if A0 is not None else A_chunks, A_chunks, A_final, G_chunks, lay.cu, lay.shift, lay.base,
-            lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, tol=tol, K=K, BK=BK, C=C, HAS_A0=A0 is not None,
-            STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP, STORE_G=factor,
-            num_warps=_p1_warps(BK, CHAIN_WARPS))
+            lay.chunk_off, T, H, nudge_eps, 1.0 / lambda0, period, tol=tol, Ablk=Ablk, NBLK=NBA, K=K, BK=BK, C=C,
+            HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP,
+            STORE_G=factor, L=LA, num_warps=_p1_warps(BK, CHAIN_WARPS))
+        del Ablk
         if factor:
             if wdir_rinv is None:
                 wdir_rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32)
