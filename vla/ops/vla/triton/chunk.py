@@ -758,8 +758,8 @@ def _wy_inverse(k, alpha, tslot, bos, j, s, Tn, H, h, dk, kmask, K: tl.constexpr
 def _A_chain_start(i_nh, A_init, cu, shift, base, chunk_off, T, H, inv_lambda0,
                    K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, HAS_A0: tl.constexpr,
                    IS_VARLEN: tl.constexpr):
-    """What both forward A chains start from: the head's context (_head_ctx), the sequence's base
-    position, the K x K index grid and the A entering the sequence."""
+    """What the forward A chains (and the blocked chain's pass over the blocks) start from: the head's context
+    (_head_ctx), the sequence's base position, the K x K index grid and the A entering the sequence."""
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(i_nh, cu, shift, chunk_off, T, H, C, IS_VARLEN)
     b0 = tl.load(base + n)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
@@ -947,7 +947,7 @@ def _fwd_A_blocks(u, Blk, cu, shift, base, chunk_off, T, H, NBLK, nudge_eps, per
 
 
 @triton.jit
-def _fwd_A_block_chain(A_init, Blk, Ablk, cu, shift, chunk_off, T, H, NBLK, inv_lambda0, tol,
+def _fwd_A_block_chain(A_init, Blk, Ablk, cu, shift, base, chunk_off, T, H, NBLK, inv_lambda0, tol,
                        K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, L: tl.constexpr,
                        HAS_A0: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
     """The blocked A chain's second pass (one program per sequence and head): the A entering each block (into Ablk),
@@ -955,13 +955,9 @@ def _fwd_A_block_chain(A_init, Blk, Ablk, cu, shift, chunk_off, T, H, NBLK, inv_
     Newton-Schulz iterations Z <- Z (2I - Y Z), each until |I - Y Z|_F <= tol or A_SOLVE_MAX_IT iterations, from
     the last block's Z where that leaves a residual below 1/2, else from Y^T / (|Y|_1 |Y|_inf), from which they
     converge for any invertible Y. (The last block's walk, not this pass, stores the A after the sequence.)"""
-    i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx(cu, shift, chunk_off, T, H, C, IS_VARLEN)
-    dk, kmask, kk, kkmask = _kk_grid(K, BK)
-    eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
-    if HAS_A0:
-        A = tl.load(A_init + i_nh * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
-    else:
-        A = eyeK * inv_lambda0
+    i_nh, h, bos, Tn, s, b0, c0, NT, dk, kmask, kk, kkmask, eyeK, A = _A_chain_start(
+        tl.program_id(0).to(tl.int64), A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, C, HAS_A0,
+        IS_VARLEN)
     Z = eyeK
     nb = (NT + L - 1) // L
     b = 0
@@ -2230,8 +2226,9 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
                                            period, K=K, BK=BK, C=C, L=LA, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
                                            CPREC=CP, num_warps=4)
             _fwd_A_block_chain[(N * H,)](A0 if A0 is not None else A_chunks, Blk, Ablk, lay.cu, lay.shift,
-                                         lay.chunk_off, T, H, NBA, 1.0 / lambda0, 1e-9 if CP == "tf32x3" else tol,
-                                         K=K, BK=BK, C=C, L=LA, HAS_A0=A0 is not None, IS_VARLEN=lay.is_varlen,
+                                         lay.base, lay.chunk_off, T, H, NBA, 1.0 / lambda0,
+                                         1e-9 if CP == "tf32x3" else tol, K=K, BK=BK, C=C, L=LA,
+                                         HAS_A0=A0 is not None, IS_VARLEN=lay.is_varlen,
                                          PREC="tf32x3", num_warps=4)
             del Blk
         _fwd_A_chain_newton[(N * H, NBA)](
