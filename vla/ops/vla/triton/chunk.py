@@ -202,11 +202,12 @@ DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "auto")
 DS_CHAIN_BLOCK = os.environ.get("VLA_DS_CHAIN_BLOCK", "auto")
 # The forward's Newton A chain in blocks of this many chunks (_fwd_A_blocks, _fwd_A_block_chain, then
 # _fwd_A_chain_newton walking each block from the A entering it), or 0 for the serial chain; "auto" (the default)
-# keeps the serial chain until the blocked one has been measured on a GPU. A chunk's
-# map of A is linear-fractional, so a block's composes as a product of 2K x 2K matrices, and the pass over the blocks
-# takes one K x K solve per block (tf32x3). Experimental: only where the Newton chain runs with ALPHA_FORM = "factor"
-# and K <= 64; checked through Triton's interpreter, not yet run on a GPU. A CPU probe in PyTorch found the blocked
-# chain within 1.5e-6 of the float64 chain in fp32 at 256 chunks (benchmarks/chain_blocked_probe.py).
+# keeps the serial chain until the blocked one has been measured on a GPU. A chunk's map of A is linear-fractional,
+# so a block's composes as a product of 2K x 2K matrices, and the pass over the blocks takes one K x K solve per
+# block (the blocks' products in CHAIN_PRECISION, the solves in tf32x3). Experimental: only where the Newton chain
+# runs with ALPHA_FORM = "factor" and K <= 64; checked through Triton's interpreter, not yet run on a GPU. A CPU
+# probe in PyTorch found the blocked chain within 1.5e-6 of the float64 chain in fp32 at 256 chunks
+# (benchmarks/chain_blocked_probe.py).
 A_CHAIN_BLOCK = os.environ.get("VLA_A_CHAIN_BLOCK", "auto")
 # Warps of _bwd_du (8 took forward+backward to 10.62 against 10.00 ms, same run and shapes).
 BWD_DU_WARPS = int(os.environ.get("VLA_BWD_DU_WARPS", "4"))
@@ -359,7 +360,8 @@ BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
 NEWTON_MAX_IT = tl.constexpr(20)
 # The most Newton-Schulz iterations of each solve in the blocked A chain's pass over the blocks (_fwd_A_block_chain):
 # from Y^T / (|Y|_1 |Y|_inf) the residual I - Y Z is symmetric with eigenvalues in [0, 1 - 1/(K cond(Y)^2)] and
-# squares every iteration, so 64 reach 1e-9 (in exact arithmetic) for condition numbers up to about 1e8 at K = 64.
+# squares every iteration, so 64 would reach 1e-9 in exact arithmetic for condition numbers up to about 1e8 at K = 64
+# (in fp32 the residual stops falling near 5e-7, where the solve stops).
 A_SOLVE_MAX_IT = tl.constexpr(64)
 # With the Newton chain (K and V up to 64, 16-row phase-1 sub-chunks, where _fwd_wy_S runs): where the write
 # directions' factorisations run. "fused": in _fwd_newton_alpha, beside the chain, each 16 x 16 elimination in the same 4-warp
@@ -923,7 +925,7 @@ def _fwd_A_blocks(u, Blk, cu, shift, base, chunk_off, T, H, NBLK, nudge_eps, per
     col = tl.program_id(2)
     i_nh, n, h, bos, Tn, s, c0, NT = _head_ctx_of(tl.program_id(0).to(tl.int64), cu, shift, chunk_off, T, H, C,
                                                   IS_VARLEN)
-    if b * L < NT:
+    if (b + 1) * L < NT:  # (not the last block: its walk carries A to the end, nothing reads its map)
         b0 = tl.load(base + n)
         dk, kmask, kk, kkmask = _kk_grid(K, BK)
         eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
@@ -952,9 +954,11 @@ def _fwd_A_block_chain(A_init, Blk, Ablk, cu, shift, base, chunk_off, T, H, NBLK
                        HAS_A0: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
     """The blocked A chain's second pass (one program per sequence and head): the A entering each block (into Ablk),
     serially over the blocks, A <- X Y^{-1} with X = P11 A + P12 and Y = P21 A + P22 (_fwd_A_blocks). Y^{-1} by
-    Newton-Schulz iterations Z <- Z (2I - Y Z), each until |I - Y Z|_F <= tol or A_SOLVE_MAX_IT iterations, from
-    the last block's Z where that leaves a residual below 1/2, else from Y^T / (|Y|_1 |Y|_inf), from which they
-    converge for any invertible Y. (The last block's walk, not this pass, stores the A after the sequence.)"""
+    Newton-Schulz iterations Z <- Z (2I - Y Z) from the previous block's Z where that leaves a residual below 1/2,
+    else from Y^T / (|Y|_1 |Y|_inf), from which they converge for any invertible Y: from either start |I - Y Z|_F
+    falls every iteration in exact arithmetic, so each solve stops at tol, where the residual stops falling (fp32's
+    rounding: about 5e-7 at K = 64), or after A_SOLVE_MAX_IT iterations. (The last block's walk, not this pass,
+    stores the A after the sequence.)"""
     i_nh, h, bos, Tn, s, b0, c0, NT, dk, kmask, kk, kkmask, eyeK, A = _A_chain_start(
         tl.program_id(0).to(tl.int64), A_init, cu, shift, base, chunk_off, T, H, inv_lambda0, K, BK, C, HAS_A0,
         IS_VARLEN)
@@ -977,9 +981,11 @@ def _fwd_A_block_chain(A_init, Blk, Ablk, cu, shift, base, chunk_off, T, H, NBLK
                 R = eyeK - tl.dot(Y, Z, input_precision=PREC)
                 e = tl.sqrt(tl.sum(tl.sum(R * R, axis=1), axis=0))
             it = 0
-            while (e > tol) & (it < A_SOLVE_MAX_IT):
+            e_prev = e + 1.0
+            while (e > tol) & (e < e_prev) & (it < A_SOLVE_MAX_IT):  # (|R|_F falls every step until rounding)
                 Z = Z + tl.dot(Z, R, input_precision=PREC)
                 R = eyeK - tl.dot(Y, Z, input_precision=PREC)
+                e_prev = e
                 e = tl.sqrt(tl.sum(tl.sum(R * R, axis=1), axis=0))
                 it += 1
             A = tl.dot(X, Z, input_precision=PREC)
@@ -2226,8 +2232,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
                                            period, K=K, BK=BK, C=C, L=LA, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge,
                                            CPREC=CP, num_warps=4)
             _fwd_A_block_chain[(N * H,)](A0 if A0 is not None else A_chunks, Blk, Ablk, lay.cu, lay.shift,
-                                         lay.base, lay.chunk_off, T, H, NBA, 1.0 / lambda0,
-                                         1e-9 if CP == "tf32x3" else tol, K=K, BK=BK, C=C, L=LA,
+                                         lay.base, lay.chunk_off, T, H, NBA, 1.0 / lambda0, 1e-6, K=K, BK=BK, C=C, L=LA,
                                          HAS_A0=A0 is not None, IS_VARLEN=lay.is_varlen,
                                          PREC="tf32x3", num_warps=4)
             del Blk
