@@ -757,6 +757,19 @@ def _wy_inverse(k, alpha, tslot, bos, j, s, Tn, H, h, dk, kmask, K: tl.constexpr
 # ----------------------------------------------------------------------------------------------
 
 @triton.jit
+def _nudge_after(j, s, Tn, b0, period, C: tl.constexpr):
+    """Whether the nudge falls after chunk j of a sequence (shift s, Tn tokens, base position b0): the chunk ends
+    inside the sequence on a multiple of the period."""
+    return ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
+
+
+@triton.jit
+def _fnorm(X):
+    """The Frobenius norm of a 2-D tile."""
+    return tl.sqrt(tl.sum(tl.sum(X * X, axis=1), axis=0))
+
+
+@triton.jit
 def _A_chain_start(i_nh, A_init, cu, shift, base, chunk_off, T, H, inv_lambda0,
                    K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, HAS_A0: tl.constexpr,
                    IS_VARLEN: tl.constexpr):
@@ -819,7 +832,7 @@ def _fwd_A_chain(u, k, alpha, A_init, A_chunks, A_final, rinv, cu, shift, base, 
             tl.store(alpha + offs_cur, al.to(alpha.dtype.element_ty), mask=m2_cur)
         A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
         if NUDGE:
-            hit = (b == NB - 1) & ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
+            hit = (b == NB - 1) & _nudge_after(j, s, Tn, b0, period, C)
             A = A + tl.where(hit, nudge_eps, 0.0) * eyeK
         i += 1
     if STORE_FINAL:
@@ -883,7 +896,7 @@ def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, ch
         G = tl.dot(Wt, tl.trans(U), input_precision=CPREC)
         if STORE_G:
             tl.store(G_chunks + ((c0 + j) * H + h) * C * C + r[:, None] * C + r[None, :], G)
-        gf = tl.sqrt(tl.sum(tl.sum(G * G, axis=1), axis=0))
+        gf = _fnorm(G)
         # M^{-1} = c (I - R)^{-1} with c = 2 / (2 + |G|_F) and R = I - c M = (1 - c) I - c G, whose eigenvalues lie in
         # [-e0, e0], e0 = |G|_F / (2 + |G|_F): applied to Wt as the product (I + R)(I + R^2)(I + R^4)... of n factors,
         # whose residual is R^(2^n) (n Newton-Schulz iterations from X = c I, without forming X)
@@ -901,7 +914,7 @@ def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, ch
         P = tl.dot(tl.trans(Wt), Z, input_precision=CPREC) * c
         A = A - 0.5 * (P + tl.trans(P))
         if NUDGE:
-            hit = ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
+            hit = _nudge_after(j, s, Tn, b0, period, C)
             A = A + tl.where(hit, nudge_eps, 0.0) * eyeK
         j += 1
     if STORE_FINAL:
@@ -940,7 +953,7 @@ def _fwd_A_blocks(u, Blk, cu, shift, base, chunk_off, T, H, NBLK, nudge_eps, per
             G = tl.dot(tl.trans(U), U, input_precision=CPREC)
             bot = tl.dot(G, top, input_precision=CPREC) + bot
             if NUDGE:
-                hit = ((j + 1) * C - s <= Tn) & ((b0 + (j + 1) * C) % period == 0)
+                hit = _nudge_after(j, s, Tn, b0, period, C)
                 top = top + tl.where(hit, nudge_eps, 0.0) * bot
             j += 1
         slot = ((i_nh * NBLK + b) * 2 + col) * 2 * K * K + kk
@@ -974,19 +987,19 @@ def _fwd_A_block_chain(A_init, Blk, Ablk, cu, shift, base, chunk_off, T, H, NBLK
             Y = tl.dot(tl.load(Blk + slot + K * K, mask=kkmask, other=0.0), A, input_precision=PREC) + tl.load(
                 Blk + slot + 3 * K * K, mask=kkmask, other=0.0)
             R = eyeK - tl.dot(Y, Z, input_precision=PREC)
-            e = tl.sqrt(tl.sum(tl.sum(R * R, axis=1), axis=0))
+            e = _fnorm(R)
             if (e >= 0.5) | (e != e):
                 Ya = tl.abs(Y)
                 Z = tl.trans(Y) / (tl.max(tl.sum(Ya, axis=0), axis=0) * tl.max(tl.sum(Ya, axis=1), axis=0))
                 R = eyeK - tl.dot(Y, Z, input_precision=PREC)
-                e = tl.sqrt(tl.sum(tl.sum(R * R, axis=1), axis=0))
+                e = _fnorm(R)
             it = 0
             e_prev = e + 1.0
             while (e > tol) & (e < e_prev) & (it < A_SOLVE_MAX_IT):  # (|R|_F falls every step until rounding)
                 Z = Z + tl.dot(Z, R, input_precision=PREC)
                 R = eyeK - tl.dot(Y, Z, input_precision=PREC)
                 e_prev = e
-                e = tl.sqrt(tl.sum(tl.sum(R * R, axis=1), axis=0))
+                e = _fnorm(R)
                 it += 1
             A = tl.dot(X, Z, input_precision=PREC)
             A = 0.5 * (A + tl.trans(A))
