@@ -49,7 +49,7 @@ def main(out):
     q, k, v, u = dev.inputs(B, T, H, seed=3)
     lay = tri._layout(B, T, torch.zeros(B, dtype=torch.int64), None, 64, 1e-3, "cuda")
     with torch.no_grad():
-        _, _, _, A_chunks, _, _, _ = tri._forward(q, k, v, u, None, None, lay, scale=K ** -0.5, lambda0=0.1,
+        _, _, _, A_chunks, *_ = tri._forward(q, k, v, u, None, None, lay, scale=K ** -0.5, lambda0=0.1,
                                                   period=64, nudge_eps=1e-3, delta_min=1e-4, eps=1e-6,
                                                   want_final=False, save=True, solver="newton")
     res = {"T": T, "B": B, "H": H, "K": K, "ms": {}}

@@ -413,6 +413,7 @@ def test_backward_with_the_forwards_saved_factors(monkeypatch, chunk, fuse_alpha
     from vla.ops.vla.triton import chunk as tri
 
     monkeypatch.setattr(tri, "SAVE_RINV", 1)
+    monkeypatch.setattr(tri, "ALPHA_FORM", "factor")  # ("full" keeps each chunk's G instead: test_full_form_*)
     monkeypatch.setattr(tri, "FUSE_ALPHA", fuse_alpha)
     monkeypatch.setattr(tri, "BWD_CACHE_A", cache_a)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", solver)
@@ -435,6 +436,39 @@ def test_backward_with_the_forwards_saved_factors(monkeypatch, chunk, fuse_alpha
     bad = _compare(xs, dtype=torch.float32, chunk_size=chunk, hyper=hyper, offsets=[37, 0], cu_seqlens=cu,
                    final=True, init=init)
     assert (bad["du"] > 1e-2) == (bwd_sub == 0) and bad["o"] < TOL[torch.float32]
+
+
+@pytest.mark.parametrize("chunk,dtype", [(64, torch.float32), (32, torch.float32), (16, torch.float32),
+                                         (64, torch.bfloat16)])
+def test_full_form_keeps_G_for_the_backward(monkeypatch, chunk, dtype):
+    # ALPHA_FORM = "full" (the default): _fwd_factor writes each chunk's whole R^{-1} over its G, _fwd_wy_S computes the
+    # write directions from it by C-row products and keeps G = R^{-1} U ([chunks, H, C, K] fp32), and the backward's
+    # _bwd_phase1_rest reads that G (storing P itself) instead of _bwd_phase1_G recomputing it. Ragged sequences with
+    # offsets, initial states, K != V, chunks of 64 / 32 / 16 (one, two and four 16-row blocks of R^{-1}), every
+    # gradient against the float64 loop; and the saved G is what the backward uses (spoilt, du is wrong)
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "ALPHA_FORM", "full")
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    launched, fulls, saved = [], [], []
+    for name in ("_bwd_phase1_G", "_bwd_phase1_rest"):
+        monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: launched.append(n)))
+    monkeypatch.setattr(tri, "_fwd_factor", _Spy(tri._fwd_factor, lambda kw: fulls.append(kw["FULL"])))
+    real = tri._backward
+    monkeypatch.setattr(tri, "_backward", lambda *a, **kw: saved.append((a[7], a[8])) or real(*a, **kw))
+    cu = torch.tensor([0, 45, 150], dtype=torch.int64)
+    xs = vla_inputs(1, 150, 2, 64, 32)
+    init = [torch.randn(2, 2, 64, 32, dtype=torch.float64), _spd(2, 2, 64)]
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    run = dict(dtype=dtype, chunk_size=chunk, hyper=hyper, offsets=[37, 0], cu_seqlens=cu, final=True, init=init)
+    _check(_compare(xs, **run), TOL[dtype])
+    assert fulls == [True] and launched == ["_bwd_phase1_rest"]
+    rinv, gsave = saved[0]
+    NC = tri._layout(1, 150, torch.tensor([37, 0]), cu, chunk, 1e-3, "cpu").total_chunks
+    assert rinv is None and tuple(gsave.shape) == (NC, 2, chunk, 64) and gsave.dtype == torch.float32
+    monkeypatch.setattr(tri, "_backward", lambda *a, **kw: real(*a[:8], a[8] * 2, *a[9:], **kw))
+    bad = _compare(xs, **run)
+    assert bad["du"] > 1e-2 and bad["o"] < TOL[dtype]
 
 
 def test_settings_lists_every_build_setting():
@@ -530,7 +564,8 @@ def test_full_and_sub_backward_forms_agree(monkeypatch, chunk, K, V):
     init = [torch.randn(3, 2, K, V, dtype=torch.float64), _spd(3, 2, K)]
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
     grads = {}
-    expect = {"full": ["_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du"], "sub": ["_bwd_phase1_compose"]}
+    # (ALPHA_FORM = "full", the default, hands the backward each chunk's G: _bwd_phase1_G does not run)
+    expect = {"full": ["_bwd_phase1_rest", "_bwd_du"], "sub": ["_bwd_phase1_compose"]}
     for form in expect:
         monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
         launched.clear()
@@ -762,7 +797,8 @@ class _Spy:
 
 @pytest.mark.parametrize("chunk,dtype,form", [(64, torch.float32, "factor"), (32, torch.float32, "factor"),
                                               (16, torch.float32, "factor"), (64, torch.bfloat16, "factor"),
-                                              (64, torch.float32, "fused"), (32, torch.bfloat16, "fused")])
+                                              (64, torch.float32, "fused"), (32, torch.bfloat16, "fused"),
+                                              (64, torch.float32, "full"), (16, torch.bfloat16, "full")])
 def test_factor_form_of_the_write_directions(monkeypatch, chunk, dtype, form):
     # ALPHA_FORM = "factor": the Newton chain stores each chunk's G = U A0 U^T, _fwd_factor factorises it by 16 x 16
     # blocks (one warp per chunk on a GPU), and _fwd_wy_S's per-chunk programs compute the write directions from those
@@ -783,7 +819,7 @@ def test_factor_form_of_the_write_directions(monkeypatch, chunk, dtype, form):
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
     run = dict(dtype=dtype, chunk_size=chunk, hyper=hyper, offsets=[37, 0], cu_seqlens=cu, final=True, init=init)
     _check(_compare(xs, **run), TOL[dtype])
-    assert len(seen) == (form == "factor") and all(kw["C"] == chunk for kw in seen)
+    assert len(seen) == (form != "fused") and all(kw["C"] == chunk for kw in seen)
     args = dict(scale=64 ** -0.5, output_final_state=True, offsets=torch.tensor([37, 0]), cu_seqlens=cu,
                 chunk_size=chunk, **hyper)
     x = [t.to(dtype) for t in xs] + [t.float() for t in init]
@@ -791,7 +827,7 @@ def test_factor_form_of_the_write_directions(monkeypatch, chunk, dtype, form):
         o_inf, _ = chunk_vla_triton(*x[:4], initial_state=tuple(x[4:]), **args)
     o_train, _ = chunk_vla_triton(*[t.clone().requires_grad_() for t in x[:4]], initial_state=tuple(x[4:]), **args)
     assert torch.equal(o_inf, o_train.detach())
-    if form == "factor":
+    if form != "fused":
         monkeypatch.setattr(tri, "_fwd_factor", _Spy(real, seen.append, after=lambda G, rinv, *rest: rinv.mul_(2)))
         assert _compare(xs, **run)["o"] > 1e-2
 
@@ -837,8 +873,8 @@ def test_backward_frees_dS_chunks_before_phase_1(monkeypatch, states):
     refs, alive = [], []
     monkeypatch.setattr(tri, "_bwd_dS_chain", _Spy(tri._bwd_dS_chain, lambda kw: None,
                                                     after=lambda *a: refs.append(weakref.ref(a[3]))))
-    monkeypatch.setattr(tri, "_bwd_phase1_G", _Spy(tri._bwd_phase1_G,
-                                                    lambda kw: alive.extend(r() is not None for r in refs)))
+    monkeypatch.setattr(tri, "_bwd_phase1_rest", _Spy(tri._bwd_phase1_rest,
+                                                       lambda kw: alive.extend(r() is not None for r in refs)))
     K, V = 32, 16
     xs = [t.float().requires_grad_() for t in vla_inputs(1, 96, 2, K, V)]
     init = (torch.randn(1, 2, K, V), torch.eye(K).expand(1, 2, K, K) * 10.0) if states else (None, None)
@@ -869,6 +905,10 @@ def test_blocked_A_chain_matches_the_serial_chain(monkeypatch, block, dtype):
     lay = tri._layout(1, 64 * 16, torch.tensor([0]), None, 64, 1e-3, "cpu")
     monkeypatch.setattr(tri, "A_CHAIN_BLOCK", "auto")
     assert tri._a_block(lay) == 0
+    # ("auto" blocks sequences of more than 64 chunks by 64, unless most of the batch's sequences are much shorter)
+    assert tri._a_block(tri._layout(2, 64 * 65, torch.tensor([0, 0]), None, 64, 1e-3, "cpu")) == 64
+    ragged = torch.tensor([0, 64 * 65, 64 * 65 + 64, 64 * 65 + 128, 64 * 65 + 192])
+    assert tri._a_block(tri._layout(1, 64 * 65 + 192, torch.zeros(4, dtype=torch.int64), ragged, 64, 1e-3, "cpu")) == 0
     for bad in ("many", "-2"):
         monkeypatch.setattr(tri, "A_CHAIN_BLOCK", bad)
         with pytest.raises(ValueError, match="VLA_A_CHAIN_BLOCK"):

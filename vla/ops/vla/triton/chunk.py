@@ -14,14 +14,14 @@ with C1 x C1 factorisations, which keeps the serial A chain short; A is kept onl
 Phase 2 uses chunks of C = chunk_size rows. Only the state chains are sequential over chunks;
 everything else runs one program per (chunk, head). Forward:
 
-  ``_fwd_A_chain_newton`` (the default: CHAIN_SOLVER "auto" resolved to "newton", ALPHA_FORM = "factor", K and V
-                        <= 64, 16-row sub-chunks, _fwd_wy_S's conditions) the Newton A chain, storing each
-                        chunk's G = U A0 U^T too
-  ``_fwd_A_blocks``, ``_fwd_A_block_chain``  (A_CHAIN_BLOCK, experimental, off by default) the Newton chain in
-                        blocks: each block's map of A as a product of 2K x 2K matrices, then the A entering each
-                        block; _fwd_A_chain_newton then walks each block from it
-  ``_fwd_factor``       per chunk, one warp: each sub-chunk's R^{-1} from G (blocked Cholesky), for the write
-                        directions and the backward; the write directions then run in _fwd_wy_S (below)
+  ``_fwd_A_chain_newton`` (the default: CHAIN_SOLVER "auto" resolved to "newton", ALPHA_FORM = "full" (or
+                        "factor"), K and V <= 64, 16-row sub-chunks, _fwd_wy_S's conditions) the Newton A chain,
+                        storing each chunk's G = U A0 U^T too
+  ``_fwd_A_blocks``, ``_fwd_A_block_chain``  (A_CHAIN_BLOCK; by default for sequences of more than 64 chunks) the
+                        Newton chain in blocks: each block's map of A as a product of 2K x 2K matrices, then the A
+                        entering each block; _fwd_A_chain_newton then walks each block from it
+  ``_fwd_factor``       per chunk, one warp: the chunk's R^{-1} from G (blocked Cholesky), whole ("full": written
+                        over G) or each sub-chunk's ("factor"); the write directions then run in _fwd_wy_S (below)
   ``_fwd_newton_alpha`` (elsewhere with the Newton chain: ALPHA_FORM = "fused", V above 64, as many chains as SMs
                         or more, other sub-chunk sizes; K <= 64, OVERLAP_CHAIN, CHAIN_WARPS = ALPHA_WARPS) the
                         Newton A chain and the per-chunk write directions in one launch: each chunk's alpha_hat
@@ -33,8 +33,9 @@ everything else runs one program per (chunk, head). Forward:
   ``_fwd_S_chain``      S at every chunk start and the outputs (matrix products only)
   ``_fwd_wy_S``         (OVERLAP_CHAIN, the default; K <= 64 and fewer chains than SMs) the last two in one
                         launch: each S chain reads a chunk's WY factors as soon as they are stored; with
-                        ALPHA_FORM = "factor" each per-chunk program first computes its chunk's write directions
-                        (from the A entering the chunk and _fwd_factor's R^{-1})
+                        ALPHA_FORM = "full" or "factor" each per-chunk program first computes its chunk's write
+                        directions (from the A entering the chunk and _fwd_factor's R^{-1}; "full" by C-row
+                        products, keeping G = R^{-1} U for the backward)
 
 Backward, in reverse:
 
@@ -50,7 +51,8 @@ Backward, in reverse:
 
 then phase 1, for K <= 64 over whole chunks (BWD_PHASE1_FORM = "full", the default):
 
-  ``_bwd_phase1_G``     per chunk: G = R^{-1} U (sub-chunk by sub-chunk from the forward's R^{-1}) and P
+  ``_bwd_phase1_G``     per chunk: G = R^{-1} U (sub-chunk by sub-chunk from the forward's R^{-1}) and P; not with
+                        ALPHA_FORM = "full", whose forward kept G (then _bwd_phase1_rest stores P)
   ``_bwd_phase1_rest``  per chunk: dk, the write directions a and their gradient's image B (kept for _bwd_du),
                         and the dA chain's coefficients F from C-row products (formulas in its docstring)
   ``_bwd_dA_blocks``    the dA chain's step dA0 = P^T dA1 P + F composed over blocks of chunks (DA_CHAIN_BLOCK),
@@ -99,34 +101,36 @@ Precision: phase 1 in fp32 (tf32x3 products), or with one tf32 pass for bf16 inp
 (PHASE1_PRECISION); phase 2's products take their operands rounded to the input dtype (bf16 tensor cores for
 bf16 input) and accumulate in fp32. Saved for the backward:
 alpha_hat (input dtype, [B, T, H, K]), A and S at every chunk start (fp32, [chunks, H, K, K] and
-[chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, by default, the
-16 x 16 R^{-1} of every phase-1 sub-chunk (SAVE_RINV); nothing of T x K^2 elements. With ALPHA_FORM = "factor"
-the forward also holds each chunk's G (fp32, [chunks, H, C, C]) until _fwd_factor has read it: at T = 16k
-(B = 4, H = 16, bf16) the forward alone took 1088 MiB beyond its inputs against 896 MiB with v9's "fused" form;
-forward+backward 3020 MiB both (suite_h200_2026-11-30b_chunk.json, _30a_). The forward's A chain
+[chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, with ALPHA_FORM = "full"
+(the default where it runs), each chunk's G = R^{-1} U (fp32, [chunks, H, C, K]), elsewhere by default the 16 x 16
+R^{-1} of every phase-1 sub-chunk (SAVE_RINV); nothing of T x K^2 elements. With ALPHA_FORM = "full" or "factor"
+the forward also holds each chunk's U A0 U^T (fp32, [chunks, H, C, C]; with "full" it becomes R^{-1}) until
+_fwd_wy_S has run: at T = 16k (B = 4, H = 16, bf16) the forward alone took 1152 MiB beyond its inputs with "full",
+1088 MiB with "factor" and 896 MiB with v9's "fused" form; forward+backward 2956 MiB with "full", 3020 MiB with the
+others (suite_h200_2026-11-30f_chunk.json, _30b_, _30a_). The forward's A chain
 is, by default, the Newton chain where a bound allows it (CHAIN_SOLVER = "auto"). No atomic reductions: every
 reduction is done inside one program, so results are bit-identical run to run (the fused launches' ticket
 counter and flags are atomics, but they only order the work). Token row indices are int64 (T = 1M and beyond).
 
-Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v13*,
+Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v14*,
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
-T = 16k: relative L2 errors 5.6e-3 to 8.4e-3, the size of bf16 rounding, final A 1.1e-3 with one tf32 pass in
+T = 16k: relative L2 errors 5.6e-3 to 8.4e-3, the size of bf16 rounding, final A 7.8e-4 with one tf32 pass in
 phase 1; fp32 inputs: 1e-7 to 1e-6; fp16: up to 8e-4; K = V = 128: up to 5.5e-3 in bf16), on ragged
 cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 64 (chunks of 16 with K = 64 in
 the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
 bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.04e-3 of the fp32 PyTorch
-chunk form over all 1M tokens (chunk_triton_v13b_million.json, the same forward). Where the time goes
-(chunk_triton_v13c_profile.json; B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 7.52 ms in
-all in the suite suite_h200_2026-11-30e_chunk.json): the Newton chain 1.01 (64 serial chains, one program per
-head), _fwd_factor 0.39, the write directions with the WY factors and the S chain 1.41, the input check's u norm
-0.04 (on a side stream, beside the chain), dS prep 0.29, the blocked dS chain 0.19 + 0.05 + 0.23, phase-2 grads
-0.80, _bwd_phase1_G 0.50, _bwd_phase1_rest 1.01, the blocked dA chain 0.63 + 0.02 (its steps tf32x3: one tf32 pass
-in the serial chain left du at 5.5e-2), _bwd_du 0.98.
-K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with v9e, whose
-kernels for it this build keeps but for the Newton chain (chunk_triton_v9e_smoke_wide_k.json); at T = 16k it took
-29.9 ms forward and 154.6 ms forward+backward against DeltaNet's 2.26 and 6.27 (chunk_triton_v13e_wide_k128.json);
-K = 64, V = 128 6.39 and 13.02 against 1.73 and 4.64 (chunk_triton_v13e_wide.json).
+chunk form over all 1M tokens, final A 5.9e-4 (chunk_triton_v14c_million.json). Where the time goes
+(chunk_triton_v14c_profile.json; B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 7.34 ms in
+all in the suite suite_h200_2026-11-30f_chunk.json): the blocked A chain 0.23 + 0.08 + 0.43 (the serial chain,
+64 programs, took 1.01), _fwd_factor 0.52, the write directions with the WY factors and the S chain 1.56, the
+input check's u norm 0.04 (on a side stream, beside the chain), dS prep 0.29, the blocked dS chain
+0.19 + 0.05 + 0.23, phase-2 grads 0.80, _bwd_phase1_rest 1.23, the blocked dA chain 0.64 + 0.02 (its steps tf32x3:
+one tf32 pass in the serial chain left du at 5.5e-2), _bwd_du 0.96.
+K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with v14
+(chunk_triton_v14d_smoke_wide_k.json); at T = 16k it took 29.9 ms forward and 154.6 ms forward+backward against
+DeltaNet's 2.26 and 6.27 (v13, chunk_triton_v13e_wide_k128.json); K = 64, V = 128 6.39 and 13.02 against 1.73 and
+4.64 (v13, chunk_triton_v13e_wide.json).
 """
 
 from __future__ import annotations
@@ -201,13 +205,20 @@ DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "auto")
 # PHASE2_FP32_PRECISION says.
 DS_CHAIN_BLOCK = os.environ.get("VLA_DS_CHAIN_BLOCK", "auto")
 # The forward's Newton A chain in blocks of this many chunks (_fwd_A_blocks, _fwd_A_block_chain, then
-# _fwd_A_chain_newton walking each block from the A entering it), or 0 for the serial chain; "auto" (the default)
-# keeps the serial chain until the blocked one has been measured on a GPU. A chunk's map of A is linear-fractional,
-# so a block's composes as a product of 2K x 2K matrices, and the pass over the blocks takes one K x K solve per
-# block (the blocks' products in CHAIN_PRECISION, the solves in tf32x3). Experimental: only where the Newton chain
-# runs with ALPHA_FORM = "factor" and K <= 64; checked through Triton's interpreter, not yet run on a GPU. A CPU
-# probe in PyTorch found the blocked chain within 1.5e-6 of the float64 chain in fp32 at 256 chunks
-# (benchmarks/chain_blocked_probe.py).
+# _fwd_A_chain_newton walking each block from the A entering it), or 0 for the serial chain; "auto" (the default,
+# _a_block): 64 for sequences of more than 64 chunks. A chunk's map of A is linear-fractional, so a block's composes
+# as a product of 2K x 2K matrices, and the pass over the blocks takes one K x K solve per block (the blocks' products
+# in CHAIN_PRECISION, the solves in tf32x3). Only where the Newton chain runs with ALPHA_FORM = "full" or "factor"
+# and K <= 64. A CPU probe in PyTorch found the blocked chain within 1.5e-6 of the float64 chain in fp32 at 256
+# chunks (benchmarks/chain_blocked_probe.py). On the H200 (bf16, B = 4, H = 16, T = 16k, forward / forward+backward
+# ms): blocks of 8 3.32 / 8.10, 16 3.03 / 7.88, 32 2.92 / 7.75, 64 2.89 / 7.70 against 3.03 / 7.98 serial
+# (chunk_triton_v14a_variants_A_block.json); forward+backward with blocks of 64 against the serial chain at
+# T = 4k / 8k / 16k / 32k / 64k 2.34 / 4.09 / 7.49 / 14.72 / 28.96 against 2.26 / 4.19 / 7.85 / 15.12 / 29.64
+# (_v14b_time_*.json; at 4k, 64 chunks, one block is all overhead, so "auto" keeps the serial chain there). With
+# blocks of 16 the three launches took 0.29 + 0.31 + 0.42 ms against the serial chain's 1.01: the walk, 1024
+# programs, is bound by its arithmetic (two programs per SM at 255 registers), the pass over the blocks by its
+# solves in series. The final A's error against the fp32 PyTorch chunk form at 16k fell from 1.1e-3 to 6e-4 and
+# 7.8e-4 (blocks of 16 and 64: the solves run in tf32x3; _v14a_check_blocked_A16.json, _v14d_check.json).
 A_CHAIN_BLOCK = os.environ.get("VLA_A_CHAIN_BLOCK", "auto")
 # Warps of _bwd_du (8 took forward+backward to 10.62 against 10.00 ms, same run and shapes).
 BWD_DU_WARPS = int(os.environ.get("VLA_BWD_DU_WARPS", "4"))
@@ -364,7 +375,14 @@ NEWTON_MAX_IT = tl.constexpr(20)
 # (in fp32 the residual stops falling near 5e-7, where the solve stops).
 A_SOLVE_MAX_IT = tl.constexpr(64)
 # With the Newton chain (K and V up to 64, 16-row phase-1 sub-chunks, where _fwd_wy_S runs): where the write
-# directions' factorisations run. "fused": in _fwd_newton_alpha, beside the chain, each 16 x 16 elimination in the same 4-warp
+# directions' factorisations run. "full" (the default): _fwd_factor writes each chunk's whole R^{-1} (its blocks below
+# the diagonal by block substitution) over the chunk's G, _fwd_wy_S's per-chunk programs compute the write
+# directions by C-row products, G = R^{-1} U, Zt = G A0, a = K_hat A0 - tril(K_hat Zt^T) Zt, and keep G for the
+# backward, which then skips _bwd_phase1_G (its P comes from _bwd_phase1_rest as I - Zt^T G). On the H200 it timed
+# as "factor" did (16k, alternating in one call: "factor" 2.80 / 7.69 and 2.92 / 7.80 ms, "full" 2.90 / 7.72 and
+# 3.02 / 7.65; chunk_triton_v14c_variants_alpha_form.json): the backward lost _bwd_phase1_G's 0.50 ms, but
+# _bwd_phase1_rest took 0.21 ms more, _fwd_factor 0.12 and _fwd_wy_S 0.13 (_v14b_profile.json); it keeps 64 MiB
+# less at 16k (G [chunks, H, C, K] instead of the R^{-1} tiles and the backward's own G). "fused": in _fwd_newton_alpha, beside the chain, each 16 x 16 elimination in the same 4-warp
 # program (252 registers, two per SM) as the products around it; "factor": the chain stores each chunk's
 # G = U A0 U^T, _fwd_factor factorises it with one warp per chunk, and _fwd_wy_S's per-chunk programs compute the
 # write directions from those factors before the WY factors. On the H200 (bf16, B = 4, H = 16, T = 16k; forward /
@@ -375,7 +393,7 @@ A_SOLVE_MAX_IT = tl.constexpr(64)
 # _fwd_factor on a second stream beside the chains, each chunk as soon as its G was stored, measured and dropped:
 # 3.63 / 9.14 against 3.59 / 9.13 after them, the chains slowed from 0.76 to 0.95 ms at 8k by the programs sharing
 # their SMs (chunk_triton_v10d_*.json).
-ALPHA_FORM = os.environ.get("VLA_ALPHA_FORM", "factor")
+ALPHA_FORM = os.environ.get("VLA_ALPHA_FORM", "full")
 # A register cap per kernel (ptxas's .maxnreg), "kernel=registers,..." (e.g. "_fwd_newton_alpha=168"): more programs
 # per SM for fewer registers each, where a kernel waits on latency rather than on its arithmetic; "" for none. The
 # default caps _fwd_wy_S, which with ALPHA_FORM = "factor" holds the write directions' products too, at 168 (three
@@ -1043,14 +1061,43 @@ def _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_
 
 
 @triton.jit
-def _fwd_factor(G_chunks, rinv, H, delta_min, C: tl.constexpr, PREC: tl.constexpr):
+def _alpha_full(c, h, u, k, alpha, A_chunks, rfull, gsave, cu, shift, chunk_seq, chunk_idx, T, H, eps,
+                K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
+                SAVE_G: tl.constexpr):
+    """The write directions of chunk c, head h, from the whole chunk's R^{-1} (_fwd_factor with FULL, in rfull) and the
+    A entering it, by C-row products (ALPHA_FORM = "full"): G = R^{-1} U, Zt = G A0, a = K_hat A0 - tril(K_hat Zt^T) Zt.
+    SAVE_G: G into the chunk's slot of gsave ([chunks, H, C, K] fp32), for the backward (_bwd_phase1_rest)."""
+    c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
+    dk, kmask, kk, kkmask = _kk_grid(K, BK)
+    base, offs, m2 = _tile(bos, j, s, Tn, H, h, dk, kmask, K, C)
+    r = tl.arange(0, C)
+    U = tl.load(u + base + offs, mask=m2, other=0.0).to(tl.float32)
+    G = tl.dot(tl.load(rfull + (c * H + h) * C * C + r[:, None] * C + r[None, :]), U, input_precision=PREC)
+    if SAVE_G:
+        tl.store(gsave + (c * H + h) * C * K + r[:, None] * K + dk[None, :], G, mask=kmask[None, :])
+    A0 = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
+    Zt = tl.dot(G, A0, input_precision=PREC)
+    Kh, _ = _rownorm(tl.load(k + base + offs, mask=m2, other=0.0).to(tl.float32), eps)
+    # (_write_dirs' products in an order that leaves A0 dead before tril(K_hat Zt^T) is formed: one C x K tile fewer
+    # live at once)
+    a = tl.dot(Kh, A0, input_precision=PREC)
+    KZ = tl.where(r[:, None] >= r[None, :], tl.dot(Kh, tl.trans(Zt), input_precision=PREC), 0.0)
+    al, _ = _rownorm(a - tl.dot(KZ, Zt, input_precision=PREC), eps)
+    tl.store(alpha + base + offs, al.to(alpha.dtype.element_ty), mask=m2)
+
+
+@triton.jit
+def _fwd_factor(G_chunks, rinv, H, delta_min, C: tl.constexpr, PREC: tl.constexpr, FULL: tl.constexpr = False):
     """For chunk c and head h (ALPHA_FORM = "factor"): the R^{-1} of every 16-row phase-1 sub-chunk from the
     chunk's G = U A0 U^T (the Newton chain's, STORE_G), by a blocked Cholesky factorisation of M = I + G = R R^T
     over 16 x 16 blocks: R_ib = (G_ib - sum_{k<b} R_ik R_bk^T) R_bb^{-T} below the diagonal, and on it the Schur
     complement I + G_bb - sum_{k<b} R_bk R_bk^T, which is the M of sub-chunk b from the A entering it, factorised by
     _chol_inverse. Written where SAVE_RINV keeps them ([chunks, H, C / 16, 16, 16]) for _alpha_chunk (LOAD_RINV)
     and the backward. Launched with one warp: the eliminations' exchanges then stay within a warp (on the H200, the
-    65536 eliminations of T = 16k took 0.27 ms with one warp against 0.53 ms with four, each program alone)."""
+    65536 eliminations of T = 16k took 0.27 ms with one warp against 0.53 ms with four, each program alone).
+    FULL (ALPHA_FORM = "full"): instead, the whole chunk's R^{-1} (C x C, lower triangular, its upper blocks zero) over
+    the chunk's G in G_chunks (rinv is G_chunks then), its blocks below the diagonal by block forward substitution,
+    X_ib = -R_ii^{-1} sum_{b <= k < i} R_ik X_kb; every block of G is read before any is written."""
     c = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     NB: tl.constexpr = C // 16
@@ -1059,12 +1106,14 @@ def _fwd_factor(G_chunks, rinv, H, delta_min, C: tl.constexpr, PREC: tl.constexp
     eye = (r[:, None] == r[None, :]).to(tl.float32)
     g = G_chunks + (c * H + h) * C * C
     R0i = _chol_inverse(eye + tl.load(_tile16(g, 0, 0, C)), 16, delta_min)
-    tl.store(_rinv_tile(rinv, c, H, h, NB, 0, 16) + o16, R0i)
+    if not FULL:
+        tl.store(_rinv_tile(rinv, c, H, h, NB, 0, 16) + o16, R0i)
     if NB >= 2:
         R10 = tl.dot(tl.load(_tile16(g, 1, 0, C)), tl.trans(R0i), input_precision=PREC)
         R1i = _chol_inverse(eye + tl.load(_tile16(g, 1, 1, C)) - tl.dot(R10, tl.trans(R10), input_precision=PREC), 16,
                             delta_min)
-        tl.store(_rinv_tile(rinv, c, H, h, NB, 1, 16) + o16, R1i)
+        if not FULL:
+            tl.store(_rinv_tile(rinv, c, H, h, NB, 1, 16) + o16, R1i)
     if NB == 4:
         R20 = tl.dot(tl.load(_tile16(g, 2, 0, C)), tl.trans(R0i), input_precision=PREC)
         R30 = tl.dot(tl.load(_tile16(g, 3, 0, C)), tl.trans(R0i), input_precision=PREC)
@@ -1075,12 +1124,45 @@ def _fwd_factor(G_chunks, rinv, H, delta_min, C: tl.constexpr, PREC: tl.constexp
         S2 = (eye + tl.load(_tile16(g, 2, 2, C)) - tl.dot(R20, tl.trans(R20), input_precision=PREC)
               - tl.dot(R21, tl.trans(R21), input_precision=PREC))
         R2i = _chol_inverse(S2, 16, delta_min)
-        tl.store(_rinv_tile(rinv, c, H, h, NB, 2, 16) + o16, R2i)
         R32 = tl.dot(tl.load(_tile16(g, 3, 2, C)) - tl.dot(R30, tl.trans(R20), input_precision=PREC)
                      - tl.dot(R31, tl.trans(R21), input_precision=PREC), tl.trans(R2i), input_precision=PREC)
         S3 = (eye + tl.load(_tile16(g, 3, 3, C)) - tl.dot(R30, tl.trans(R30), input_precision=PREC)
               - tl.dot(R31, tl.trans(R31), input_precision=PREC) - tl.dot(R32, tl.trans(R32), input_precision=PREC))
-        tl.store(_rinv_tile(rinv, c, H, h, NB, 3, 16) + o16, _chol_inverse(S3, 16, delta_min))
+        R3i = _chol_inverse(S3, 16, delta_min)
+        if not FULL:
+            tl.store(_rinv_tile(rinv, c, H, h, NB, 2, 16) + o16, R2i)
+            tl.store(_rinv_tile(rinv, c, H, h, NB, 3, 16) + o16, R3i)
+    if FULL:
+        zero = tl.zeros([16, 16], dtype=tl.float32)
+        if NB >= 2:
+            X10 = -tl.dot(R1i, tl.dot(R10, R0i, input_precision=PREC), input_precision=PREC)
+        if NB == 4:
+            X21 = -tl.dot(R2i, tl.dot(R21, R1i, input_precision=PREC), input_precision=PREC)
+            X20 = -tl.dot(R2i, tl.dot(R20, R0i, input_precision=PREC) + tl.dot(R21, X10, input_precision=PREC),
+                          input_precision=PREC)
+            X32 = -tl.dot(R3i, tl.dot(R32, R2i, input_precision=PREC), input_precision=PREC)
+            X31 = -tl.dot(R3i, tl.dot(R31, R1i, input_precision=PREC) + tl.dot(R32, X21, input_precision=PREC),
+                          input_precision=PREC)
+            X30 = -tl.dot(R3i, tl.dot(R30, R0i, input_precision=PREC) + tl.dot(R31, X10, input_precision=PREC)
+                          + tl.dot(R32, X20, input_precision=PREC), input_precision=PREC)
+        tl.debug_barrier()  # (every thread has read its blocks of G before R^{-1} takes their place)
+        tl.store(_tile16(g, 0, 0, C), R0i)
+        if NB >= 2:
+            tl.store(_tile16(g, 0, 1, C), zero)
+            tl.store(_tile16(g, 1, 0, C), X10)
+            tl.store(_tile16(g, 1, 1, C), R1i)
+        if NB == 4:
+            for jb in tl.static_range(2, 4):
+                tl.store(_tile16(g, 0, jb, C), zero)
+                tl.store(_tile16(g, 1, jb, C), zero)
+            tl.store(_tile16(g, 2, 3, C), zero)
+            tl.store(_tile16(g, 2, 0, C), X20)
+            tl.store(_tile16(g, 2, 1, C), X21)
+            tl.store(_tile16(g, 2, 2, C), R2i)
+            tl.store(_tile16(g, 3, 0, C), X30)
+            tl.store(_tile16(g, 3, 1, C), X31)
+            tl.store(_tile16(g, 3, 2, C), X32)
+            tl.store(_tile16(g, 3, 3, C), R3i)
 
 
 @triton.jit
@@ -1755,9 +1837,9 @@ def _bwd_phase1_G(u, A_chunks, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx
 
 
 @triton.jit
-def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, cu, shift, chunk_seq, chunk_idx, T, H, eps,
+def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, Pbuf, cu, shift, chunk_seq, chunk_idx, T, H, eps,
                      K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr,
-                     PREC: tl.constexpr, P_WDIR: tl.constexpr):
+                     PREC: tl.constexpr, P_WDIR: tl.constexpr, STORE_P: tl.constexpr):
     """Per chunk, after _bwd_phase1_G: the backward of phase 1 with products over the whole chunk
     (BWD_PHASE1_FORM = "full"; K <= 64). Inside a chunk A_t = A0 - sum_{i<=t} z_i z_i^T and A_t A0^{-1} = Pi_t = I - sum_{i<=t} z_i g_i^T, with
     z_i = A0 g_i and g_i = Pi_{i-1}^T u_i / sqrt(delta_i) (G = R^{-1} U for the chunk's M = I + U A0 U^T = R R^T).
@@ -1767,9 +1849,10 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, cu, shift, chunk
       Pm = Ga - tril(Ga Zt^T) G,        B = Pm A0        (row t = A_t ga_t: the gradient of k_hat_t)
       dA0 = Pm^T Qm + Pi^T dA1 Pi
       du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (dA1 + dA1^T) A1      (A1 = Pi A0, the A after the chunk)
-    _bwd_phase1_G stores G (into the chunk's slot of gbuf, [chunks, H, C, K] fp32) and P = Pi; this kernel stores
-    dk, the dA chain's coefficients F = sym(Pm^T Qm) and, for _bwd_du, which takes du once the chain has dA1, a
-    (into the chunk's rows of dal, once read) and B (into gbuf, over G). Precision: PREC for what recomputes the
+    G comes from the chunk's slot of gbuf ([chunks, H, C, K] fp32): _bwd_phase1_G's, which also stores P = Pi, or the
+    forward's (ALPHA_FORM = "full"), and then this kernel stores P = I - Zt^T G (STORE_P). It stores dk, the dA chain's
+    coefficients F = sym(Pm^T Qm) and, for _bwd_du, which takes du once the chain has dA1, a (into the chunk's rows
+    of dal, once read) and B (into its rows of dkh, once read). Precision: PREC for what recomputes the
     forward (G, Zt, a), P_WDIR for the write directions' backward (GZ, Pm, F, B); du's products are _bwd_du's
     (P_MAIN, BWD_FAST_GROUPS)."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -1787,6 +1870,9 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, cu, shift, chunk
     # (in an order that keeps few C x K tiles live at once; k is read twice rather than kept)
     G = tl.load(gslot + r[:, None] * K + dk[None, :], mask=kmask[None, :], other=0.0)
     Zt = tl.dot(G, A0, input_precision=PREC)
+    if STORE_P:
+        eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
+        tl.store(Pbuf + (c * H + h) * K * K + kk, eyeK - tl.dot(tl.trans(Zt), G, input_precision=PREC), mask=kkmask)
     Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
     KZ = tl.where(incl, tl.dot(Kh, tl.trans(Zt), input_precision=PREC), 0.0)
     Qm = Kh - tl.dot(KZ, G, input_precision=PREC)
@@ -1803,8 +1889,8 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, cu, shift, chunk
     Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
     dKh = tl.load(dkh + offs, mask=m2, other=0.0) + Bm
     tl.store(dk_out + offs, _rownorm_bwd(Kh, nk, dKh, eps).to(dk_out.dtype.element_ty), mask=m2)
-    tl.debug_barrier()  # every thread has read G before its slot takes B
-    tl.store(gslot + r[:, None] * K + dk[None, :], Bm, mask=kmask[None, :])
+    tl.debug_barrier()  # every thread has read its rows of dkh before they take B
+    tl.store(dkh + offs, Bm, mask=m2)
 
 
 @triton.jit
@@ -1867,12 +1953,12 @@ def _bwd_dA_block_chain(BlkPi, BlkPhi, Xbuf, dA_final, dA_init, cu, shift, chunk
 
 
 @triton.jit
-def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, a_rows, PiBuf, Xbuf, cu, shift, chunk_seq, chunk_idx, T, H, NBLK,
+def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, b_rows, a_rows, PiBuf, Xbuf, cu, shift, chunk_seq, chunk_idx, T, H, NBLK,
             K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
             L: tl.constexpr, DPREC: tl.constexpr):
     """Per chunk, after the dA chain: du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (2 dA1) A1 with A1 = Pi A0
     (dA1, the gradient of the A after the chunk, symmetric), from the a and B _bwd_phase1_rest left in a_rows
-    (its rows of dal) and gbuf. With L > 0 (the blocked dA chain, DA_CHAIN_BLOCK) dA1 = Pi^T X Pi + Phi from the chain's
+    and b_rows (its rows of dal and dkh). With L > 0 (the blocked dA chain, DA_CHAIN_BLOCK) dA1 = Pi^T X Pi + Phi from the chain's
     passes (Pi in PiBuf, Phi in dA_chunks, X in Xbuf for the chunk's block), products in DPREC."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
@@ -1894,7 +1980,7 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, gbuf, a_rows, PiBuf, Xbuf, cu, shi
     X = tl.dot(tl.dot(U, A1, input_precision=PREC), dA1, input_precision=PREC)
     dU = -2.0 * tl.dot(X, A1, input_precision=PREC)
     a = tl.load(a_rows + offs, mask=m2, other=0.0)
-    Bm = tl.load(gbuf + (c * H + h) * C * K + r[:, None] * K + dk[None, :], mask=kmask[None, :], other=0.0)
+    Bm = tl.load(b_rows + offs, mask=m2, other=0.0)
     upper = r[:, None] <= r[None, :]
     dU -= (tl.dot(tl.where(upper, tl.dot(U, tl.trans(a), input_precision=PREC), 0.0), Bm, input_precision=PREC)
            + tl.dot(tl.where(upper, tl.dot(U, tl.trans(Bm), input_precision=PREC), 0.0), a, input_precision=PREC))
@@ -1920,13 +2006,16 @@ def _fwd_wy_S(q, k, v, alpha, w, uu, Tmat, o, S_init, S_chunks, S_final, sync, o
               chunk_seq, chunk_idx, T, H, NH, NW, scale, eps, u, A_chunks, rinv, K: tl.constexpr,
               BK: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, HAS_S0: tl.constexpr,
               STORE_FINAL: tl.constexpr, IS_VARLEN: tl.constexpr, SAVE_CHUNKS: tl.constexpr, PREC: tl.constexpr,
-              DOT: tl.constexpr, CHAINS_FIRST: tl.constexpr, ALPHA: tl.constexpr, P1: tl.constexpr):
+              DOT: tl.constexpr, CHAINS_FIRST: tl.constexpr, ALPHA: tl.constexpr, P1: tl.constexpr,
+              gsave=None, FULL: tl.constexpr = False, SAVE_G: tl.constexpr = False):
     """The WY factors and the S chain in one launch (OVERLAP_CHAIN): NW = chunks x heads programs run _wy_chunk, in the
     order the chains reach the chunks (``order``), each setting its chunk's flag (sync[1 + chunk * H + head]) once w,
     uu and T are stored; NH programs run the S chains (_S_chain), each waiting for a chunk's flag before reading
     its factors (roles by ticket, _role). Results are bit for bit those of _fwd_wy and _fwd_S_chain. ALPHA
     (ALPHA_FORM = "factor"): each per-chunk program first computes its chunk's write directions (_alpha_chunk from the
-    A entering the chunk, A_chunks, and _fwd_factor's R^{-1}, rinv; phase-1 products in P1), then its WY factors."""
+    A entering the chunk, A_chunks, and _fwd_factor's R^{-1}, rinv; phase-1 products in P1), then its WY factors;
+    with FULL (ALPHA_FORM = "full") by _alpha_full from the whole chunk's R^{-1} (in rinv), keeping G in gsave
+    (SAVE_G)."""
     t = tl.atomic_add(sync, 1).to(tl.int64)
     chain, i = _role(t, NH, NW, CHAINS_FIRST)
     if chain:
@@ -1936,8 +2025,12 @@ def _fwd_wy_S(q, k, v, alpha, w, uu, Tmat, o, S_init, S_chunks, S_final, sync, o
         c = tl.load(order + i // H).to(tl.int64)
         h = i % H
         if ALPHA:
-            _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, 0.0,
-                         K, BK, C, 16, IS_VARLEN, P1, False, True)
+            if FULL:
+                _alpha_full(c, h, u, k, alpha, A_chunks, rinv, gsave, cu, shift, chunk_seq, chunk_idx, T, H, eps,
+                            K, BK, C, IS_VARLEN, P1, SAVE_G)
+            else:
+                _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_idx, T, H, eps, 0.0,
+                             K, BK, C, 16, IS_VARLEN, P1, False, True)
             tl.debug_barrier()  # (the write directions, stored by other threads of this program, are read back next)
         _wy_chunk(c, h, k, v, alpha, w, uu, Tmat, cu, shift, chunk_seq, chunk_idx, T, H, eps, K, BK, V, BV, C,
                   IS_VARLEN, PREC, DOT)
@@ -2046,8 +2139,12 @@ def _blocks_of(lay, want: float) -> int:
 
 
 def _a_block(lay) -> int:
-    """Chunks per block of the blocked A chain (A_CHAIN_BLOCK; 0: the serial chain, which "auto" keeps for now)."""
-    return 0 if A_CHAIN_BLOCK == "auto" else _block_setting("A_CHAIN_BLOCK", A_CHAIN_BLOCK, lay)
+    """Chunks per block of the blocked A chain (A_CHAIN_BLOCK; 0: the serial chain). "auto": 64 for sequences of more
+    than 64 chunks (more than one block), unless the batch's sequences are mostly much shorter than the longest
+    (_blocks_of); else the serial chain."""
+    if A_CHAIN_BLOCK != "auto":
+        return _block_setting("A_CHAIN_BLOCK", A_CHAIN_BLOCK, lay)
+    return 64 if lay.max_chunks > 64 and _blocks_of(lay, 64) else 0
 
 
 def _block_setting(name: str, value, lay) -> int:
@@ -2205,11 +2302,8 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     global LAST_CHAIN_SOLVER
     LAST_CHAIN_SOLVER = solver
     newton = LAST_CHAIN_SOLVER == "newton"
-    # the R^{-1} of every phase-1 sub-chunk, for the backward (SAVE_RINV; only while training)
-    rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32) if (save and SAVE_RINV) else None
-    if ALPHA_FORM not in ("factor", "fused"):
-        raise ValueError(f"VLA_ALPHA_FORM must be 'factor' or 'fused', got {ALPHA_FORM!r}")
-    chain_saves = rinv is not None and not newton and bool(FUSE_ALPHA)
+    if ALPHA_FORM not in ("full", "factor", "fused"):
+        raise ValueError(f"VLA_ALPHA_FORM must be 'full', 'factor' or 'fused', got {ALPHA_FORM!r}")
     w = torch.empty_like(k)
     uu = torch.empty_like(v)
     Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)  # (I + L)^{-1} per chunk; kept for the backward
@@ -2223,7 +2317,13 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     wy_S = bool(OVERLAP_CHAIN) and BK <= 64 and _p2_warps(BK, BV, WY_WARPS) == _p2_warps(BK, BV) and (
         _INTERPRET or _chains_first(N * H, dev))
     # (K and V up to 64: V = 128 keeps the launches the H200 timed with it, _fwd_newton_alpha)
-    factor = newton and wy_S and ALPHA_FORM == "factor" and SUB == 16 and BV <= 64
+    factor = newton and wy_S and ALPHA_FORM != "fused" and SUB == 16 and BV <= 64
+    full = factor and ALPHA_FORM == "full"
+    # the R^{-1} of every phase-1 sub-chunk, for the backward (SAVE_RINV; only while training), or with "full" each
+    # chunk's G = R^{-1} U
+    rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32) if (save and SAVE_RINV and not full) else None
+    gsave = torch.empty(NC, H, C, K, **f32) if (save and full) else None
+    chain_saves = rinv is not None and not newton and bool(FUSE_ALPHA)
     wdir_rinv = rinv  # (the write directions' R^{-1}: the backward's where it keeps them)
     if overlapped and not factor:
         _fwd_newton_alpha[(N * H + NC * H,)](
@@ -2255,10 +2355,12 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
             HAS_A0=A0 is not None, STORE_FINAL=want_final, IS_VARLEN=lay.is_varlen, NUDGE=lay.nudge, CPREC=CP,
             STORE_G=factor, L=LA, num_warps=_p1_warps(BK, CHAIN_WARPS))
         del Ablk
+        if full:  # (the whole chunk's R^{-1} over its G)
+            wdir_rinv = G_chunks
+        elif factor and wdir_rinv is None:
+            wdir_rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32)
         if factor:
-            if wdir_rinv is None:
-                wdir_rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32)
-            _fwd_factor[(NC, H)](G_chunks, wdir_rinv, H, delta_min, C=C, PREC=P1, num_warps=1)
+            _fwd_factor[(NC, H)](G_chunks, wdir_rinv, H, delta_min, C=C, PREC=P1, FULL=full, num_warps=1)
         del G_chunks
     else:
         _fwd_A_chain[(N * H,)](
@@ -2285,6 +2387,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
             q, k, v, alpha, w, uu, Tmat, o, S_in, S_chunks, S_final, _tickets(NC, H, dev), lay.order, lay.cu, lay.shift,
             lay.chunk_off, lay.chunk_seq, lay.chunk_idx, T, H, N * H, NC * H, scale, eps, u, A_chunks,
             wdir_rinv if factor else A_chunks, CHAINS_FIRST=not _INTERPRET, ALPHA=factor, P1=P1,
+            gsave=gsave if gsave is not None else A_chunks, FULL=full, SAVE_G=gsave is not None,
             num_warps=_p2_warps(BK, BV), **chain, **p2,
             **_nreg("_fwd_wy_S", measured=q.dtype == torch.bfloat16 and max(BK, BV) <= 64))
     else:
@@ -2292,11 +2395,12 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
                          num_warps=_p2_warps(BK, BV, WY_WARPS), **p2)
         _fwd_S_chain[(N * H,)](q, alpha, w, uu, o, S_in, S_chunks, S_final, lay.cu, lay.shift, lay.chunk_off, T, H,
                                scale, num_warps=_p2_warps(BK, BV), **chain, **p2)
+    del wdir_rinv
     final = (S_final, A_final) if want_final else None
-    return o, final, alpha, A_chunks, (S_chunks if save else None), rinv, (Tmat if save else None)
+    return o, final, alpha, A_chunks, (S_chunks if save else None), rinv, gsave, (Tmat if save else None)
 
 
-def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, dA_final, lay, has_S0, has_A0,
+def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_final, dA_final, lay, has_S0, has_A0,
               *, scale, delta_min, eps):
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -2366,17 +2470,22 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
     groups = _bwd_group_precisions(BP)
     ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)  # (the chain's dA in and out)
     if BWD_PHASE1_FORM == "full" and BK <= 64:
-        gbuf = torch.empty(NC, H, C, K, **f32)  # G, then B (_bwd_phase1_rest), read by _bwd_du
-        # (in two launches: in one (a kernel since dropped), forward+backward took 10.50 against 10.41 ms at T = 16k, bf16,
-        # on the H200, chunk_triton_v9a_variants.json; with the dA chain in that launch too it took 5.93 ms against
-        # 2.86 + 1.68 apart in v8c: the chains' programs held the per-chunk kernel's 120 KB of shared memory, a whole
-        # SM each; chunk_triton_v8c_profile_fused_bwd.json, chunk_triton_v8c_profile.json)
-        _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gbuf, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB,
-                               PREC=BP, HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common,
-                               **_nreg("_bwd_phase1_G"))
-        _bwd_phase1_rest[(NC, H)](k, dal, dkh, dk, A_chunks, Fbuf, gbuf, *per_chunk, eps, K=K, BK=BK, C=C,
-                                  PREC=BP, P_WDIR=groups["P_WDIR"], num_warps=BWD_PHASE1_WARPS, **common,
-                                  **_nreg("_bwd_phase1_rest"))
+        if gsave is None:  # (else the forward's G, ALPHA_FORM = "full")
+            gsave = torch.empty(NC, H, C, K, **f32)
+            # (in two launches: in one (a kernel since dropped), forward+backward took 10.50 against 10.41 ms at
+            # T = 16k, bf16, on the H200, chunk_triton_v9a_variants.json; with the dA chain in that launch too it took
+            # 5.93 ms against 2.86 + 1.68 apart in v8c: the chains' programs held the per-chunk kernel's 120 KB of
+            # shared memory, a whole SM each; chunk_triton_v8c_profile_fused_bwd.json, chunk_triton_v8c_profile.json)
+            _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gsave, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB,
+                                   PREC=BP, HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common,
+                                   **_nreg("_bwd_phase1_G"))
+            store_p = False
+        else:
+            store_p = True
+        _bwd_phase1_rest[(NC, H)](k, dal, dkh, dk, A_chunks, Fbuf, gsave, Pbuf, *per_chunk, eps, K=K, BK=BK, C=C,
+                                  PREC=BP, P_WDIR=groups["P_WDIR"], STORE_P=store_p, num_warps=BWD_PHASE1_WARPS,
+                                  **common, **_nreg("_bwd_phase1_rest"))
+        del gsave
         L = _da_block(lay, N * H, dev)
         if L:  # the blocked chain: dA_chunks takes Phi, Fbuf Pi (_bwd_dA_blocks), Xbuf the dA after each block
             NBLK = triton.cdiv(lay.max_chunks, L)
@@ -2391,8 +2500,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, d
             NBLK, Xbuf = 1, Fbuf
             _bwd_dA_chain[(N * H,)](Fbuf, Pbuf, dA_chunks, *ends, Fbuf, lay.cu, lay.shift, lay.chunk_off, T, H,
                                     K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **common)
-        del dkh
-        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, gbuf, dal, Fbuf, Xbuf, *per_chunk, NBLK, K=K, BK=BK, C=C,
+        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, dkh, dal, Fbuf, Xbuf, *per_chunk, NBLK, K=K, BK=BK, C=C,
                          PREC=groups["P_MAIN"], L=L, DPREC=_precision(DA_COMPOSE_PRECISION, q.dtype, K), num_warps=BWD_DU_WARPS, **common,
                          **_nreg("_bwd_du"))
         return dq, dk, dv, du, dS0, dA0
@@ -2425,10 +2533,10 @@ class ChunkVLAFunction(torch.autograd.Function):
     def forward(ctx, q, k, v, u, S0, A0, scale, lambda0, period, nudge_eps, delta_min, eps,
                 output_final_state, lay, solver):
         ctx.set_materialize_grads(False)
-        o, final, alpha, A_chunks, S_chunks, rinv, Tmat = _forward(
+        o, final, alpha, A_chunks, S_chunks, rinv, gsave, Tmat = _forward(
             q, k, v, u, S0, A0, lay, scale=scale, lambda0=lambda0, period=period, nudge_eps=nudge_eps,
             delta_min=delta_min, eps=eps, want_final=output_final_state, save=True, solver=solver)
-        ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat)
+        ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat)
         ctx.lay = lay
         ctx.hyper = dict(scale=scale, delta_min=delta_min, eps=eps)
         ctx.init = ((None if S0 is None else S0.dtype), (None if A0 is None else A0.dtype))
@@ -2438,7 +2546,7 @@ class ChunkVLAFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dS_final, dA_final):
-        q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat = ctx.saved_tensors
+        q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat = ctx.saved_tensors
         do = torch.zeros_like(v) if do is None else do.contiguous()
         if dS_final is not None:
             dS_final = dS_final.contiguous().float()
@@ -2446,7 +2554,7 @@ class ChunkVLAFunction(torch.autograd.Function):
             dA_final = dA_final.contiguous().float()
         s_dt, a_dt = ctx.init
         dq, dk, dv, du, dS0, dA0 = _backward(
-            q, k, v, u, alpha, A_chunks, S_chunks, rinv, Tmat, do, dS_final, dA_final, ctx.lay, s_dt is not None,
+            q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_final, dA_final, ctx.lay, s_dt is not None,
             a_dt is not None, **ctx.hyper)
         if dS0 is not None:
             dS0 = dS0.to(s_dt)
