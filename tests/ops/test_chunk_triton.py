@@ -438,6 +438,17 @@ def test_backward_with_the_forwards_saved_factors(monkeypatch, chunk, fuse_alpha
     assert (bad["du"] > 1e-2) == (bwd_sub == 0) and bad["o"] < TOL[torch.float32]
 
 
+def _two_ragged_sequences(dtype, chunk):
+    """Two packed sequences (45 and 105 tokens, offsets 37 and 0), two heads, K = 64, V = 32, initial states: the
+    inputs, cu_seqlens and _compare's keyword arguments (final states included)."""
+    cu = torch.tensor([0, 45, 150], dtype=torch.int64)
+    xs = vla_inputs(1, 150, 2, 64, 32)
+    init = [torch.randn(2, 2, 64, 32, dtype=torch.float64), _spd(2, 2, 64)]
+    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
+    return xs, cu, dict(dtype=dtype, chunk_size=chunk, hyper=hyper, offsets=[37, 0], cu_seqlens=cu, final=True,
+                        init=init)
+
+
 @pytest.mark.parametrize("chunk,dtype", [(64, torch.float32), (32, torch.float32), (16, torch.float32),
                                          (64, torch.bfloat16)])
 def test_full_form_keeps_G_for_the_backward(monkeypatch, chunk, dtype):
@@ -456,11 +467,7 @@ def test_full_form_keeps_G_for_the_backward(monkeypatch, chunk, dtype):
     monkeypatch.setattr(tri, "_fwd_factor", _Spy(tri._fwd_factor, lambda kw: fulls.append(kw["FULL"])))
     real = tri._backward
     monkeypatch.setattr(tri, "_backward", lambda *a, **kw: saved.append((a[7], a[8])) or real(*a, **kw))
-    cu = torch.tensor([0, 45, 150], dtype=torch.int64)
-    xs = vla_inputs(1, 150, 2, 64, 32)
-    init = [torch.randn(2, 2, 64, 32, dtype=torch.float64), _spd(2, 2, 64)]
-    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
-    run = dict(dtype=dtype, chunk_size=chunk, hyper=hyper, offsets=[37, 0], cu_seqlens=cu, final=True, init=init)
+    xs, cu, run = _two_ragged_sequences(dtype, chunk)
     _check(_compare(xs, **run), TOL[dtype])
     assert fulls == [True] and launched == ["_bwd_phase1_rest"]
     rinv, gsave = saved[0]
@@ -813,11 +820,8 @@ def test_factor_form_of_the_write_directions(monkeypatch, chunk, dtype, form):
     seen = []
     real = tri._fwd_factor
     monkeypatch.setattr(tri, "_fwd_factor", _Spy(real, seen.append))
-    cu = torch.tensor([0, 45, 150], dtype=torch.int64)
-    xs = vla_inputs(1, 150, 2, 64, 32)
-    init = [torch.randn(2, 2, 64, 32, dtype=torch.float64), _spd(2, 2, 64)]
-    hyper = dict(HYPER, period=64, nudge_eps=1e-3)
-    run = dict(dtype=dtype, chunk_size=chunk, hyper=hyper, offsets=[37, 0], cu_seqlens=cu, final=True, init=init)
+    xs, cu, run = _two_ragged_sequences(dtype, chunk)
+    hyper, init = run["hyper"], run["init"]
     _check(_compare(xs, **run), TOL[dtype])
     assert len(seen) == (form != "fused") and all(kw["C"] == chunk for kw in seen)
     args = dict(scale=64 ** -0.5, output_final_state=True, offsets=torch.tensor([37, 0]), cu_seqlens=cu,

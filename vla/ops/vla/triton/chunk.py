@@ -212,9 +212,10 @@ DS_CHAIN_BLOCK = os.environ.get("VLA_DS_CHAIN_BLOCK", "auto")
 # and K <= 64. A CPU probe in PyTorch found the blocked chain within 1.5e-6 of the float64 chain in fp32 at 256
 # chunks (benchmarks/chain_blocked_probe.py). On the H200 (bf16, B = 4, H = 16, T = 16k, forward / forward+backward
 # ms): blocks of 8 3.32 / 8.10, 16 3.03 / 7.88, 32 2.92 / 7.75, 64 2.89 / 7.70 against 3.03 / 7.98 serial
-# (chunk_triton_v14a_variants_A_block.json); forward+backward with blocks of 64 against the serial chain at
-# T = 4k / 8k / 16k / 32k / 64k 2.34 / 4.09 / 7.49 / 14.72 / 28.96 against 2.26 / 4.19 / 7.85 / 15.12 / 29.64
-# (_v14b_time_*.json; at 4k, 64 chunks, one block is all overhead, so "auto" keeps the serial chain there). With
+# (chunk_triton_v14a_variants_A_block.json; the serial chain's from v13d_variants.json); forward+backward with
+# blocks of 64 against the serial chain at T = 4k / 8k / 16k / 32k / 64k 2.34 / 4.09 / 7.49 / 14.72 / 28.96 against
+# 2.26 / 4.19 / 7.85 / 15.12 / 29.64 in one GPU call (_v14b_time_*.json; at 4k, 64 chunks, one block is all
+# overhead, so "auto" keeps the serial chain there). With
 # blocks of 16 the three launches took 0.29 + 0.31 + 0.42 ms against the serial chain's 1.01: the walk, 1024
 # programs, is bound by its arithmetic (two programs per SM at 255 registers), the pass over the blocks by its
 # solves in series. The final A's error against the fp32 PyTorch chunk form at 16k fell from 1.1e-3 to 6e-4 and
@@ -381,8 +382,9 @@ A_SOLVE_MAX_IT = tl.constexpr(64)
 # backward, which then skips _bwd_phase1_G (its P comes from _bwd_phase1_rest as I - Zt^T G). On the H200 it timed
 # as "factor" did (16k, alternating in one call: "factor" 2.80 / 7.69 and 2.92 / 7.80 ms, "full" 2.90 / 7.72 and
 # 3.02 / 7.65; chunk_triton_v14c_variants_alpha_form.json): the backward lost _bwd_phase1_G's 0.50 ms, but
-# _bwd_phase1_rest took 0.21 ms more, _fwd_factor 0.12 and _fwd_wy_S 0.13 (_v14b_profile.json); it keeps 64 MiB
-# less at 16k (G [chunks, H, C, K] instead of the R^{-1} tiles and the backward's own G). "fused": in _fwd_newton_alpha, beside the chain, each 16 x 16 elimination in the same 4-warp
+# _bwd_phase1_rest took 0.22 ms more, _fwd_factor 0.12 and _fwd_wy_S 0.13 (_v14b_profile.json against
+# _v13c_profile.json); it keeps about 60 MiB less at 16k (G [chunks, H, C, K] instead of the R^{-1} tiles and the
+# backward's own G: 2956 against 3020 MiB in the suites 30f and 30e, 52 MiB less in one call). "fused": in _fwd_newton_alpha, beside the chain, each 16 x 16 elimination in the same 4-warp
 # program (252 registers, two per SM) as the products around it; "factor": the chain stores each chunk's
 # G = U A0 U^T, _fwd_factor factorises it with one warp per chunk, and _fwd_wy_S's per-chunk programs compute the
 # write directions from those factors before the WY factors. On the H200 (bf16, B = 4, H = 16, T = 16k; forward /
@@ -397,7 +399,7 @@ ALPHA_FORM = os.environ.get("VLA_ALPHA_FORM", "full")
 # A register cap per kernel (ptxas's .maxnreg), "kernel=registers,..." (e.g. "_fwd_newton_alpha=168"): more programs
 # per SM for fewer registers each, where a kernel waits on latency rather than on its arithmetic; "" for none. The
 # default caps _fwd_wy_S, which with ALPHA_FORM = "factor" holds the write directions' products too, at 168 (three
-# programs per SM, 10 registers spilt): at T = 16k 3.53 / 9.10 ms against 3.89 / 9.51 uncapped; 160 3.48 / 8.91, 144
+# programs per SM, 10 registers spilt; 26 with "full"): at T = 16k 3.53 / 9.10 ms against 3.89 / 9.51 uncapped; 160 3.48 / 8.91, 144
 # 3.76 / 9.04, 128 3.62 / 9.54, 184 3.90 / 9.42 (chunk_triton_v10c_variants_maxnreg.json). Caps on
 # _fwd_newton_alpha (168: forward 5.49 against 4.25 ms, 62 registers spilt) and on the backward's kernels (within
 # 0.1 ms, or 1.0 ms slower for _bwd_dA_blocks) did not help (chunk_triton_v10a_variants_maxnreg.json).
