@@ -452,7 +452,7 @@ def _two_ragged_sequences(dtype, chunk):
 @pytest.mark.parametrize("chunk,dtype", [(64, torch.float32), (32, torch.float32), (16, torch.float32),
                                          (64, torch.bfloat16)])
 def test_full_form_keeps_G_for_the_backward(monkeypatch, chunk, dtype):
-    # ALPHA_FORM = "full" (the default): _fwd_factor writes each chunk's whole R^{-1} over its G, _fwd_wy_S computes the
+    # ALPHA_FORM = "full": _fwd_factor writes each chunk's whole R^{-1} over its G, _fwd_wy_S computes the
     # write directions from it by C-row products and keeps G = R^{-1} U ([chunks, H, C, K] fp32), and the backward's
     # _bwd_phase1_rest reads that G (storing P itself) instead of _bwd_phase1_G recomputing it. Ragged sequences with
     # offsets, initial states, K != V, chunks of 64 / 32 / 16 (one, two and four 16-row blocks of R^{-1}), every
@@ -476,6 +476,24 @@ def test_full_form_keeps_G_for_the_backward(monkeypatch, chunk, dtype):
     monkeypatch.setattr(tri, "_backward", lambda *a, **kw: real(*a[:8], a[8] * 2, *a[9:], **kw))
     bad = _compare(xs, **run)
     assert bad["du"] > 1e-2 and bad["o"] < TOL[dtype]
+
+
+def test_full_form_needs_the_full_backward(monkeypatch):
+    # ALPHA_FORM = "full" with BWD_PHASE1_FORM = "sub": the "sub" backward would not read a saved G, so the forward runs
+    # the "factor" form and keeps the sub-chunks' R^{-1} (SAVE_RINV) for it; every gradient right
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "ALPHA_FORM", "full")
+    monkeypatch.setattr(tri, "BWD_PHASE1_FORM", "sub")
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    saved, fulls = [], []
+    monkeypatch.setattr(tri, "_fwd_factor", _Spy(tri._fwd_factor, lambda kw: fulls.append(kw["FULL"])))
+    real = tri._backward
+    monkeypatch.setattr(tri, "_backward", lambda *a, **kw: saved.append((a[7], a[8])) or real(*a, **kw))
+    xs, cu, run = _two_ragged_sequences(torch.float32, 64)
+    _check(_compare(xs, **run), TOL[torch.float32])
+    rinv, gsave = saved[0]
+    assert fulls == [False] and gsave is None and tuple(rinv.shape[2:]) == (4, 16, 16)
 
 
 def test_settings_lists_every_build_setting():
@@ -571,8 +589,7 @@ def test_full_and_sub_backward_forms_agree(monkeypatch, chunk, K, V):
     init = [torch.randn(3, 2, K, V, dtype=torch.float64), _spd(3, 2, K)]
     hyper = dict(HYPER, period=64, nudge_eps=1e-3)
     grads = {}
-    # (ALPHA_FORM = "full", the default, hands the backward each chunk's G: _bwd_phase1_G does not run)
-    expect = {"full": ["_bwd_phase1_rest", "_bwd_du"], "sub": ["_bwd_phase1_compose"]}
+    expect = {"full": ["_bwd_phase1_G", "_bwd_phase1_rest", "_bwd_du"], "sub": ["_bwd_phase1_compose"]}
     for form in expect:
         monkeypatch.setattr(tri, "BWD_PHASE1_FORM", form)
         launched.clear()
@@ -890,7 +907,7 @@ def test_backward_frees_dS_chunks_before_phase_1(monkeypatch, states):
 
 @pytest.mark.parametrize("block,dtype", [(1, torch.float32), (3, torch.float32), (4, torch.bfloat16)])
 def test_blocked_A_chain_matches_the_serial_chain(monkeypatch, block, dtype):
-    # A_CHAIN_BLOCK (experimental, "auto" keeps the serial chain): the forward's Newton A chain carried over blocks of
+    # A_CHAIN_BLOCK ("auto" blocks sequences of 128 chunks or more): the forward's Newton A chain carried over blocks of
     # chunks as a linear-fractional map (_fwd_A_blocks: each block's 2K x 2K product; _fwd_A_block_chain: the A
     # entering each block, one Newton-Schulz solve per block; then _fwd_A_chain_newton walking each block) against
     # the serial chain. Blocks of 1 and 3 (a last block cut short), the ragged batch of _blocked_chain_runs with its
@@ -909,10 +926,11 @@ def test_blocked_A_chain_matches_the_serial_chain(monkeypatch, block, dtype):
     lay = tri._layout(1, 64 * 16, torch.tensor([0]), None, 64, 1e-3, "cpu")
     monkeypatch.setattr(tri, "A_CHAIN_BLOCK", "auto")
     assert tri._a_block(lay) == 0
-    # ("auto" blocks sequences of more than 64 chunks by 64, unless most of the batch's sequences are much shorter)
-    assert tri._a_block(tri._layout(2, 64 * 65, torch.tensor([0, 0]), None, 64, 1e-3, "cpu")) == 64
-    ragged = torch.tensor([0, 64 * 65, 64 * 65 + 64, 64 * 65 + 128, 64 * 65 + 192])
-    assert tri._a_block(tri._layout(1, 64 * 65 + 192, torch.zeros(4, dtype=torch.int64), ragged, 64, 1e-3, "cpu")) == 0
+    # ("auto" blocks sequences of 128 chunks or more by 64, unless most of the batch's sequences are much shorter)
+    assert tri._a_block(tri._layout(2, 64 * 127, torch.tensor([0, 0]), None, 64, 1e-3, "cpu")) == 0
+    assert tri._a_block(tri._layout(2, 64 * 128, torch.tensor([0, 0]), None, 64, 1e-3, "cpu")) == 64
+    ragged = torch.tensor([0, 64 * 128, 64 * 128 + 64, 64 * 128 + 128, 64 * 128 + 192])
+    assert tri._a_block(tri._layout(1, 64 * 128 + 192, torch.zeros(4, dtype=torch.int64), ragged, 64, 1e-3, "cpu")) == 0
     for bad in ("many", "-2"):
         monkeypatch.setattr(tri, "A_CHAIN_BLOCK", bad)
         with pytest.raises(ValueError, match="VLA_A_CHAIN_BLOCK"):

@@ -14,8 +14,8 @@ with C1 x C1 factorisations, which keeps the serial A chain short; A is kept onl
 Phase 2 uses chunks of C = chunk_size rows. Only the state chains are sequential over chunks;
 everything else runs one program per (chunk, head). Forward:
 
-  ``_fwd_A_chain_newton`` (the default: CHAIN_SOLVER "auto" resolved to "newton", ALPHA_FORM = "full" (or
-                        "factor"), K and V <= 64, 16-row sub-chunks, _fwd_wy_S's conditions) the Newton A chain,
+  ``_fwd_A_chain_newton`` (the default: CHAIN_SOLVER "auto" resolved to "newton", ALPHA_FORM = "factor" (or
+                        "full"), K and V <= 64, 16-row sub-chunks, _fwd_wy_S's conditions) the Newton A chain,
                         storing each chunk's G = U A0 U^T too
   ``_fwd_A_blocks``, ``_fwd_A_block_chain``  (A_CHAIN_BLOCK; by default for sequences of more than 64 chunks) the
                         Newton chain in blocks: each block's map of A as a product of 2K x 2K matrices, then the A
@@ -101,13 +101,14 @@ Precision: phase 1 in fp32 (tf32x3 products), or with one tf32 pass for bf16 inp
 (PHASE1_PRECISION); phase 2's products take their operands rounded to the input dtype (bf16 tensor cores for
 bf16 input) and accumulate in fp32. Saved for the backward:
 alpha_hat (input dtype, [B, T, H, K]), A and S at every chunk start (fp32, [chunks, H, K, K] and
-[chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, with ALPHA_FORM = "full"
-(the default where it runs), each chunk's G = R^{-1} U (fp32, [chunks, H, C, K]), elsewhere by default the 16 x 16
-R^{-1} of every phase-1 sub-chunk (SAVE_RINV); nothing of T x K^2 elements. With ALPHA_FORM = "full" or "factor"
+[chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, by default, the 16 x 16
+R^{-1} of every phase-1 sub-chunk (SAVE_RINV), or with ALPHA_FORM = "full" each chunk's G = R^{-1} U (fp32,
+[chunks, H, C, K], four times as much at C = K = 64); nothing of T x K^2 elements. With ALPHA_FORM = "full" or "factor"
 the forward also holds each chunk's U A0 U^T (fp32, [chunks, H, C, C]; with "full" it becomes R^{-1}) until
 _fwd_wy_S has run: at T = 16k (B = 4, H = 16, bf16) the forward alone took 1152 MiB beyond its inputs with "full",
-1088 MiB with "factor" and 896 MiB with v9's "fused" form; forward+backward 2956 MiB with "full", 3020 MiB with the
-others (suite_h200_2026-11-30f_chunk.json, _30b_, _30a_). The forward's A chain
+1088 MiB with "factor" and 896 MiB with v9's "fused" form; forward+backward 2956 MiB with "full" (one layer's peak:
+the backward then needs no G of its own), 3020 MiB with the others (suite_h200_2026-11-30f_chunk.json, _30b_,
+_30a_). The forward's A chain
 is, by default, the Newton chain where a bound allows it (CHAIN_SOLVER = "auto"). No atomic reductions: every
 reduction is done inside one program, so results are bit-identical run to run (the fused launches' ticket
 counter and flags are atomics, but they only order the work). Token row indices are int64 (T = 1M and beyond).
@@ -120,13 +121,14 @@ phase 1; fp32 inputs: 1e-7 to 1e-6; fp16: up to 8e-4; K = V = 128: up to 5.5e-3 
 cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 64 (chunks of 16 with K = 64 in
 the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
 bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.04e-3 of the fp32 PyTorch
-chunk form over all 1M tokens, final A 5.9e-4 (chunk_triton_v14c_million.json). Where the time goes
-(chunk_triton_v14c_profile.json; B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 7.34 ms in
-all in the suite suite_h200_2026-11-30f_chunk.json): the blocked A chain 0.23 + 0.08 + 0.43 (the serial chain,
-64 programs, took 1.01), _fwd_factor 0.52, the write directions with the WY factors and the S chain 1.56, the
-input check's u norm 0.04 (on a side stream, beside the chain), dS prep 0.29, the blocked dS chain
-0.19 + 0.05 + 0.23, phase-2 grads 0.80, _bwd_phase1_rest 1.23, the blocked dA chain 0.64 + 0.02 (its steps tf32x3:
-one tf32 pass in the serial chain left du at 5.5e-2), _bwd_du 0.96.
+chunk form over all 1M tokens, final A 5.9e-4 (chunk_triton_v14c_million.json, with ALPHA_FORM = "full", whose A
+chain is the default's). Where the time goes (B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k;
+7.39 ms in all in the suite suite_h200_2026-11-30g_chunk.json): the blocked A chain 0.23 + 0.08 + 0.43 (the serial
+chain, 64 programs, took 1.01; chunk_triton_v14c_profile.json), _fwd_factor 0.39, the write directions with the WY
+factors and the S chain 1.41, the input check's u norm 0.04 (on a side stream, beside the chain), dS prep 0.29, the
+blocked dS chain 0.19 + 0.05 + 0.23, phase-2 grads 0.80, _bwd_phase1_G 0.50, _bwd_phase1_rest 1.01, the blocked dA
+chain 0.63 + 0.02 (its steps tf32x3: one tf32 pass in the serial chain left du at 5.5e-2), _bwd_du 0.98 (the kernels
+but the A chain's as in chunk_triton_v13c_profile.json, which v14f keeps).
 K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with v14
 (chunk_triton_v14d_smoke_wide_k.json); at T = 16k it took 29.9 ms forward and 154.6 ms forward+backward against
 DeltaNet's 2.26 and 6.27 (v13, chunk_triton_v13e_wide_k128.json); K = 64, V = 128 6.39 and 13.02 against 1.73 and
@@ -206,7 +208,7 @@ DA_COMPOSE_PRECISION = os.environ.get("VLA_DA_COMPOSE_PRECISION", "auto")
 DS_CHAIN_BLOCK = os.environ.get("VLA_DS_CHAIN_BLOCK", "auto")
 # The forward's Newton A chain in blocks of this many chunks (_fwd_A_blocks, _fwd_A_block_chain, then
 # _fwd_A_chain_newton walking each block from the A entering it), or 0 for the serial chain; "auto" (the default,
-# _a_block): 64 for sequences of more than 64 chunks. A chunk's map of A is linear-fractional, so a block's composes
+# _a_block): 64 for sequences of 128 chunks or more (between 65 and 127 chunks, untimed, the serial chain). A chunk's map of A is linear-fractional, so a block's composes
 # as a product of 2K x 2K matrices, and the pass over the blocks takes one K x K solve per block (the blocks' products
 # in CHAIN_PRECISION, the solves in tf32x3). Only where the Newton chain runs with ALPHA_FORM = "full" or "factor"
 # and K <= 64. A CPU probe in PyTorch found the blocked chain within 1.5e-6 of the float64 chain in fp32 at 256
@@ -266,7 +268,7 @@ BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
 BWD_SINGLE_STATIC = int(os.environ.get("VLA_BWD_SINGLE_STATIC", "1"))
 # Save the R^{-1} (16 x 16) of every phase-1 sub-chunk in the forward (the A chain, _fwd_alpha or _fwd_factor with
 # the Newton chain; with ALPHA_FORM = "factor" they are computed either way, and this only decides whether the
-# backward keeps them), so that the backward's phase-1 kernels load it instead of running the 16-step
+# backward keeps them; with "full" the forward keeps each chunk's G instead, and this does nothing), so that the backward's phase-1 kernels load it instead of running the 16-step
 # elimination again (4 of them per chunk in each of the "sub" form's two kernels, 4 in _bwd_phase1_G).
 # Costs NC * H * C * 16 * 4 bytes (64 MB at B = 4, H = 16, T = 16k). Exact. On by default: on the H200 (bf16,
 # B = 4, H = 16, T = 16k, with the A cache) forward+backward 36.9 against 45.2 ms with the Cholesky chain, 35.6 with CHAIN_SOLVER="auto",
@@ -316,9 +318,9 @@ NEWTON_MAX_BOUND = float(os.environ.get("VLA_NEWTON_MAX_BOUND", "32"))
 # the dA composition 3.43 / 8.75 and 3.36 / 8.61, 1e-4 3.29 / 8.50, both old defaults 3.63 / 8.95
 # (chunk_triton_v11b_variants.json); the errors against the float64 loop at T = 512 within 1 %.
 NEWTON_TOL = os.environ.get("VLA_NEWTON_TOL", "auto")
-# Precision of the Newton chain's products; "auto" as PHASE1_PRECISION. With ALPHA_FORM = "factor" it is also the
-# precision of the G behind the write directions and the R^{-1} the backward reads (the same as PHASE1_PRECISION's
-# unless one of the two is set).
+# Precision of the Newton chain's products; "auto" as PHASE1_PRECISION. With ALPHA_FORM = "factor" or "full" it is
+# also the precision of the U A0 U^T behind the write directions and the R^{-1} (or "full"'s G) the backward reads (the
+# same as PHASE1_PRECISION's unless one of the two is set).
 CHAIN_PRECISION = os.environ.get("VLA_CHAIN_PRECISION", "auto")
 LAST_CHAIN_SOLVER = None  # the chain the last forward ran ("auto" resolved), for benchmarks to report
 # Largest K and V. Heads wider than 64 (K or V above WIDE_FROM) are taken only with the input dtypes in WIDE_DTYPES
@@ -361,7 +363,8 @@ OVERLAP_CHAIN = int(os.environ.get("VLA_OVERLAP_CHAIN", "1"))
 # against 22.61 ms (chunk_triton_v7b_variants.json). The "full" form runs its launches apart (see _backward).
 OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # The backward's phase 1 for K up to 64: "full" (_bwd_phase1_G and _bwd_phase1_rest, then _bwd_du after the dA chain) takes the
-# products over whole chunks (C rows), from G = R^{-1} U built sub-chunk by sub-chunk; "sub" (_bwd_phase1_compose,
+# products over whole chunks (C rows), from G = R^{-1} U built sub-chunk by sub-chunk (or kept by the forward, with
+# ALPHA_FORM = "full", which runs only with this form); "sub" (_bwd_phase1_compose,
 # then _grads_chunk) walks the sub-chunks carrying K x K matrices through 16-row products and, in _grads_chunk, dA.
 # K above 64 always runs "sub".
 BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
@@ -376,15 +379,18 @@ NEWTON_MAX_IT = tl.constexpr(20)
 # (in fp32 the residual stops falling near 5e-7, where the solve stops).
 A_SOLVE_MAX_IT = tl.constexpr(64)
 # With the Newton chain (K and V up to 64, 16-row phase-1 sub-chunks, where _fwd_wy_S runs): where the write
-# directions' factorisations run. "full" (the default): _fwd_factor writes each chunk's whole R^{-1} (its blocks below
+# directions' factorisations run. "full": _fwd_factor writes each chunk's whole R^{-1} (its blocks below
 # the diagonal by block substitution) over the chunk's G, _fwd_wy_S's per-chunk programs compute the write
 # directions by C-row products, G = R^{-1} U, Zt = G A0, a = K_hat A0 - tril(K_hat Zt^T) Zt, and keep G for the
 # backward, which then skips _bwd_phase1_G (its P comes from _bwd_phase1_rest as I - Zt^T G). On the H200 it timed
 # as "factor" did (16k, alternating in one call: "factor" 2.80 / 7.69 and 2.92 / 7.80 ms, "full" 2.90 / 7.72 and
 # 3.02 / 7.65; chunk_triton_v14c_variants_alpha_form.json): the backward lost _bwd_phase1_G's 0.50 ms, but
 # _bwd_phase1_rest took 0.22 ms more, _fwd_factor 0.12 and _fwd_wy_S 0.13 (_v14b_profile.json against
-# _v13c_profile.json); it keeps about 60 MiB less at 16k (G [chunks, H, C, K] instead of the R^{-1} tiles and the
-# backward's own G: 2956 against 3020 MiB in the suites 30f and 30e, 52 MiB less in one call). "fused": in _fwd_newton_alpha, beside the chain, each 16 x 16 elimination in the same 4-warp
+# _v13c_profile.json). Its single-layer peak is about 60 MiB lower at 16k (2956 against 3020 MiB in the suites 30f and
+# 30e, 52 MiB in one call: the backward needs no G of its own), but what it keeps for the backward is 192 MiB more
+# (G, [chunks, H, C, K] fp32, 256 MiB, against the R^{-1} tiles' 64), which a model of many layers holds once per
+# layer: so "factor" stays the default, and "full" runs only with BWD_PHASE1_FORM = "full" (the "sub" form would not
+# read its G). "fused": in _fwd_newton_alpha, beside the chain, each 16 x 16 elimination in the same 4-warp
 # program (252 registers, two per SM) as the products around it; "factor": the chain stores each chunk's
 # G = U A0 U^T, _fwd_factor factorises it with one warp per chunk, and _fwd_wy_S's per-chunk programs compute the
 # write directions from those factors before the WY factors. On the H200 (bf16, B = 4, H = 16, T = 16k; forward /
@@ -395,7 +401,7 @@ A_SOLVE_MAX_IT = tl.constexpr(64)
 # _fwd_factor on a second stream beside the chains, each chunk as soon as its G was stored, measured and dropped:
 # 3.63 / 9.14 against 3.59 / 9.13 after them, the chains slowed from 0.76 to 0.95 ms at 8k by the programs sharing
 # their SMs (chunk_triton_v10d_*.json).
-ALPHA_FORM = os.environ.get("VLA_ALPHA_FORM", "full")
+ALPHA_FORM = os.environ.get("VLA_ALPHA_FORM", "factor")
 # A register cap per kernel (ptxas's .maxnreg), "kernel=registers,..." (e.g. "_fwd_newton_alpha=168"): more programs
 # per SM for fewer registers each, where a kernel waits on latency rather than on its arithmetic; "" for none. The
 # default caps _fwd_wy_S, which with ALPHA_FORM = "factor" holds the write directions' products too, at 168 (three
@@ -1842,10 +1848,11 @@ def _bwd_phase1_G(u, A_chunks, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx
 def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, Pbuf, cu, shift, chunk_seq, chunk_idx, T, H, eps,
                      K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr,
                      PREC: tl.constexpr, P_WDIR: tl.constexpr, STORE_P: tl.constexpr):
-    """Per chunk, after _bwd_phase1_G: the backward of phase 1 with products over the whole chunk
+    """Per chunk, after _bwd_phase1_G (or after the forward kept G): the backward of phase 1 with products over the whole chunk
     (BWD_PHASE1_FORM = "full"; K <= 64). Inside a chunk A_t = A0 - sum_{i<=t} z_i z_i^T and A_t A0^{-1} = Pi_t = I - sum_{i<=t} z_i g_i^T, with
     z_i = A0 g_i and g_i = Pi_{i-1}^T u_i / sqrt(delta_i) (G = R^{-1} U for the chunk's M = I + U A0 U^T = R R^T).
-    G comes sub-chunk by sub-chunk from the forward's R^{-1} (G_b = R_b^{-1} U_b Pi_b, Pi_{b+1} = Pi_b - Zt_b^T G_b);
+    _bwd_phase1_G builds G sub-chunk by sub-chunk from the forward's R^{-1} (G_b = R_b^{-1} U_b Pi_b,
+    Pi_{b+1} = Pi_b - Zt_b^T G_b);
     then, with a_t = A_t k_hat_t and ga_t the gradient of a_t (rows of a and Ga):
       Qm = K_hat - tril(K_hat Zt^T) G,  a = Qm A0        (as K_hat A0 - tril(K_hat Zt^T) Zt, Zt = G A0)
       Pm = Ga - tril(Ga Zt^T) G,        B = Pm A0        (row t = A_t ga_t: the gradient of k_hat_t)
@@ -2141,12 +2148,12 @@ def _blocks_of(lay, want: float) -> int:
 
 
 def _a_block(lay) -> int:
-    """Chunks per block of the blocked A chain (A_CHAIN_BLOCK; 0: the serial chain). "auto": 64 for sequences of more
-    than 64 chunks (more than one block), unless the batch's sequences are mostly much shorter than the longest
-    (_blocks_of); else the serial chain."""
+    """Chunks per block of the blocked A chain (A_CHAIN_BLOCK; 0: the serial chain). "auto": 64 (or what keeps the
+    blocks within CUDA's grid) for sequences of 128 chunks or more, unless the batch's sequences are mostly much shorter
+    than the longest (_blocks_of); else the serial chain (measured: one block of 64 chunks lost, 128 chunks won)."""
     if A_CHAIN_BLOCK != "auto":
         return _block_setting("A_CHAIN_BLOCK", A_CHAIN_BLOCK, lay)
-    return 64 if lay.max_chunks > 64 and _blocks_of(lay, 64) else 0
+    return max(64, triton.cdiv(lay.max_chunks, 65535)) if lay.max_chunks >= 128 and _blocks_of(lay, 64) else 0
 
 
 def _block_setting(name: str, value, lay) -> int:
@@ -2320,7 +2327,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         _INTERPRET or _chains_first(N * H, dev))
     # (K and V up to 64: V = 128 keeps the launches the H200 timed with it, _fwd_newton_alpha)
     factor = newton and wy_S and ALPHA_FORM != "fused" and SUB == 16 and BV <= 64
-    full = factor and ALPHA_FORM == "full"
+    full = factor and ALPHA_FORM == "full" and BWD_PHASE1_FORM == "full"  # (the "sub" form would not read its G)
     # the R^{-1} of every phase-1 sub-chunk, for the backward (SAVE_RINV; only while training), or with "full" each
     # chunk's G = R^{-1} U
     rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32) if (save and SAVE_RINV and not full) else None
