@@ -17,7 +17,7 @@ everything else runs one program per (chunk, head). Forward:
   ``_fwd_A_chain_newton`` (the default: CHAIN_SOLVER "auto" resolved to "newton", ALPHA_FORM = "factor" (or
                         "full"), K and V <= 64, 16-row sub-chunks, _fwd_wy_S's conditions) the Newton A chain,
                         storing each chunk's G = U A0 U^T too
-  ``_fwd_A_blocks``, ``_fwd_A_block_chain``  (A_CHAIN_BLOCK; by default for sequences of more than 64 chunks) the
+  ``_fwd_A_blocks``, ``_fwd_A_block_chain``  (A_CHAIN_BLOCK; by default for sequences of 128 chunks or more) the
                         Newton chain in blocks: each block's map of A as a product of 2K x 2K matrices, then the A
                         entering each block; _fwd_A_chain_newton then walks each block from it
   ``_fwd_factor``       per chunk, one warp: the chunk's R^{-1} from G (blocked Cholesky), whole ("full": written
