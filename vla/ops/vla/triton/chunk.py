@@ -2344,7 +2344,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     elif newton:  # (with "factor": the chain with each chunk's G, R^{-1} from G with one warp per chunk, and the
         # write directions in _fwd_wy_S below)
         G_chunks = torch.empty(NC, H, C, C, **f32) if factor else A_chunks
-        LA = _a_block(lay) if factor and BK <= 64 else 0
+        LA = _a_block(lay) if factor else 0  # (factor runs only with K <= 64: _fwd_wy_S's condition)
         NBA, Ablk = 1, A_chunks
         if LA:  # the blocked chain: each block's map (_fwd_A_blocks), the A entering each block, then each block's walk
             NBA = triton.cdiv(lay.max_chunks, LA)
@@ -2479,7 +2479,8 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     groups = _bwd_group_precisions(BP)
     ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)  # (the chain's dA in and out)
     if BWD_PHASE1_FORM == "full" and BK <= 64:
-        if gsave is None:  # (else the forward's G, ALPHA_FORM = "full")
+        store_p = gsave is not None  # (the forward's G, ALPHA_FORM = "full": P from _bwd_phase1_rest)
+        if not store_p:
             gsave = torch.empty(NC, H, C, K, **f32)
             # (in two launches: in one (a kernel since dropped), forward+backward took 10.50 against 10.41 ms at
             # T = 16k, bf16, on the H200, chunk_triton_v9a_variants.json; with the dA chain in that launch too it took
@@ -2488,9 +2489,6 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
             _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gsave, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB,
                                    PREC=BP, HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common,
                                    **_nreg("_bwd_phase1_G"))
-            store_p = False
-        else:
-            store_p = True
         _bwd_phase1_rest[(NC, H)](k, dal, dkh, dk, A_chunks, Fbuf, gsave, Pbuf, *per_chunk, eps, K=K, BK=BK, C=C,
                                   PREC=BP, P_WDIR=groups["P_WDIR"], STORE_P=store_p, num_warps=BWD_PHASE1_WARPS,
                                   **common, **_nreg("_bwd_phase1_rest"))
