@@ -871,7 +871,8 @@ def test_factor_form_keeps_no_factors_without_save_rinv(monkeypatch):
     assert given == [None]
 
 
-@pytest.mark.parametrize("name,value", [("ALPHA_FORM", "fuse"), ("MAXNREG", "_fwd_wy_S"), ("NEWTON_TOL", "tight")])
+@pytest.mark.parametrize("name,value", [("ALPHA_FORM", "fuse"), ("MAXNREG", "_fwd_wy_S"), ("NEWTON_TOL", "tight"),
+                                        ("BWD_ROWS_DTYPE", "half"), ("DA_CHAIN_PRECISION", "bf16")])
 def test_bad_build_settings_are_named(monkeypatch, name, value):
     from vla.ops.vla.triton import chunk as tri
 
@@ -990,3 +991,36 @@ def test_blocked_A_chain_without_initial_state(monkeypatch):
         runs.append([o, S, A] + [t.grad for t in x])
     for name, a, b in zip(["o", "S", "A", "dq", "dk", "dv", "du"], *runs):
         assert rel_err(a, b) < 1e-5, name
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_backward_rows_and_dA_chain_precision_follow_the_input_dtype(monkeypatch, dtype):
+    # BWD_ROWS_DTYPE = "auto": the buffers that carry phase 2's d k_hat and d alpha_hat to _bwd_phase1_rest, then its
+    # a and B to _bwd_du, are bf16 for bf16 inputs (what the H200 measured) and fp32 otherwise; DA_CHAIN_PRECISION =
+    # "auto": bf16x3 for bf16 inputs on a GPU (the interpreter, which takes no bf16x3, is asked for tf32x3), tf32x3
+    # otherwise. Every gradient of a ragged batch with nudges against the float64 loop, within the dtype's bound, with
+    # the rows in fp32 and in the input dtype; the two within a few input-dtype roundings of each other.
+    from vla.ops.vla.triton import chunk as tri
+
+    seen = []
+    monkeypatch.setattr(tri, "_bwd_phase1_rest", _Spy(tri._bwd_phase1_rest, lambda kw: None,
+                                                       after=lambda *a: seen.append((a[1].dtype, a[2].dtype))))
+    cu = torch.tensor([0, 70, 100], dtype=torch.int64)
+    xs = vla_inputs(1, 100, 2, 16, 32)
+    runs = {}
+    for rows in ("auto", "fp32"):
+        monkeypatch.setattr(tri, "BWD_ROWS_DTYPE", rows)
+        torch.manual_seed(0)
+        runs[rows] = _compare(xs, dtype=dtype, chunk_size=16, hyper=HYPER, offsets=[5, 0], cu_seqlens=cu)
+        _check(runs[rows], TOL[dtype])
+    want = dtype if dtype == torch.bfloat16 else torch.float32
+    assert seen == [(want, want), (torch.float32, torch.float32)]
+    for name in runs["auto"]:
+        assert abs(runs["auto"][name] - runs["fp32"][name]) < (1e-2 if dtype == torch.bfloat16 else 1e-6), name
+    monkeypatch.setattr(tri, "_INTERPRET", False)
+    assert tri._da_precision(dtype, 64) == ("bf16x3" if dtype == torch.bfloat16 else "tf32x3")
+    assert tri._da_precision(dtype, 128) == "tf32x3"
+    monkeypatch.setattr(tri, "_INTERPRET", True)
+    assert tri._da_precision(dtype, 64) == "tf32x3"
+    monkeypatch.setattr(tri, "BWD_PHASE1_FORM", "sub")
+    assert tri._rows_dtype(dtype, 64) == torch.float32

@@ -100,8 +100,8 @@ sit on absolute multiples of C and every nudge falls on one (period is a multipl
 Precision: phase 1 in fp32 (tf32x3 products), or with one tf32 pass for bf16 inputs with K <= 64
 (PHASE1_PRECISION); phase 2's products take their operands rounded to the input dtype (bf16 tensor cores for
 bf16 input) and accumulate in fp32. Saved for the backward:
-alpha_hat (input dtype, [B, T, H, K]), A and S at every chunk start (fp32, [chunks, H, K, K] and
-[chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, by default, the 16 x 16
+alpha_hat (input dtype, [B, T, H, K]), A at every chunk start (fp32, [chunks, H, K, K]), S at every chunk start (in the
+input dtype, to which phase 2's products round it: [chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, by default, the 16 x 16
 R^{-1} of every phase-1 sub-chunk (SAVE_RINV), or with ALPHA_FORM = "full" each chunk's G = R^{-1} U (fp32,
 [chunks, H, C, K], four times as much at C = K = 64); nothing of T x K^2 elements. With ALPHA_FORM = "full" or "factor"
 the forward also holds each chunk's U A0 U^T (fp32, [chunks, H, C, C]; with "full" it becomes R^{-1}) until
@@ -164,8 +164,14 @@ PHASE1_PRECISION = os.environ.get("VLA_PHASE1_PRECISION", "auto")
 # Rows per phase-1 sub-chunk (16 .. chunk_size): its factorisations are C1 x C1, which keeps the
 # serial A chain short. Exact for any value.
 PHASE1_CHUNK = int(os.environ.get("VLA_PHASE1_CHUNK", "16"))
-# Precision of the K x K x K products of the serial dA chain.
-DA_CHAIN_PRECISION = os.environ.get("VLA_DA_CHAIN_PRECISION", "tf32x3")
+# Precision of the K x K x K products of the dA chain (serial or blocked): "tf32x3", "tf32" or "ieee" as above, or
+# "bf16x3" (three bf16 passes: about 16 bits of mantissa, and on Hopper each pass takes about half a tf32 pass's
+# time; GPU only, the interpreter runs it as tf32x3). "auto" (the default, _da_precision): "bf16x3" where the H200
+# measured it, bf16 inputs with K <= 64 and the "full" backward form, tf32x3 elsewhere. On the H200 (bf16, B = 4,
+# H = 16, T = 16k) forward+backward took 7.41 ms against 7.72 with tf32x3, and the errors against the float64 loop at
+# T = 512 stayed (du 7.518e-3 against 7.520e-3; chunk_triton_v15a_variants.json); one tf32 pass in the serial chain
+# had left du at 5.5e-2.
+DA_CHAIN_PRECISION = os.environ.get("VLA_DA_CHAIN_PRECISION", "auto")
 # Precision of phase 2's products when the inputs are fp32: "tf32x3" keeps fp32 inputs at about fp32
 # accuracy (one tf32 pass measured 1.9e-3 relative error on the H200); bf16 and fp16 inputs use their
 # own tensor-core products.
@@ -368,6 +374,16 @@ OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # then _grads_chunk) walks the sub-chunks carrying K x K matrices through 16-row products and, in _grads_chunk, dA.
 # K above 64 always runs "sub".
 BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
+# The dtype of the backward's per-token buffers that carry phase 2's gradients of k_hat and alpha_hat to phase 1 and
+# then ("full" form) _bwd_phase1_rest's a and B to _bwd_du: "fp32", or "input" (the input dtype, in the "full" form
+# only: half the bytes through three kernels, each value rounded once to the input dtype, as flash-linear-attention
+# passes its gradients between kernels). "auto" (the default): "input" for bf16 inputs, what the H200 measured: at
+# T = 16k (B = 4, H = 16) forward+backward 7.35 ms against 7.72 with fp32 (7.04 against 7.41 with the dA chain in
+# bf16x3), peak 2624 against 2880 MiB; errors against the float64 loop at T = 512 dk 7.18e-3 against 6.98e-3, du
+# 7.93e-3 against 7.52e-3, the others unchanged (chunk_triton_v15a_variants.json); against the fp32 PyTorch chunk
+# form at T = 16k with both, dk 7.67e-3 and du 8.72e-3 (chunk_triton_v15a_check.json). fp32 elsewhere (fp16 inputs
+# not measured; a gradient's range may not fit fp16).
+BWD_ROWS_DTYPE = os.environ.get("VLA_BWD_ROWS_DTYPE", "auto")
 # The most Newton-Schulz iterations (factors applied to Wt, _fwd_A_chain_newton) per chunk. A bound of NEWTON_MAX_BOUND
 # needs 9 to reach 1e-9, the tightest NEWTON_TOL takes by default (12 with |G|_F, at most sqrt(C) times the bound, in
 # its place; 1e-4 needs fewer), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
@@ -419,7 +435,8 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "BWD_SINGLE_STATIC", "SAVE_RINV", "CHAIN_WARPS", "BWD_CACHE_A", "CHAIN_SOLVER", "NEWTON_MAX_BOUND",
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
             "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "DA_CHAIN_BLOCK",
-            "DA_COMPOSE_PRECISION", "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM", "DS_CHAIN_BLOCK", "A_CHAIN_BLOCK")
+            "DA_COMPOSE_PRECISION", "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM", "DS_CHAIN_BLOCK", "A_CHAIN_BLOCK",
+            "BWD_ROWS_DTYPE")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -1887,7 +1904,7 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, Pbuf, cu, shift,
     Qm = Kh - tl.dot(KZ, G, input_precision=PREC)
     a = tl.dot(Qm, A0, input_precision=PREC)
     al, na = _rownorm(a, eps)
-    Ga = _rownorm_bwd(al, na, tl.load(dal + offs, mask=m2, other=0.0), eps)
+    Ga = _rownorm_bwd(al, na, tl.load(dal + offs, mask=m2, other=0.0).to(tl.float32), eps)
     tl.debug_barrier()  # every thread has read its rows of dal before they take a
     tl.store(dal + offs, a, mask=m2)
     GZ = tl.where(incl, tl.dot(Ga, tl.trans(Zt), input_precision=P_WDIR), 0.0)
@@ -1896,7 +1913,7 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, Pbuf, cu, shift,
     tl.store(Fbuf + (c * H + h) * K * K + kk, 0.5 * (F + tl.trans(F)), mask=kkmask)
     Bm = tl.dot(Pm, A0, input_precision=P_WDIR)
     Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
-    dKh = tl.load(dkh + offs, mask=m2, other=0.0) + Bm
+    dKh = tl.load(dkh + offs, mask=m2, other=0.0).to(tl.float32) + Bm
     tl.store(dk_out + offs, _rownorm_bwd(Kh, nk, dKh, eps).to(dk_out.dtype.element_ty), mask=m2)
     tl.debug_barrier()  # every thread has read its rows of dkh before they take B
     tl.store(dkh + offs, Bm, mask=m2)
@@ -1962,22 +1979,31 @@ def _bwd_dA_block_chain(BlkPi, BlkPhi, Xbuf, dA_final, dA_init, cu, shift, chunk
 
 
 @triton.jit
-def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, b_rows, a_rows, PiBuf, Xbuf, cu, shift, chunk_seq, chunk_idx, T, H, NBLK,
-            K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
-            L: tl.constexpr, DPREC: tl.constexpr):
-    """Per chunk, after the dA chain: du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (2 dA1) A1 with A1 = Pi A0
-    (dA1, the gradient of the A after the chunk, symmetric), from the a and B _bwd_phase1_rest left in a_rows
-    and b_rows (its rows of dal and dkh). With L > 0 (the blocked dA chain, DA_CHAIN_BLOCK) dA1 = Pi^T X Pi + Phi from the chain's
-    passes (Pi in PiBuf, Phi in dA_chunks, X in Xbuf for the chunk's block), products in DPREC."""
+def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, b_rows, a_rows, PiBuf, Xbuf, cu, shift, base, chunk_seq, chunk_idx, T, H,
+            NBLK, nudge_eps, period, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr,
+            PREC: tl.constexpr, L: tl.constexpr, DPREC: tl.constexpr, NUDGE: tl.constexpr):
+    """Per chunk, after the dA chain: du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (2 dA1) A1 with A1 the A after the
+    chunk (dA1, its gradient, symmetric), from the a and B _bwd_phase1_rest left in a_rows and b_rows (its rows of
+    dal and dkh). A1 is the forward's A entering the next chunk less the nudge between them, or, after a sequence's
+    last chunk, P A0 (P = Pi from _bwd_phase1_G or _bwd_phase1_rest). With L > 0 (the blocked dA chain,
+    DA_CHAIN_BLOCK) dA1 = Pi^T X Pi + Phi from the chain's passes (Pi in PiBuf, Phi in dA_chunks, X in Xbuf for the
+    chunk's block), products in DPREC."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
+    n = tl.load(chunk_seq + c).to(tl.int64)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     slot = (c * H + h) * K * K + kk
-    A1 = tl.dot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
-                input_precision=PREC)
+    if j < (s + Tn + C - 1) // C - 1:  # (not the sequence's last chunk: chunk c + 1 is the next one)
+        A1 = tl.load(A_chunks + slot + H * K * K, mask=kkmask, other=0.0)
+        if NUDGE:
+            hit = _nudge_after(j, s, Tn, tl.load(base + n), period, C)
+            A1 -= tl.where(hit, nudge_eps, 0.0) * ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
+    else:
+        A1 = tl.dot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
+                    input_precision=PREC)
     dA1 = tl.load(dA_chunks + slot, mask=kkmask, other=0.0)
     if L > 0:
-        i_nh = tl.load(chunk_seq + c).to(tl.int64) * H + h
+        i_nh = n * H + h
         X = tl.load(Xbuf + (i_nh * NBLK + j // L) * K * K + kk, mask=kkmask, other=0.0)
         Pi = tl.load(PiBuf + slot, mask=kkmask, other=0.0)
         dA1 += tl.dot(tl.trans(Pi), tl.dot(X, Pi, input_precision=DPREC), input_precision=DPREC)
@@ -1988,8 +2014,8 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, b_rows, a_rows, PiBuf, Xbuf, cu, s
     U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
     X = tl.dot(tl.dot(U, A1, input_precision=PREC), dA1, input_precision=PREC)
     dU = -2.0 * tl.dot(X, A1, input_precision=PREC)
-    a = tl.load(a_rows + offs, mask=m2, other=0.0)
-    Bm = tl.load(b_rows + offs, mask=m2, other=0.0)
+    a = tl.load(a_rows + offs, mask=m2, other=0.0).to(tl.float32)
+    Bm = tl.load(b_rows + offs, mask=m2, other=0.0).to(tl.float32)
     upper = r[:, None] <= r[None, :]
     dU -= (tl.dot(tl.where(upper, tl.dot(U, tl.trans(a), input_precision=PREC), 0.0), Bm, input_precision=PREC)
            + tl.dot(tl.where(upper, tl.dot(U, tl.trans(Bm), input_precision=PREC), 0.0), a, input_precision=PREC))
@@ -2080,6 +2106,36 @@ def _precision(setting: str, dtype: torch.dtype, K: int) -> str:
     if setting != "auto":
         return setting
     return "tf32" if dtype == torch.bfloat16 and K <= WIDE_FROM and BWD_PHASE1_FORM == "full" else "tf32x3"
+
+
+def _rows_dtype(dtype: torch.dtype, K: int) -> torch.dtype:
+    """The dtype of the backward's per-token buffers between phase 2 and phase 1 (BWD_ROWS_DTYPE): the input dtype
+    with "input" (or "auto" and bf16 inputs) where the "full" backward form runs (K <= 64), else fp32."""
+    if BWD_ROWS_DTYPE not in ("auto", "fp32", "input"):
+        raise ValueError(f"VLA_BWD_ROWS_DTYPE must be 'auto', 'fp32' or 'input', got {BWD_ROWS_DTYPE!r}")
+    full = BWD_PHASE1_FORM == "full" and K <= WIDE_FROM
+    want = BWD_ROWS_DTYPE == "input" or (BWD_ROWS_DTYPE == "auto" and dtype == torch.bfloat16)
+    return dtype if want and full else torch.float32
+
+
+def _da_precision(dtype: torch.dtype, K: int) -> str:
+    """DA_CHAIN_PRECISION with "auto" resolved: bf16x3 for bf16 inputs with K <= 64 and the "full" backward form (what
+    the H200 measured), tf32x3 elsewhere; then as the kernels take it (_dot_precision)."""
+    setting = DA_CHAIN_PRECISION
+    if setting not in ("auto", "tf32", "tf32x3", "ieee", "bf16x3", "bf16x6"):
+        raise ValueError(f"VLA_DA_CHAIN_PRECISION must be 'auto', 'tf32', 'tf32x3', 'ieee', 'bf16x3' or 'bf16x6', "
+                         f"got {setting!r}")
+    if setting == "auto":
+        full = BWD_PHASE1_FORM == "full" and K <= WIDE_FROM
+        setting = "bf16x3" if dtype == torch.bfloat16 and full else "tf32x3"
+    return _dot_precision(setting)
+
+
+def _dot_precision(setting: str) -> str:
+    """A product precision setting as the kernels take it: "bf16x3" and "bf16x6" (three or six bf16 tensor-core passes,
+    about 16 and 24 bits of mantissa) only on a GPU; Triton's interpreter, which knows tf32, tf32x3 and ieee and
+    computes in fp32 whatever it is told, runs them as tf32x3."""
+    return "tf32x3" if _INTERPRET and setting in ("bf16x3", "bf16x6") else setting
 
 
 _SM_COUNT: dict = {}
@@ -2313,6 +2369,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     newton = LAST_CHAIN_SOLVER == "newton"
     if ALPHA_FORM not in ("full", "factor", "fused"):
         raise ValueError(f"VLA_ALPHA_FORM must be 'full', 'factor' or 'fused', got {ALPHA_FORM!r}")
+    _rows_dtype(q.dtype, K), _da_precision(q.dtype, K)  # (the backward's settings named before any work is done)
     w = torch.empty_like(k)
     uu = torch.empty_like(v)
     Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)  # (I + L)^{-1} per chunk; kept for the backward
@@ -2386,7 +2443,9 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
             PREC=P1, SAVE_RINV=rinv is not None, num_warps=_p1_warps(BK, ALPHA_WARPS))
     # phase 2: WY factors, then the S chain and the outputs (in one launch with OVERLAP_CHAIN)
     o = torch.empty_like(v)
-    S_chunks = torch.empty(NC, H, K, V, **f32) if save else A_chunks
+    # (S at every chunk start in the input dtype: phase 2's backward reads it only as a product operand, which it
+    # rounds to that dtype; the chain itself carries S in fp32)
+    S_chunks = torch.empty(NC, H, K, V, dtype=q.dtype, device=dev) if save else A_chunks
     S_final = torch.empty(N, H, K, V, **f32) if want_final else A_chunks
     p2 = dict(K=K, BK=BK, V=V, BV=BV, C=C, IS_VARLEN=lay.is_varlen, PREC=P2, DOT=DOT)
     chain = dict(HAS_S0=S0 is not None, STORE_FINAL=want_final, SAVE_CHUNKS=save)
@@ -2410,7 +2469,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
 
 
 def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_final, dA_final, lay, has_S0, has_A0,
-              *, scale, delta_min, eps):
+              *, scale, delta_min, eps, period, nudge_eps):
     B, T, H, K = q.shape
     V = v.shape[-1]
     N, NC, C = lay.N, lay.total_chunks, lay.C
@@ -2428,7 +2487,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     _bwd_prep_dS[(NC, H)](q, k, alpha, do, w, Tmat, Gc, *per_chunk, scale, eps,
                           K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV), **common,
                           **_nreg("_bwd_prep_dS"))
-    dS_chunks = torch.empty(NC, H, K, V, **f32)
+    dS_chunks = torch.empty(NC, H, K, V, dtype=q.dtype, device=dev)  # (as S_chunks: read rounded to the input dtype)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     ds_flags = dict(HAS_DSF=dS_final is not None, STORE_DS0=has_S0)
     # (placeholders for the pointers a launch does not read)
@@ -2454,8 +2513,10 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     del Gc, w, XbufS, ds_ends  # (ds_ends may hold dS_chunks, which phase 2 is the last to read)
     dq = torch.empty_like(q)
     dv = torch.empty_like(v)
-    dkh = torch.empty(q.shape, **f32)
-    dal = torch.empty(q.shape, **f32)
+    # (phase 2's d k_hat and d alpha_hat, then phase 1's a and B in their rows: BWD_ROWS_DTYPE)
+    rows = dict(dtype=_rows_dtype(q.dtype, K), device=dev)
+    dkh = torch.empty(q.shape, **rows)
+    dal = torch.empty(q.shape, **rows)
     _bwd_phase2[(NC, H)](q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, *per_chunk, scale, eps,
                          K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV, BWD_PHASE2_WARPS), **common,
                          **_nreg("_bwd_phase2"))
@@ -2476,6 +2537,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     # ("auto" is one tf32 pass only for the "full" form with K <= 64: the "sub" form keeps tf32x3, see
     # BWD_PHASE1_PRECISION)
     BP = _precision(BWD_PHASE1_PRECISION, q.dtype, K)
+    DAP = _da_precision(q.dtype, K)
     groups = _bwd_group_precisions(BP)
     ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)  # (the chain's dA in and out)
     if BWD_PHASE1_FORM == "full" and BK <= 64:
@@ -2498,18 +2560,19 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
             NBLK = triton.cdiv(lay.max_chunks, L)
             BlkPi, BlkPhi, Xbuf = torch.empty(3, N * H, NBLK, K, K, **f32)
             _bwd_dA_blocks[(N * H, NBLK)](Fbuf, Pbuf, Fbuf, dA_chunks, BlkPi, BlkPhi, lay.cu, lay.shift,
-                                          lay.chunk_off, T, H, NBLK, K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION,
+                                          lay.chunk_off, T, H, NBLK, K=K, BK=BK, C=C, L=L, PREC=DAP,
                                           num_warps=4, **common, **_nreg("_bwd_dA_blocks"))
             _bwd_dA_block_chain[(N * H,)](BlkPi, BlkPhi, Xbuf, *ends, lay.cu, lay.shift, lay.chunk_off, T, H, NBLK,
-                                          K=K, BK=BK, C=C, L=L, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain,
+                                          K=K, BK=BK, C=C, L=L, PREC=DAP, num_warps=4, **chain,
                                           **common)
         else:
             NBLK, Xbuf = 1, Fbuf
             _bwd_dA_chain[(N * H,)](Fbuf, Pbuf, dA_chunks, *ends, Fbuf, lay.cu, lay.shift, lay.chunk_off, T, H,
-                                    K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **common)
-        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, dkh, dal, Fbuf, Xbuf, *per_chunk, NBLK, K=K, BK=BK, C=C,
-                         PREC=groups["P_MAIN"], L=L, DPREC=_precision(DA_COMPOSE_PRECISION, q.dtype, K), num_warps=BWD_DU_WARPS, **common,
-                         **_nreg("_bwd_du"))
+                                    K=K, BK=BK, C=C, PREC=DAP, num_warps=4, **chain, **common)
+        _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, dkh, dal, Fbuf, Xbuf, lay.cu, lay.shift, lay.base,
+                         lay.chunk_seq, lay.chunk_idx, T, H, NBLK, nudge_eps, period, K=K, BK=BK, C=C,
+                         PREC=groups["P_MAIN"], L=L, DPREC=_precision(DA_COMPOSE_PRECISION, q.dtype, K),
+                         NUDGE=lay.nudge, num_warps=BWD_DU_WARPS, **common, **_nreg("_bwd_du"))
         return dq, dk, dv, du, dS0, dA0
     cache_a = bool(BWD_CACHE_A) and C // SUB > 1
     Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
@@ -2522,11 +2585,11 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
         _bwd_dA_chain_grads[(N * H + NC * H,)](
             u, k, dal, dkh, du, dk, A_chunks, Fbuf, Pbuf, dA_chunks, *ends, Acache, rinv, _tickets(NC, H, dev),
             lay.rorder, lay.cu, lay.shift, lay.chunk_off, lay.chunk_seq, lay.chunk_idx, T, H, N * H, eps, delta_min, SUB=SUB, CACHE_A=cache_a, HAS_RINV=has_rinv,
-            DA_PREC=DA_CHAIN_PRECISION, num_warps=4, **chain, **groups, **p1)
+            DA_PREC=DAP, num_warps=4, **chain, **groups, **p1)
     else:
         tmp = torch.empty(N * H, K, K, **f32) if BK > 64 else Fbuf  # _dA_chain_blocked's dA P
         _bwd_dA_chain[(N * H,)](
-            Fbuf, Pbuf, dA_chunks, *ends, tmp, lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, PREC=DA_CHAIN_PRECISION,
+            Fbuf, Pbuf, dA_chunks, *ends, tmp, lay.cu, lay.shift, lay.chunk_off, T, H, K=K, BK=BK, C=C, PREC=DAP,
             num_warps=_p1_warps(BK, 4), **chain, **common)
         _bwd_phase1_grads[(NC, H)](u, k, dal, dkh, du, dk, A_chunks, dA_chunks, Acache, rinv, *per_chunk, eps,
                                    delta_min, SUB=SUB, CACHE_A=cache_a, HAS_RINV=has_rinv,
@@ -2545,7 +2608,7 @@ class ChunkVLAFunction(torch.autograd.Function):
             delta_min=delta_min, eps=eps, want_final=output_final_state, save=True, solver=solver)
         ctx.save_for_backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat)
         ctx.lay = lay
-        ctx.hyper = dict(scale=scale, delta_min=delta_min, eps=eps)
+        ctx.hyper = dict(scale=scale, delta_min=delta_min, eps=eps, period=period, nudge_eps=nudge_eps)
         ctx.init = ((None if S0 is None else S0.dtype), (None if A0 is None else A0.dtype))
         if final is None:
             return o, None, None
