@@ -872,7 +872,8 @@ def test_factor_form_keeps_no_factors_without_save_rinv(monkeypatch):
 
 
 @pytest.mark.parametrize("name,value", [("ALPHA_FORM", "fuse"), ("MAXNREG", "_fwd_wy_S"), ("NEWTON_TOL", "tight"),
-                                        ("BWD_ROWS_DTYPE", "half"), ("DA_CHAIN_PRECISION", "bf16")])
+                                        ("BWD_ROWS_DTYPE", "half"), ("BWD_GC_DTYPE", "bf16"),
+                                        ("DA_CHAIN_PRECISION", "bf16"), ("BWD_BF16_GROUPS", "chol")])
 def test_bad_build_settings_are_named(monkeypatch, name, value):
     from vla.ops.vla.triton import chunk as tri
 
@@ -1023,4 +1024,49 @@ def test_backward_rows_and_dA_chain_precision_follow_the_input_dtype(monkeypatch
     monkeypatch.setattr(tri, "_INTERPRET", True)
     assert tri._da_precision(dtype, 64) == "tf32x3"
     monkeypatch.setattr(tri, "BWD_PHASE1_FORM", "sub")
-    assert tri._rows_dtype(dtype, 64) == torch.float32
+    assert tri._buffer_dtype("BWD_ROWS_DTYPE", dtype, 64, 64) == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_gc_and_G_in_the_input_dtype(monkeypatch, dtype):
+    # BWD_GC_DTYPE / BWD_G_DTYPE = "input": the dS chain's Gc (read by its passes, added to their fp32 dS) and the G
+    # that _bwd_phase1_G hands _bwd_phase1_rest kept in the input dtype; "auto" keeps Gc fp32 and G in bf16 for bf16
+    # inputs. Ragged batch with nudges, every gradient against the float64 loop within the dtype's bound; wider heads
+    # keep fp32.
+    from vla.ops.vla.triton import chunk as tri
+
+    seen = []
+    monkeypatch.setattr(tri, "_bwd_dS_chain", _Spy(tri._bwd_dS_chain, lambda kw: None,
+                                                    after=lambda *a: seen.append(("Gc", a[2].dtype))))
+    monkeypatch.setattr(tri, "_bwd_phase1_rest", _Spy(tri._bwd_phase1_rest, lambda kw: None,
+                                                       after=lambda *a: seen.append(("G", a[6].dtype))))
+    cu = torch.tensor([0, 70, 100], dtype=torch.int64)
+    xs = vla_inputs(1, 100, 2, 16, 32)
+    for value, want in (("auto", (torch.float32, dtype)), ("input", (dtype, dtype)), ("fp32", (torch.float32,) * 2)):
+        monkeypatch.setattr(tri, "BWD_GC_DTYPE", value)
+        monkeypatch.setattr(tri, "BWD_G_DTYPE", value)
+        seen.clear()
+        _check(_compare(xs, dtype=dtype, chunk_size=16, hyper=HYPER, offsets=[5, 0], cu_seqlens=cu), TOL[dtype])
+        assert seen == [("Gc", want[0]), ("G", want[1])]
+    assert tri._buffer_dtype("BWD_GC_DTYPE", dtype, 64, 128) == torch.float32
+
+
+def test_bf16_groups_of_the_full_backward(monkeypatch):
+    # BWD_BF16_GROUPS = "wdir,main": _bwd_phase1_rest's write-direction products and _bwd_du's in one bf16 pass (_pdot:
+    # operands rounded to bf16; the interpreter multiplies the rounded operands in fp32). bf16 inputs, ragged batch with
+    # nudges and states, every gradient against the float64 loop within bf16's bound; each kernel is asked for it; the
+    # "sub" form does not take it.
+    from vla.ops.vla.triton import chunk as tri
+
+    seen = {}
+    for name in ("_bwd_phase1_rest", "_bwd_du"):
+        monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: seen.setdefault(n, []).append(
+            kw.get("P_WDIR", kw.get("PREC")))))
+    monkeypatch.setattr(tri, "BWD_BF16_GROUPS", "wdir,main")
+    cu = torch.tensor([0, 70, 100], dtype=torch.int64)
+    xs = vla_inputs(1, 100, 2, 16, 32)
+    init = [torch.randn(2, 2, 16, 32, dtype=torch.float64), _spd(2, 2, 16)]
+    _check(_compare(xs, dtype=torch.bfloat16, chunk_size=16, hyper=HYPER, offsets=[5, 0], cu_seqlens=cu, init=init),
+           TOL[torch.bfloat16])
+    assert seen == {"_bwd_phase1_rest": ["bf16"], "_bwd_du": ["bf16"]}
+    assert tri._bwd_group_precisions("tf32x3", full=False)["P_WDIR"] == "tf32x3"

@@ -146,7 +146,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...utils import finite_witness, needs_grad
+from ...utils import _side_stream, finite_witness, needs_grad
 
 # Precision of phase 1's fp32 matrix products on a GPU: "tf32x3" (three tf32 tensor-core passes, about
 # fp32), "tf32" (one pass, about 1e-3 relative) or "ieee" (fp32 on the FMA units). On the
@@ -265,6 +265,16 @@ BWD_PHASE1_CHUNK = int(os.environ.get("VLA_BWD_PHASE1_CHUNK", "0"))
 # products, and "chol" has no products; there "auto" already gives every product one tf32 pass for bf16 inputs.
 BWD_GROUPS = ("wdir", "chol", "main")
 BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
+# Groups of the "full" form's products ("wdir": _bwd_phase1_rest's GZ, Pm, F and B; "main": _bwd_du's) that take one
+# bf16 tensor-core pass, both operands rounded to bf16 (_pdot), instead of their precision above (comma-separated, ""
+# for none; not in the "sub" form). "auto" (the default): "wdir,main" for bf16 inputs, none otherwise. A trade of
+# accuracy for time, measured on the H200 (bf16, B = 4, H = 16, alternating three times in one call,
+# chunk_triton_v15d_ab_bf16_groups.json): forward+backward 6.45 / 6.45 / 6.35 ms against 6.80 / 6.89 / 6.90 at T = 16k,
+# 24.1 / 24.6 / 24.3 against 26.1 / 26.1 / 26.1 at 64k; du's error against the fp32 PyTorch chunk form at 16k 1.05e-2
+# against 8.73e-3 and dk's 7.93e-3 against 7.68e-3, the other outputs and gradients unchanged
+# (chunk_triton_v15d_check.json, _v15c_check.json); against the float64 loop at T = 512 du 9.6e-3 against 8.5e-3.
+# "wdir" alone took 6.72 and "main" alone 6.64 against 6.76 and 6.99 without (chunk_triton_v15c_variants.json).
+BWD_BF16_GROUPS = os.environ.get("VLA_BWD_BF16_GROUPS", "auto")
 # With one phase-1 sub-chunk per chunk (chunk_size 16), run the backward phase-1 kernels' step once,
 # without a loop around it (1, the default), rather than in a runtime loop of one trip (0). On the H200
 # (triton 3.6) the one-trip loops gave du and dA0 relative errors of 1.2 to 2.0 against the float64 loop
@@ -374,6 +384,12 @@ OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # then _grads_chunk) walks the sub-chunks carrying K x K matrices through 16-row products and, in _grads_chunk, dA.
 # K above 64 always runs "sub".
 BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
+# With the "full" form on a GPU: run _bwd_phase1_G, which reads only what the forward saved, on a side stream beside
+# the dS chain's launches (1, the default), rather than after phase 2 (0); its buffers (P, G) are then held from the
+# dS chain on. On the H200 (bf16, T = 16k, forward+backward): 6.84 against 6.90 and 6.87 ms
+# (chunk_triton_v15b_variants.json), 6.76 and 6.99 against 6.86 in the next call (_v15c_variants.json): a small gain,
+# within the run-to-run spread of these timings (0.2 ms); bit-identical repeats with it (chunk_triton_v15c_check.json).
+OVERLAP_BWD_G = int(os.environ.get("VLA_OVERLAP_BWD_G", "1"))
 # The dtype of the backward's per-token buffers that carry phase 2's gradients of k_hat and alpha_hat to phase 1 and
 # then ("full" form) _bwd_phase1_rest's a and B to _bwd_du: "fp32", or "input" (the input dtype, in the "full" form
 # only: half the bytes through three kernels, each value rounded once to the input dtype, as flash-linear-attention
@@ -384,6 +400,15 @@ BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
 # form at T = 16k with both, dk 7.67e-3 and du 8.72e-3 (chunk_triton_v15a_check.json). fp32 elsewhere (fp16 inputs
 # not measured; a gradient's range may not fit fp16).
 BWD_ROWS_DTYPE = os.environ.get("VLA_BWD_ROWS_DTYPE", "auto")
+# The same for Gc, the part of each chunk's dS step free of dS (_bwd_prep_dS; [chunks, H, K, V], read by the dS chain's
+# passes, which add it to their fp32 dS), and for G = R^{-1} U, which _bwd_phase1_G passes to _bwd_phase1_rest
+# ([chunks, H, C, K], "full" form; _bwd_phase1_rest rounds it to tf32 for its products). "auto" (_AUTO_INPUT): G in
+# the input dtype for bf16 inputs, Gc fp32. On the H200 (bf16, T = 16k, forward+backward; chunk_triton_v15b_variants.json)
+# G in bf16 took 6.82 ms against 6.90 and 6.87, peak 128 MiB lower, the errors against the float64 loop unchanged
+# (du 7.89e-3 against 7.90e-3); Gc in bf16 took 6.94, and 6.78 against 6.76 in the next call (_v15c_variants.json),
+# with dv's error 5.73e-3 against 5.60e-3: no gain, so Gc stays fp32.
+BWD_GC_DTYPE = os.environ.get("VLA_BWD_GC_DTYPE", "auto")
+BWD_G_DTYPE = os.environ.get("VLA_BWD_G_DTYPE", "auto")
 # The most Newton-Schulz iterations (factors applied to Wt, _fwd_A_chain_newton) per chunk. A bound of NEWTON_MAX_BOUND
 # needs 9 to reach 1e-9, the tightest NEWTON_TOL takes by default (12 with |G|_F, at most sqrt(C) times the bound, in
 # its place; 1e-4 needs fewer), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
@@ -436,7 +461,8 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
             "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "DA_CHAIN_BLOCK",
             "DA_COMPOSE_PRECISION", "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM", "DS_CHAIN_BLOCK", "A_CHAIN_BLOCK",
-            "BWD_ROWS_DTYPE")
+            "BWD_ROWS_DTYPE", "BWD_GC_DTYPE", "BWD_G_DTYPE", "OVERLAP_BWD_G",
+            "BWD_BF16_GROUPS")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -492,6 +518,21 @@ def settings() -> dict:
 # ----------------------------------------------------------------------------------------------
 # helpers (inlined into the kernels)
 # ----------------------------------------------------------------------------------------------
+
+# (what _pdot's bf16 operands are multiplied as: bf16 on a GPU; in Triton's interpreter, which computes bf16 products
+# wrongly (_dot_dtype), the rounded operands widened back to fp32)
+_PDOT_DT = tl.constexpr(tl.float32 if os.environ.get("TRITON_INTERPRET", "0") == "1" else tl.bfloat16)
+
+
+@triton.jit
+def _pdot(a, b, PREC: tl.constexpr):
+    """tl.dot(a, b) in PREC, or with PREC = "bf16" (BWD_BF16_GROUPS) one bf16 pass: both operands rounded to bf16,
+    accumulated in fp32."""
+    if PREC == "bf16":
+        return tl.dot(a.to(tl.bfloat16).to(_PDOT_DT), b.to(tl.bfloat16).to(_PDOT_DT))
+    else:
+        return tl.dot(a, b, input_precision=PREC)
+
 
 @triton.jit
 def _seq_bounds(cu, n, T, IS_VARLEN: tl.constexpr):
@@ -1410,7 +1451,7 @@ def _bwd_dS_chain(alpha, w, Gc, dS_chunks, dS_final, dS_init, Xbuf, cu, shift, c
         slot = ((c0 + j) * H + h) * K * V + kv
         tl.store(dS_chunks + slot, dS, mask=kvmask)
         dS = _dS_step(dS, alpha, w, bos, j, s, Tn, H, h, dk, kmask, K, C, PREC, DOT) + tl.load(
-            Gc + slot, mask=kvmask, other=0.0)
+            Gc + slot, mask=kvmask, other=0.0).to(tl.float32)
         j -= 1
     if STORE_DS0 and L == 0:
         tl.store(dS_init + i_nh * K * V + kv, dS, mask=kvmask)
@@ -1442,7 +1483,7 @@ def _bwd_dS_blocks(alpha, w, Gc, BlkPi, BlkPhi, cu, shift, chunk_off, T, H, NBLK
         j = tl.minimum((b + 1) * L, NT) - 1
         while j >= b * L:
             Phi = _dS_step(Phi, alpha, w, bos, j, s, Tn, H, h, dk, kmask, K, C, PREC, DOT) + tl.load(
-                Gc + ((c0 + j) * H + h) * K * V + kv, mask=kvmask, other=0.0)
+                Gc + ((c0 + j) * H + h) * K * V + kv, mask=kvmask, other=0.0).to(tl.float32)
             Pi = _dS_step(Pi, alpha, w, bos, j, s, Tn, H, h, dk, kmask, K, C, PREC, DOT)
             j -= 1
         tl.store(BlkPi + (i_nh * NBLK + b) * K * K + kk, Pi, mask=kkmask)
@@ -1894,7 +1935,7 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, Pbuf, cu, shift,
     dkh += base
     dk_out += base
     # (in an order that keeps few C x K tiles live at once; k is read twice rather than kept)
-    G = tl.load(gslot + r[:, None] * K + dk[None, :], mask=kmask[None, :], other=0.0)
+    G = tl.load(gslot + r[:, None] * K + dk[None, :], mask=kmask[None, :], other=0.0).to(tl.float32)
     Zt = tl.dot(G, A0, input_precision=PREC)
     if STORE_P:
         eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
@@ -1907,11 +1948,11 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, Pbuf, cu, shift,
     Ga = _rownorm_bwd(al, na, tl.load(dal + offs, mask=m2, other=0.0).to(tl.float32), eps)
     tl.debug_barrier()  # every thread has read its rows of dal before they take a
     tl.store(dal + offs, a, mask=m2)
-    GZ = tl.where(incl, tl.dot(Ga, tl.trans(Zt), input_precision=P_WDIR), 0.0)
-    Pm = Ga - tl.dot(GZ, G, input_precision=P_WDIR)
-    F = tl.dot(tl.trans(Pm), Qm, input_precision=P_WDIR)
+    GZ = tl.where(incl, _pdot(Ga, tl.trans(Zt), P_WDIR), 0.0)
+    Pm = Ga - _pdot(GZ, G, P_WDIR)
+    F = _pdot(tl.trans(Pm), Qm, P_WDIR)
     tl.store(Fbuf + (c * H + h) * K * K + kk, 0.5 * (F + tl.trans(F)), mask=kkmask)
-    Bm = tl.dot(Pm, A0, input_precision=P_WDIR)
+    Bm = _pdot(Pm, A0, P_WDIR)
     Kh, nk = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
     dKh = tl.load(dkh + offs, mask=m2, other=0.0).to(tl.float32) + Bm
     tl.store(dk_out + offs, _rownorm_bwd(Kh, nk, dKh, eps).to(dk_out.dtype.element_ty), mask=m2)
@@ -1999,26 +2040,26 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, b_rows, a_rows, PiBuf, Xbuf, cu, s
             hit = _nudge_after(j, s, Tn, tl.load(base + n), period, C)
             A1 -= tl.where(hit, nudge_eps, 0.0) * ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
     else:
-        A1 = tl.dot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
-                    input_precision=PREC)
+        A1 = _pdot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
+                   PREC)
     dA1 = tl.load(dA_chunks + slot, mask=kkmask, other=0.0)
     if L > 0:
         i_nh = n * H + h
         X = tl.load(Xbuf + (i_nh * NBLK + j // L) * K * K + kk, mask=kkmask, other=0.0)
         Pi = tl.load(PiBuf + slot, mask=kkmask, other=0.0)
-        dA1 += tl.dot(tl.trans(Pi), tl.dot(X, Pi, input_precision=DPREC), input_precision=DPREC)
+        dA1 += _pdot(tl.trans(Pi), _pdot(X, Pi, DPREC), DPREC)
     r = tl.arange(0, C)
     row, valid = _rows(bos, j, s, Tn, H, h, C)
     offs = row[:, None] * K + dk[None, :]
     m2 = valid[:, None] & kmask[None, :]
     U = tl.load(u + offs, mask=m2, other=0.0).to(tl.float32)
-    X = tl.dot(tl.dot(U, A1, input_precision=PREC), dA1, input_precision=PREC)
-    dU = -2.0 * tl.dot(X, A1, input_precision=PREC)
+    X = _pdot(_pdot(U, A1, PREC), dA1, PREC)
+    dU = -2.0 * _pdot(X, A1, PREC)
     a = tl.load(a_rows + offs, mask=m2, other=0.0).to(tl.float32)
     Bm = tl.load(b_rows + offs, mask=m2, other=0.0).to(tl.float32)
     upper = r[:, None] <= r[None, :]
-    dU -= (tl.dot(tl.where(upper, tl.dot(U, tl.trans(a), input_precision=PREC), 0.0), Bm, input_precision=PREC)
-           + tl.dot(tl.where(upper, tl.dot(U, tl.trans(Bm), input_precision=PREC), 0.0), a, input_precision=PREC))
+    dU -= (_pdot(tl.where(upper, _pdot(U, tl.trans(a), PREC), 0.0), Bm, PREC)
+           + _pdot(tl.where(upper, _pdot(U, tl.trans(Bm), PREC), 0.0), a, PREC))
     tl.store(du + offs, dU.to(du.dtype.element_ty), mask=m2)
 
 
@@ -2108,14 +2149,20 @@ def _precision(setting: str, dtype: torch.dtype, K: int) -> str:
     return "tf32" if dtype == torch.bfloat16 and K <= WIDE_FROM and BWD_PHASE1_FORM == "full" else "tf32x3"
 
 
-def _rows_dtype(dtype: torch.dtype, K: int) -> torch.dtype:
-    """The dtype of the backward's per-token buffers between phase 2 and phase 1 (BWD_ROWS_DTYPE): the input dtype
-    with "input" (or "auto" and bf16 inputs) where the "full" backward form runs (K <= 64), else fp32."""
-    if BWD_ROWS_DTYPE not in ("auto", "fp32", "input"):
-        raise ValueError(f"VLA_BWD_ROWS_DTYPE must be 'auto', 'fp32' or 'input', got {BWD_ROWS_DTYPE!r}")
-    full = BWD_PHASE1_FORM == "full" and K <= WIDE_FROM
-    want = BWD_ROWS_DTYPE == "input" or (BWD_ROWS_DTYPE == "auto" and dtype == torch.bfloat16)
-    return dtype if want and full else torch.float32
+def _buffer_dtype(name: str, dtype: torch.dtype, K: int, V: int) -> torch.dtype:
+    """The dtype of a backward buffer with a dtype setting (BWD_ROWS_DTYPE, BWD_GC_DTYPE, BWD_G_DTYPE): the input dtype
+    with "input", or "auto" and bf16 inputs where the setting's "auto" takes it (_AUTO_INPUT), and only where the
+    H200 ran it (K, V <= 64; the rows and G only in the "full" backward form, which alone reads them so); else fp32."""
+    value = globals()[name]
+    if value not in ("auto", "fp32", "input"):
+        raise ValueError(f"VLA_{name} must be 'auto', 'fp32' or 'input', got {value!r}")
+    where = max(K, V) <= WIDE_FROM and (name == "BWD_GC_DTYPE" or BWD_PHASE1_FORM == "full")
+    want = value == "input" or (value == "auto" and name in _AUTO_INPUT and dtype == torch.bfloat16)
+    return dtype if want and where else torch.float32
+
+
+_BUFFER_SETTINGS = ("BWD_ROWS_DTYPE", "BWD_GC_DTYPE", "BWD_G_DTYPE")
+_AUTO_INPUT = ("BWD_ROWS_DTYPE", "BWD_G_DTYPE")
 
 
 def _da_precision(dtype: torch.dtype, K: int) -> str:
@@ -2293,14 +2340,23 @@ def _layout(B, T, offsets, cu_seqlens, C, nudge_eps, device):
     return lay
 
 
-def _bwd_group_precisions(base):
+def _bwd_group_precisions(base, full=False, dtype=None):
     """The precision of each group of the backward phase-1 kernels' own products (BWD_FAST_GROUPS; the others
-    in ``base``)."""
+    in ``base``; BWD_BF16_GROUPS where the "full" form runs, ``full``: "auto" is "wdir,main" for bf16 inputs
+    (``dtype``), none otherwise)."""
     fast = {g.strip() for g in BWD_FAST_GROUPS.split(",") if g.strip()}
     unknown = fast - set(BWD_GROUPS)
     if unknown:
         raise ValueError(f"VLA_BWD_FAST_GROUPS: unknown groups {sorted(unknown)} (known: {', '.join(BWD_GROUPS)})")
     out = {f"P_{g.upper()}": ("tf32" if g in fast else base) for g in BWD_GROUPS}
+    spec = BWD_BF16_GROUPS
+    if spec == "auto":
+        spec = "wdir,main" if dtype == torch.bfloat16 else ""
+    low = {g.strip() for g in spec.split(",") if g.strip()}
+    if low - {"wdir", "main"}:
+        raise ValueError(f"VLA_BWD_BF16_GROUPS: unknown groups {sorted(low - {'wdir', 'main'})} (known: wdir, main)")
+    if full:
+        out.update({f"P_{g.upper()}": "bf16" for g in low})
     out["SINGLE_STATIC"] = bool(BWD_SINGLE_STATIC)
     return out
 
@@ -2369,7 +2425,9 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     newton = LAST_CHAIN_SOLVER == "newton"
     if ALPHA_FORM not in ("full", "factor", "fused"):
         raise ValueError(f"VLA_ALPHA_FORM must be 'full', 'factor' or 'fused', got {ALPHA_FORM!r}")
-    _rows_dtype(q.dtype, K), _da_precision(q.dtype, K)  # (the backward's settings named before any work is done)
+    for name in _BUFFER_SETTINGS:  # (the backward's settings named before any work is done)
+        _buffer_dtype(name, q.dtype, K, V)
+    _da_precision(q.dtype, K), _bwd_group_precisions("tf32")
     w = torch.empty_like(k)
     uu = torch.empty_like(v)
     Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)  # (I + L)^{-1} per chunk; kept for the backward
@@ -2468,6 +2526,13 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     return o, final, alpha, A_chunks, (S_chunks if save else None), rinv, gsave, (Tmat if save else None)
 
 
+def _phase1_G(u, A_chunks, Pbuf, gsave, rinv, per_chunk, delta_min, K, BK, C, SUB, prec, has_rinv, common):
+    """The launch of _bwd_phase1_G (on whatever stream is current)."""
+    NC, H = A_chunks.shape[0], A_chunks.shape[1]
+    _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gsave, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB, PREC=prec,
+                           HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common, **_nreg("_bwd_phase1_G"))
+
+
 def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_final, dA_final, lay, has_S0, has_A0,
               *, scale, delta_min, eps, period, nudge_eps):
     B, T, H, K = q.shape
@@ -2483,11 +2548,24 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     per_chunk = (lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H)
     # phase 2: per-chunk factors, the dS chain, per-chunk gradients
     w = torch.empty_like(k)
-    Gc = torch.empty(NC, H, K, V, **f32)
+    Gc = torch.empty(NC, H, K, V, dtype=_buffer_dtype("BWD_GC_DTYPE", q.dtype, K, V), device=dev)
     _bwd_prep_dS[(NC, H)](q, k, alpha, do, w, Tmat, Gc, *per_chunk, scale, eps,
                           K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV), **common,
                           **_nreg("_bwd_prep_dS"))
     dS_chunks = torch.empty(NC, H, K, V, dtype=q.dtype, device=dev)  # (as S_chunks: read rounded to the input dtype)
+    # _bwd_phase1_G needs only the forward's tensors: with OVERLAP_BWD_G it runs on a side stream beside the dS chain
+    # (buffers made here, on this stream, which waits for the side stream before _bwd_phase1_rest reads them)
+    full = BWD_PHASE1_FORM == "full" and BK <= 64
+    has_rinv = rinv is not None and rinv.shape[-1] == SUB
+    side = None
+    if full and gsave is None and OVERLAP_BWD_G and dev.type == "cuda" and not torch.cuda.is_current_stream_capturing():
+        Pbuf = torch.empty(NC, H, K, K, **f32)
+        gsave = torch.empty(NC, H, C, K, dtype=_buffer_dtype("BWD_G_DTYPE", q.dtype, K, V), device=dev)
+        side = _side_stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            _phase1_G(u, A_chunks, Pbuf, gsave, rinv if has_rinv else Pbuf, per_chunk, delta_min, K, BK, C, SUB,
+                      _precision(BWD_PHASE1_PRECISION, q.dtype, K), has_rinv, common)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     ds_flags = dict(HAS_DSF=dS_final is not None, STORE_DS0=has_S0)
     # (placeholders for the pointers a launch does not read)
@@ -2514,7 +2592,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     dq = torch.empty_like(q)
     dv = torch.empty_like(v)
     # (phase 2's d k_hat and d alpha_hat, then phase 1's a and B in their rows: BWD_ROWS_DTYPE)
-    rows = dict(dtype=_rows_dtype(q.dtype, K), device=dev)
+    rows = dict(dtype=_buffer_dtype("BWD_ROWS_DTYPE", q.dtype, K, V), device=dev)
     dkh = torch.empty(q.shape, **rows)
     dal = torch.empty(q.shape, **rows)
     _bwd_phase2[(NC, H)](q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, *per_chunk, scale, eps,
@@ -2523,14 +2601,14 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     del Tmat, dS_chunks  # (Tmat only as a name: the forward's saved tensors hold it)
     # phase 1: the dA chain's coefficients per chunk, the chain, then du and dk per chunk
     Fbuf = torch.empty(NC, H, K, K, **f32)
-    Pbuf = torch.empty(NC, H, K, K, **f32)
+    if side is None:
+        Pbuf = torch.empty(NC, H, K, K, **f32)
     dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
     dk = torch.empty_like(k)
     du = torch.empty_like(u)
     chain = dict(HAS_DAF=dA_final is not None, STORE_DA0=has_A0)
-    # the forward's R^{-1} serve only if the backward cuts chunks as the forward did
-    has_rinv = rinv is not None and rinv.shape[-1] == SUB
+    # the forward's R^{-1} serve only if the backward cuts chunks as the forward did (has_rinv)
     rinv = rinv if has_rinv else Fbuf
     if BWD_PHASE1_FORM not in ("full", "sub"):
         raise ValueError(f"VLA_BWD_PHASE1_FORM must be 'full' or 'sub', got {BWD_PHASE1_FORM!r}")
@@ -2538,19 +2616,19 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     # BWD_PHASE1_PRECISION)
     BP = _precision(BWD_PHASE1_PRECISION, q.dtype, K)
     DAP = _da_precision(q.dtype, K)
-    groups = _bwd_group_precisions(BP)
+    groups = _bwd_group_precisions(BP, full, q.dtype)
     ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)  # (the chain's dA in and out)
-    if BWD_PHASE1_FORM == "full" and BK <= 64:
-        store_p = gsave is not None  # (the forward's G, ALPHA_FORM = "full": P from _bwd_phase1_rest)
-        if not store_p:
-            gsave = torch.empty(NC, H, C, K, **f32)
+    if full:
+        store_p = side is None and gsave is not None  # (the forward's G, ALPHA_FORM = "full": P from _bwd_phase1_rest)
+        if side is not None:
+            torch.cuda.current_stream(dev).wait_stream(side)
+        elif not store_p:
+            gsave = torch.empty(NC, H, C, K, dtype=_buffer_dtype("BWD_G_DTYPE", q.dtype, K, V), device=dev)
             # (in two launches: in one (a kernel since dropped), forward+backward took 10.50 against 10.41 ms at
             # T = 16k, bf16, on the H200, chunk_triton_v9a_variants.json; with the dA chain in that launch too it took
             # 5.93 ms against 2.86 + 1.68 apart in v8c: the chains' programs held the per-chunk kernel's 120 KB of
             # shared memory, a whole SM each; chunk_triton_v8c_profile_fused_bwd.json, chunk_triton_v8c_profile.json)
-            _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gsave, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB,
-                                   PREC=BP, HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common,
-                                   **_nreg("_bwd_phase1_G"))
+            _phase1_G(u, A_chunks, Pbuf, gsave, rinv, per_chunk, delta_min, K, BK, C, SUB, BP, has_rinv, common)
         _bwd_phase1_rest[(NC, H)](k, dal, dkh, dk, A_chunks, Fbuf, gsave, Pbuf, *per_chunk, eps, K=K, BK=BK, C=C,
                                   PREC=BP, P_WDIR=groups["P_WDIR"], STORE_P=store_p, num_warps=BWD_PHASE1_WARPS,
                                   **common, **_nreg("_bwd_phase1_rest"))
