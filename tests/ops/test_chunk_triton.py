@@ -319,9 +319,9 @@ def test_unknown_backward_precision_group_is_named(monkeypatch):
 
     monkeypatch.setattr(tri, "BWD_FAST_GROUPS", "main,fastest")
     q, k, v, u = (x.float().requires_grad_() for x in vla_inputs(1, 20, 1, 16, 16))
-    o, _ = chunk_vla_triton(q, k, v, u, scale=0.25, offsets=torch.tensor([0]), chunk_size=16, **HYPER)
+    # (named by the forward, before any work is done, rather than only when the backward runs)
     with pytest.raises(ValueError, match="VLA_BWD_FAST_GROUPS.*fastest"):
-        o.sum().backward()
+        chunk_vla_triton(q, k, v, u, scale=0.25, offsets=torch.tensor([0]), chunk_size=16, **HYPER)
 
 
 def test_auto_chain_solver_takes_newton_only_under_its_bound(monkeypatch):
@@ -779,6 +779,7 @@ def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
     monkeypatch.setattr(tri, "OVERLAP_CHAIN", 0)
     monkeypatch.setattr(tri, "OVERLAP_DA_CHAIN", 0)
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    monkeypatch.setattr(tri, "BWD_BF16_GROUPS", "")  # (its own "auto": test_bf16_groups_of_the_full_backward)
     xs = vla_inputs(1, 40, 1, 16, 16)
     for dtype, form, want in ((torch.bfloat16, "full", "tf32"), (torch.float32, "full", "tf32x3"),
                               (torch.float16, "full", "tf32x3"), (torch.bfloat16, "sub", "tf32x3")):
@@ -1070,3 +1071,9 @@ def test_bf16_groups_of_the_full_backward(monkeypatch):
            TOL[torch.bfloat16])
     assert seen == {"_bwd_phase1_rest": ["bf16"], "_bwd_du": ["bf16"]}
     assert tri._bwd_group_precisions("tf32x3", full=False)["P_WDIR"] == "tf32x3"
+    # "auto" (the default): both groups for bf16 inputs in the "full" form, none for fp32 and fp16 inputs
+    monkeypatch.setattr(tri, "BWD_BF16_GROUPS", "auto")
+    for dtype, want in ((torch.bfloat16, "bf16"), (torch.float32, "tf32x3"), (torch.float16, "tf32x3")):
+        got = tri._bwd_group_precisions("tf32x3", True, dtype)
+        assert (got["P_WDIR"], got["P_MAIN"], got["P_CHOL"]) == (want, want, "tf32x3"), dtype
+

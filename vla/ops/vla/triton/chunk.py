@@ -374,6 +374,9 @@ FUSE_ALPHA = int(os.environ.get("VLA_FUSE_ALPHA", "1"))
 # checked): with bf16 at T = 16k the forward took 4.78 ms (chunk_triton_v8c_precision.json)
 # against 5.14 ms with these two apart (chunk_triton_v8b_variants.json, another call on the same kind of GPU).
 OVERLAP_CHAIN = int(os.environ.get("VLA_OVERLAP_CHAIN", "1"))
+# (Measured and dropped, v15e: _fwd_wy_S's chains computing only S, and a per-chunk launch after it the outputs from the
+# stored S, the same numbers: forward 3.15 / 3.11 against 2.94 / 2.90 ms at T = 16k, forward+backward 6.69 / 6.56
+# against 6.54 / 6.44; chunk_triton_v15e_variants_split_o.json. The code was not kept.)
 # The same for the backward's dA chain and the per-chunk du, dk of the "sub" form (_bwd_dA_chain_grads), where the
 # chain's warps (4) equal BWD_PHASE1_WARPS: 6.46 ms in one launch against 1.68 + 5.10 apart; forward+backward 21.95
 # against 22.61 ms (chunk_triton_v7b_variants.json). The "full" form runs its launches apart (see _backward).
