@@ -59,7 +59,8 @@ then phase 1, for K <= 64 over whole chunks (BWD_PHASE1_FORM = "full", the defau
                         one program per block: each chunk's map from the dA after its block
   ``_bwd_dA_block_chain`` the dA after each block, serially over the blocks (or ``_bwd_dA_chain``, every chunk
                         in one serial chain, for sequences of up to 8 chunks or DA_CHAIN_BLOCK = 0)
-  ``_bwd_du``           per chunk: the dA after the chunk from its block's, then du
+  ``_bwd_du``           per chunk: the dA after the chunk from its block's, then du (A after the chunk: the next
+                        chunk's A from the forward, less the nudge)
 
 or sub-chunk by sub-chunk ("sub", and always for K above 64):
 
@@ -99,7 +100,10 @@ sit on absolute multiples of C and every nudge falls on one (period is a multipl
 
 Precision: phase 1 in fp32 (tf32x3 products), or with one tf32 pass for bf16 inputs with K <= 64
 (PHASE1_PRECISION); phase 2's products take their operands rounded to the input dtype (bf16 tensor cores for
-bf16 input) and accumulate in fp32. Saved for the backward:
+bf16 input) and accumulate in fp32. For bf16 inputs with K, V <= 64 the "full" backward trades some accuracy for
+time (measured in each setting's note): its per-token buffers and G in bf16 (BWD_ROWS_DTYPE, BWD_G_DTYPE), the
+write directions' backward and du's products in one bf16 pass (BWD_BF16_GROUPS), the dA chain in bf16x3
+(DA_CHAIN_PRECISION). Saved for the backward:
 alpha_hat (input dtype, [B, T, H, K]), A at every chunk start (fp32, [chunks, H, K, K]), S at every chunk start (in the
 input dtype, to which phase 2's products round it: [chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, by default, the 16 x 16
 R^{-1} of every phase-1 sub-chunk (SAVE_RINV), or with ALPHA_FORM = "full" each chunk's G = R^{-1} U (fp32,
@@ -113,25 +117,26 @@ is, by default, the Newton chain where a bound allows it (CHAIN_SOLVER = "auto")
 reduction is done inside one program, so results are bit-identical run to run (the fused launches' ticket
 counter and flags are atomics, but they only order the work). Token row indices are int64 (T = 1M and beyond).
 
-Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v14*,
+Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v15*,
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
-T = 16k: relative L2 errors 5.6e-3 to 8.4e-3, the size of bf16 rounding, final A 7.8e-4 with one tf32 pass in
+T = 16k: relative L2 errors 5.6e-3 to 7.9e-3 for o, S, dq, dk, dv and 1.05e-2 for du (8.7e-3 with the backward's
+products in tf32, BWD_BF16_GROUPS = ""; chunk_triton_v15d_check.json), final A 7.8e-4 with one tf32 pass in
 phase 1; fp32 inputs: 1e-7 to 1e-6; fp16: up to 8e-4; K = V = 128: up to 5.5e-3 in bf16), on ragged
 cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 64 (chunks of 16 with K = 64 in
 the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
-bit-identical over repeated runs; T = 1M (B = 1, H = 16) stays finite and within 6.04e-3 of the fp32 PyTorch
-chunk form over all 1M tokens, final A 5.9e-4 (chunk_triton_v14c_million.json, with ALPHA_FORM = "full", whose A
-chain is the default's). Where the time goes (B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k;
-7.39 ms in all in the suite suite_h200_2026-11-30g_chunk.json): the blocked A chain 0.23 + 0.08 + 0.43 (the serial
-chain, 64 programs, took 1.01; chunk_triton_v14c_profile.json), _fwd_factor 0.39, the write directions with the WY
-factors and the S chain 1.41, the input check's u norm 0.04 (on a side stream, beside the chain), dS prep 0.29, the
-blocked dS chain 0.19 + 0.05 + 0.23, phase-2 grads 0.80, _bwd_phase1_G 0.50, _bwd_phase1_rest 1.01, the blocked dA
-chain 0.63 + 0.02 (its steps tf32x3: one tf32 pass in the serial chain left du at 5.5e-2), _bwd_du 0.98 (the kernels
-but the A chain's as in chunk_triton_v13c_profile.json, which v14f keeps).
-K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with v14
-(chunk_triton_v14d_smoke_wide_k.json); at T = 16k it took 29.9 ms forward and 154.6 ms forward+backward against
-DeltaNet's 2.26 and 6.27 (v13, chunk_triton_v13e_wide_k128.json); K = 64, V = 128 6.39 and 13.02 against 1.73 and
+bit-identical over repeated runs (chunk_triton_v15d_check.json); T = 1M (B = 1, H = 16) stays finite and within
+6.04e-3 of the fp32 PyTorch chunk form over all 1M tokens, final A 5.9e-4 (chunk_triton_v15f_million.json). Where the
+time goes (B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 6.13 ms in all in the suite
+suite_h200_2026-11-30h_chunk.json, against DeltaNet's 3.86): per kernel (chunk_triton_v15b_profile.json, a build
+before G in bf16 and the bf16 groups, which took about 0.5 ms more off _bwd_phase1_rest and _bwd_du together,
+chunk_triton_v15d_ab_bf16_groups.json) the blocked A chain 0.23 + 0.08 + 0.43 (the serial chain, 64 programs, took
+1.01), _fwd_factor 0.39, the write directions with the WY factors and the S chain 1.40, the input check's u norm 0.04
+(on a side stream, beside the chain), dS prep 0.29, the blocked dS chain 0.19 + 0.05 + 0.19, phase-2 grads 0.64,
+_bwd_phase1_G 0.50, _bwd_phase1_rest 0.90, the blocked dA chain 0.35 + 0.01 (bf16x3), _bwd_du 0.85.
+K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with v15
+(chunk_triton_v15f_smoke_wide_k.json); at T = 16k it took 30.1 ms forward and 155.8 ms forward+backward against
+DeltaNet's 2.24 and 6.29 (v15, chunk_triton_v15g_wide_k128.json); K = 64, V = 128 6.39 and 13.02 against 1.73 and
 4.64 (v13, chunk_triton_v13e_wide.json).
 """
 
@@ -388,11 +393,14 @@ OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # K above 64 always runs "sub".
 BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
 # With the "full" form on a GPU: run _bwd_phase1_G, which reads only what the forward saved, on a side stream beside
-# the dS chain's launches (1, the default), rather than after phase 2 (0); its buffers (P, G) are then held from the
-# dS chain on. On the H200 (bf16, T = 16k, forward+backward): 6.84 against 6.90 and 6.87 ms
-# (chunk_triton_v15b_variants.json), 6.76 and 6.99 against 6.86 in the next call (_v15c_variants.json): a small gain,
-# within the run-to-run spread of these timings (0.2 ms); bit-identical repeats with it (chunk_triton_v15c_check.json).
-OVERLAP_BWD_G = int(os.environ.get("VLA_OVERLAP_BWD_G", "1"))
+# the dS chain's launches (1), rather than after phase 2 (0, the default); its buffers (P, G) are then held from the
+# dS chain on. On the H200 (bf16, forward+backward ms): at T = 16k 6.84 against 6.90 and 6.87
+# (chunk_triton_v15b_variants.json), 6.76 and 6.99 against 6.86 in the next call (_v15c_variants.json); alternating
+# three times in one call 6.50 / 6.49 / 6.51 against 6.50 / 6.52 / 6.54 at 16k and 24.49 / 24.15 / 24.71 against
+# 24.28 / 24.45 / 24.46 at 64k (chunk_triton_v15h_ab_overlap_bwd_g.json): no gain beyond the spread, as in v11, whose
+# suite had found it slower (chunk_triton_v11d_*), so it is off. It was on in suite 30h (suite_h200_2026-11-30h_chunk.json)
+# and in the checks of v15c and v15d (bit-identical repeats with it, the same errors as without).
+OVERLAP_BWD_G = int(os.environ.get("VLA_OVERLAP_BWD_G", "0"))
 # The dtype of the backward's per-token buffers that carry phase 2's gradients of k_hat and alpha_hat to phase 1 and
 # then ("full" form) _bwd_phase1_rest's a and B to _bwd_du: "fp32", or "input" (the input dtype, in the "full" form
 # only: half the bytes through three kernels, each value rounded once to the input dtype, as flash-linear-attention
