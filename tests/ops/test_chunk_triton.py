@@ -886,7 +886,7 @@ def test_bad_build_settings_are_named(monkeypatch, name, value):
 
 @pytest.mark.parametrize("states", [False, True])
 def test_backward_frees_dS_chunks_before_phase_1(monkeypatch, states):
-    # dS at every chunk end (fp32, [chunks, H, K, V]) is last read by _bwd_phase2; the dS chain's launches also take it
+    # dS at every chunk end ([chunks, H, K, V], fp32 until v15, now in the input dtype) is last read by _bwd_phase2; the dS chain's launches also take it
     # as the placeholder for end states they do not read (no initial S, no final-state gradient), and a tuple holding
     # it kept 256 MiB alive through phase 1 at T = 16k on the H200 (chunk_triton_v13c_suite_before_memory_fix.json).
     # It must be gone by the time phase 1's backward starts, with and without states.
@@ -1067,9 +1067,17 @@ def test_bf16_groups_of_the_full_backward(monkeypatch):
     cu = torch.tensor([0, 70, 100], dtype=torch.int64)
     xs = vla_inputs(1, 100, 2, 16, 32)
     init = [torch.randn(2, 2, 16, 32, dtype=torch.float64), _spd(2, 2, 16)]
-    _check(_compare(xs, dtype=torch.bfloat16, chunk_size=16, hyper=HYPER, offsets=[5, 0], cu_seqlens=cu, init=init),
-           TOL[torch.bfloat16])
-    assert seen == {"_bwd_phase1_rest": ["bf16"], "_bwd_du": ["bf16"]}
+    errs = {}
+    for groups in ("wdir,main", ""):
+        monkeypatch.setattr(tri, "BWD_BF16_GROUPS", groups)
+        torch.manual_seed(1)
+        errs[groups] = _compare(xs, dtype=torch.bfloat16, chunk_size=16, hyper=HYPER, offsets=[5, 0], cu_seqlens=cu,
+                                init=init)
+        _check(errs[groups], TOL[torch.bfloat16])
+    assert seen == {"_bwd_phase1_rest": ["bf16", "tf32"], "_bwd_du": ["bf16", "tf32"]}
+    # (the bf16 pass rounds: dk and du move, what these groups do not reach does not)
+    assert errs["wdir,main"]["du"] != errs[""]["du"] and errs["wdir,main"]["dk"] != errs[""]["dk"]
+    assert all(errs["wdir,main"][n] == errs[""][n] for n in ("o", "S", "A", "dq", "dv"))
     assert tri._bwd_group_precisions("tf32x3", full=False)["P_WDIR"] == "tf32x3"
     # "auto" (the default): both groups for bf16 inputs in the "full" form, none for fp32 and fp16 inputs
     monkeypatch.setattr(tri, "BWD_BF16_GROUPS", "auto")

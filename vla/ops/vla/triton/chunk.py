@@ -100,10 +100,10 @@ sit on absolute multiples of C and every nudge falls on one (period is a multipl
 
 Precision: phase 1 in fp32 (tf32x3 products), or with one tf32 pass for bf16 inputs with K <= 64
 (PHASE1_PRECISION); phase 2's products take their operands rounded to the input dtype (bf16 tensor cores for
-bf16 input) and accumulate in fp32. For bf16 inputs with K, V <= 64 the "full" backward trades some accuracy for
-time (measured in each setting's note): its per-token buffers and G in bf16 (BWD_ROWS_DTYPE, BWD_G_DTYPE), the
-write directions' backward and du's products in one bf16 pass (BWD_BF16_GROUPS), the dA chain in bf16x3
-(DA_CHAIN_PRECISION). Saved for the backward:
+bf16 input) and accumulate in fp32. For bf16 inputs with K <= 64 the "full" backward trades some accuracy for
+time (measured in each setting's note): the write directions' backward and du's products in one bf16 pass
+(BWD_BF16_GROUPS), the dA chain in bf16x3 (DA_CHAIN_PRECISION), and, with V <= 64 too, its per-token buffers and G
+in bf16 (BWD_ROWS_DTYPE, BWD_G_DTYPE). Saved for the backward:
 alpha_hat (input dtype, [B, T, H, K]), A at every chunk start (fp32, [chunks, H, K, K]), S at every chunk start (in the
 input dtype, to which phase 2's products round it: [chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, by default, the 16 x 16
 R^{-1} of every phase-1 sub-chunk (SAVE_RINV), or with ALPHA_FORM = "full" each chunk's G = R^{-1} U (fp32,
@@ -121,7 +121,7 @@ Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_trit
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
 T = 16k: relative L2 errors 5.6e-3 to 7.9e-3 for o, S, dq, dk, dv and 1.05e-2 for du (8.7e-3 with the backward's
-products in tf32, BWD_BF16_GROUPS = ""; chunk_triton_v15d_check.json), final A 7.8e-4 with one tf32 pass in
+products in tf32, BWD_BF16_GROUPS = ""; chunk_triton_v15d_check.json, _v15c_check.json), final A 7.8e-4 with one tf32 pass in
 phase 1; fp32 inputs: 1e-7 to 1e-6; fp16: up to 8e-4; K = V = 128: up to 5.5e-3 in bf16), on ragged
 cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 64 (chunks of 16 with K = 64 in
 the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
@@ -129,9 +129,9 @@ bit-identical over repeated runs (chunk_triton_v15d_check.json); T = 1M (B = 1, 
 6.04e-3 of the fp32 PyTorch chunk form over all 1M tokens, final A 5.9e-4 (chunk_triton_v15f_million.json). Where the
 time goes (B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 6.13 ms in all in the suite
 suite_h200_2026-11-30h_chunk.json, against DeltaNet's 3.86): per kernel (chunk_triton_v15b_profile.json, a build
-before G in bf16 and the bf16 groups, which took about 0.5 ms more off _bwd_phase1_rest and _bwd_du together,
-chunk_triton_v15d_ab_bf16_groups.json) the blocked A chain 0.23 + 0.08 + 0.43 (the serial chain, 64 programs, took
-1.01), _fwd_factor 0.39, the write directions with the WY factors and the S chain 1.40, the input check's u norm 0.04
+before G in bf16 and the bf16 groups, which made forward+backward about 0.06 and 0.45 ms faster,
+chunk_triton_v15b_variants.json, _v15d_ab_bf16_groups.json) the blocked A chain 0.23 + 0.08 + 0.43 (the serial chain,
+64 programs, took 1.01 in chunk_triton_v13c_profile.json), _fwd_factor 0.39, the write directions with the WY factors and the S chain 1.40, the input check's u norm 0.04
 (on a side stream, beside the chain), dS prep 0.29, the blocked dS chain 0.19 + 0.05 + 0.19, phase-2 grads 0.64,
 _bwd_phase1_G 0.50, _bwd_phase1_rest 0.90, the blocked dA chain 0.35 + 0.01 (bf16x3), _bwd_du 0.85.
 K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with v15
@@ -394,7 +394,7 @@ OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
 # With the "full" form on a GPU: run _bwd_phase1_G, which reads only what the forward saved, on a side stream beside
 # the dS chain's launches (1), rather than after phase 2 (0, the default); its buffers (P, G) are then held from the
-# dS chain on. On the H200 (bf16, forward+backward ms): at T = 16k 6.84 against 6.90 and 6.87
+# dS chain on. Not where the forward kept G (ALPHA_FORM = "full") nor while a CUDA graph is being captured. On the H200 (bf16, forward+backward ms): at T = 16k 6.84 against 6.90 and 6.87
 # (chunk_triton_v15b_variants.json), 6.76 and 6.99 against 6.86 in the next call (_v15c_variants.json); alternating
 # three times in one call 6.50 / 6.49 / 6.51 against 6.50 / 6.52 / 6.54 at 16k and 24.49 / 24.15 / 24.71 against
 # 24.28 / 24.45 / 24.46 at 64k (chunk_triton_v15h_ab_overlap_bwd_g.json): no gain beyond the spread, as in v11, whose
@@ -1927,12 +1927,12 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, Pbuf, cu, shift,
       Pm = Ga - tril(Ga Zt^T) G,        B = Pm A0        (row t = A_t ga_t: the gradient of k_hat_t)
       dA0 = Pm^T Qm + Pi^T dA1 Pi
       du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (dA1 + dA1^T) A1      (A1 = Pi A0, the A after the chunk)
-    G comes from the chunk's slot of gbuf ([chunks, H, C, K] fp32): _bwd_phase1_G's, which also stores P = Pi, or the
+    G comes from the chunk's slot of gbuf ([chunks, H, C, K], fp32 or BWD_G_DTYPE's): _bwd_phase1_G's, which also stores P = Pi, or the
     forward's (ALPHA_FORM = "full"), and then this kernel stores P = I - Zt^T G (STORE_P). It stores dk, the dA chain's
     coefficients F = sym(Pm^T Qm) and, for _bwd_du, which takes du once the chain has dA1, a (into the chunk's rows
     of dal, once read) and B (into its rows of dkh, once read). Precision: PREC for what recomputes the
-    forward (G, Zt, a), P_WDIR for the write directions' backward (GZ, Pm, F, B); du's products are _bwd_du's
-    (P_MAIN, BWD_FAST_GROUPS)."""
+    forward (G, Zt, a), P_WDIR for the write directions' backward (GZ, Pm, F, B; with BWD_BF16_GROUPS "wdir" one
+    bf16 pass, _pdot); du's products are _bwd_du's (P_MAIN, BWD_FAST_GROUPS, BWD_BF16_GROUPS)."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
@@ -2037,7 +2037,8 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, b_rows, a_rows, PiBuf, Xbuf, cu, s
     """Per chunk, after the dA chain: du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (2 dA1) A1 with A1 the A after the
     chunk (dA1, its gradient, symmetric), from the a and B _bwd_phase1_rest left in a_rows and b_rows (its rows of
     dal and dkh). A1 is the forward's A entering the next chunk less the nudge between them, or, after a sequence's
-    last chunk, P A0 (P = Pi from _bwd_phase1_G or _bwd_phase1_rest). With L > 0 (the blocked dA chain,
+    last chunk, P A0 (P = Pi from _bwd_phase1_G or _bwd_phase1_rest; in DPREC). du's own products in PREC (P_MAIN:
+    with BWD_BF16_GROUPS "main", one bf16 pass). With L > 0 (the blocked dA chain,
     DA_CHAIN_BLOCK) dA1 = Pi^T X Pi + Phi from the chain's passes (Pi in PiBuf, Phi in dA_chunks, X in Xbuf for the
     chunk's block), products in DPREC."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -2052,7 +2053,7 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, b_rows, a_rows, PiBuf, Xbuf, cu, s
             A1 -= tl.where(hit, nudge_eps, 0.0) * ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
     else:
         A1 = _pdot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
-                   PREC)
+                   DPREC)  # (as the dA composition, never one bf16 pass: the other chunks' A1 is the forward's)
     dA1 = tl.load(dA_chunks + slot, mask=kkmask, other=0.0)
     if L > 0:
         i_nh = n * H + h
@@ -2436,6 +2437,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     newton = LAST_CHAIN_SOLVER == "newton"
     if ALPHA_FORM not in ("full", "factor", "fused"):
         raise ValueError(f"VLA_ALPHA_FORM must be 'full', 'factor' or 'fused', got {ALPHA_FORM!r}")
+    _check_phase1_form()
     for name in _BUFFER_SETTINGS:  # (the backward's settings named before any work is done)
         _buffer_dtype(name, q.dtype, K, V)
     _da_precision(q.dtype, K), _bwd_group_precisions("tf32")
@@ -2537,6 +2539,11 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     return o, final, alpha, A_chunks, (S_chunks if save else None), rinv, gsave, (Tmat if save else None)
 
 
+def _check_phase1_form():
+    if BWD_PHASE1_FORM not in ("full", "sub"):
+        raise ValueError(f"VLA_BWD_PHASE1_FORM must be 'full' or 'sub', got {BWD_PHASE1_FORM!r}")
+
+
 def _phase1_G(u, A_chunks, Pbuf, gsave, rinv, per_chunk, delta_min, K, BK, C, SUB, prec, has_rinv, common):
     """The launch of _bwd_phase1_G (on whatever stream is current)."""
     NC, H = A_chunks.shape[0], A_chunks.shape[1]
@@ -2564,9 +2571,16 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
                           K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV), **common,
                           **_nreg("_bwd_prep_dS"))
     dS_chunks = torch.empty(NC, H, K, V, dtype=q.dtype, device=dev)  # (as S_chunks: read rounded to the input dtype)
+    # the settings, resolved before anything runs on the side stream below (nothing may raise while it writes)
+    _check_phase1_form()
+    # ("auto" is one tf32 pass only for the "full" form with K <= 64: the "sub" form keeps tf32x3, see
+    # BWD_PHASE1_PRECISION)
+    BP = _precision(BWD_PHASE1_PRECISION, q.dtype, K)
+    DAP = _da_precision(q.dtype, K)
+    full = BWD_PHASE1_FORM == "full" and BK <= 64
+    groups = _bwd_group_precisions(BP, full, q.dtype)
     # _bwd_phase1_G needs only the forward's tensors: with OVERLAP_BWD_G it runs on a side stream beside the dS chain
     # (buffers made here, on this stream, which waits for the side stream before _bwd_phase1_rest reads them)
-    full = BWD_PHASE1_FORM == "full" and BK <= 64
     has_rinv = rinv is not None and rinv.shape[-1] == SUB
     side = None
     if full and gsave is None and OVERLAP_BWD_G and dev.type == "cuda" and not torch.cuda.is_current_stream_capturing():
@@ -2575,8 +2589,8 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
         side = _side_stream(dev)
         side.wait_stream(torch.cuda.current_stream(dev))
         with torch.cuda.stream(side):
-            _phase1_G(u, A_chunks, Pbuf, gsave, rinv if has_rinv else Pbuf, per_chunk, delta_min, K, BK, C, SUB,
-                      _precision(BWD_PHASE1_PRECISION, q.dtype, K), has_rinv, common)
+            _phase1_G(u, A_chunks, Pbuf, gsave, rinv if has_rinv else Pbuf, per_chunk, delta_min, K, BK, C, SUB, BP,
+                      has_rinv, common)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     ds_flags = dict(HAS_DSF=dS_final is not None, STORE_DS0=has_S0)
     # (placeholders for the pointers a launch does not read)
@@ -2621,13 +2635,6 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     chain = dict(HAS_DAF=dA_final is not None, STORE_DA0=has_A0)
     # the forward's R^{-1} serve only if the backward cuts chunks as the forward did (has_rinv)
     rinv = rinv if has_rinv else Fbuf
-    if BWD_PHASE1_FORM not in ("full", "sub"):
-        raise ValueError(f"VLA_BWD_PHASE1_FORM must be 'full' or 'sub', got {BWD_PHASE1_FORM!r}")
-    # ("auto" is one tf32 pass only for the "full" form with K <= 64: the "sub" form keeps tf32x3, see
-    # BWD_PHASE1_PRECISION)
-    BP = _precision(BWD_PHASE1_PRECISION, q.dtype, K)
-    DAP = _da_precision(q.dtype, K)
-    groups = _bwd_group_precisions(BP, full, q.dtype)
     ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)  # (the chain's dA in and out)
     if full:
         store_p = side is None and gsave is not None  # (the forward's G, ALPHA_FORM = "full": P from _bwd_phase1_rest)
