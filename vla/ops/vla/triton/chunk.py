@@ -2037,8 +2037,8 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, b_rows, a_rows, PiBuf, Xbuf, cu, s
     """Per chunk, after the dA chain: du = -(triu(U a^T) B + triu(U B^T) a) - U A1 (2 dA1) A1 with A1 the A after the
     chunk (dA1, its gradient, symmetric), from the a and B _bwd_phase1_rest left in a_rows and b_rows (its rows of
     dal and dkh). A1 is the forward's A entering the next chunk less the nudge between them, or, after a sequence's
-    last chunk, P A0 (P = Pi from _bwd_phase1_G or _bwd_phase1_rest; in DPREC). du's own products in PREC (P_MAIN:
-    with BWD_BF16_GROUPS "main", one bf16 pass). With L > 0 (the blocked dA chain,
+    last chunk, P A0 (P = Pi from _bwd_phase1_G or _bwd_phase1_rest). du's own products, and that P A0, in PREC
+    (P_MAIN: with BWD_BF16_GROUPS "main", one bf16 pass). With L > 0 (the blocked dA chain,
     DA_CHAIN_BLOCK) dA1 = Pi^T X Pi + Phi from the chain's passes (Pi in PiBuf, Phi in dA_chunks, X in Xbuf for the
     chunk's block), products in DPREC."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -2052,8 +2052,11 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, b_rows, a_rows, PiBuf, Xbuf, cu, s
             hit = _nudge_after(j, s, Tn, tl.load(base + n), period, C)
             A1 -= tl.where(hit, nudge_eps, 0.0) * ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
     else:
+        # (in PREC, as du's products: with BWD_BF16_GROUPS "main" one bf16 pass, where every other chunk's A1 is the
+        # forward's fp32 A; what the H200 checked (v15d, v15f). The dA composition's DPREC would be the consistent choice,
+        # left for a GPU run to check)
         A1 = _pdot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
-                   DPREC)  # (as the dA composition, never one bf16 pass: the other chunks' A1 is the forward's)
+                   PREC)
     dA1 = tl.load(dA_chunks + slot, mask=kkmask, other=0.0)
     if L > 0:
         i_nh = n * H + h
