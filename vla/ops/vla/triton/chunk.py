@@ -151,7 +151,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...utils import _side_stream, finite_witness, needs_grad
+from ...utils import finite_witness, needs_grad
 
 # Precision of phase 1's fp32 matrix products on a GPU: "tf32x3" (three tf32 tensor-core passes, about
 # fp32), "tf32" (one pass, about 1e-3 relative) or "ieee" (fp32 on the FMA units). On the
@@ -392,15 +392,13 @@ OVERLAP_DA_CHAIN = int(os.environ.get("VLA_OVERLAP_DA_CHAIN", "1"))
 # then _grads_chunk) walks the sub-chunks carrying K x K matrices through 16-row products and, in _grads_chunk, dA.
 # K above 64 always runs "sub".
 BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
-# With the "full" form on a GPU: run _bwd_phase1_G, which reads only what the forward saved, on a side stream beside
-# the dS chain's launches (1), rather than after phase 2 (0, the default); its buffers (P, G) are then held from the
-# dS chain on. Not where the forward kept G (ALPHA_FORM = "full") nor while a CUDA graph is being captured. On the H200 (bf16, forward+backward ms): at T = 16k 6.84 against 6.90 and 6.87
-# (chunk_triton_v15b_variants.json), 6.76 and 6.99 against 6.86 in the next call (_v15c_variants.json); alternating
-# three times in one call 6.50 / 6.49 / 6.51 against 6.50 / 6.52 / 6.54 at 16k and 24.49 / 24.15 / 24.71 against
-# 24.28 / 24.45 / 24.46 at 64k (chunk_triton_v15h_ab_overlap_bwd_g.json): no gain beyond the spread, as in v11, whose
-# suite had found it slower (chunk_triton_v11d_*), so it is off. It was on in suite 30h (suite_h200_2026-11-30h_chunk.json)
-# and in the checks of v15c and v15d (bit-identical repeats with it, the same errors as without).
-OVERLAP_BWD_G = int(os.environ.get("VLA_OVERLAP_BWD_G", "0"))
+# (Measured and dropped, v15: _bwd_phase1_G, which reads only what the forward saved, on a side stream beside the dS
+# chain's launches (then the setting OVERLAP_BWD_G). On the H200 (bf16, forward+backward ms): at T = 16k 6.84 against
+# 6.90 and 6.87 (chunk_triton_v15b_variants.json), 6.76 and 6.99 against 6.86 in the next call (_v15c_variants.json);
+# alternating three times in one call 6.50 / 6.49 / 6.51 against 6.50 / 6.52 / 6.54 at 16k and 24.49 / 24.15 / 24.71
+# against 24.28 / 24.45 / 24.46 at 64k (chunk_triton_v15h_ab_overlap_bwd_g.json): no gain beyond the spread, as in
+# v11, whose suite had found it slower (chunk_triton_v11d_*). Suite 30h (suite_h200_2026-11-30h_chunk.json) and the
+# checks of v15c and v15d ran with it on, with the same errors as without. The code was not kept.)
 # The dtype of the backward's per-token buffers that carry phase 2's gradients of k_hat and alpha_hat to phase 1 and
 # then ("full" form) _bwd_phase1_rest's a and B to _bwd_du: "fp32", or "input" (the input dtype, in the "full" form
 # only: half the bytes through three kernels, each value rounded once to the input dtype, as flash-linear-attention
@@ -472,8 +470,7 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
             "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "DA_CHAIN_BLOCK",
             "DA_COMPOSE_PRECISION", "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM", "DS_CHAIN_BLOCK", "A_CHAIN_BLOCK",
-            "BWD_ROWS_DTYPE", "BWD_GC_DTYPE", "BWD_G_DTYPE", "OVERLAP_BWD_G",
-            "BWD_BF16_GROUPS")
+            "BWD_ROWS_DTYPE", "BWD_GC_DTYPE", "BWD_G_DTYPE", "BWD_BF16_GROUPS")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -530,9 +527,10 @@ def settings() -> dict:
 # helpers (inlined into the kernels)
 # ----------------------------------------------------------------------------------------------
 
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # (what _pdot's bf16 operands are multiplied as: bf16 on a GPU; in Triton's interpreter, which computes bf16 products
 # wrongly (_dot_dtype), the rounded operands widened back to fp32)
-_PDOT_DT = tl.constexpr(tl.float32 if os.environ.get("TRITON_INTERPRET", "0") == "1" else tl.bfloat16)
+_PDOT_DT = tl.constexpr(tl.float32 if _INTERPRET else tl.bfloat16)
 
 
 @triton.jit
@@ -2131,7 +2129,6 @@ def _fwd_wy_S(q, k, v, alpha, w, uu, Tmat, o, S_init, S_chunks, S_final, sync, o
 # Python side
 # ----------------------------------------------------------------------------------------------
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 _TL_DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 
 
@@ -2161,7 +2158,12 @@ def _precision(setting: str, dtype: torch.dtype, K: int) -> str:
     measured it, bf16 inputs with K <= 64 and the "full" backward form; tf32x3 (about fp32) elsewhere."""
     if setting != "auto":
         return setting
-    return "tf32" if dtype == torch.bfloat16 and K <= WIDE_FROM and BWD_PHASE1_FORM == "full" else "tf32x3"
+    return "tf32" if dtype == torch.bfloat16 and _full_form(K) else "tf32x3"
+
+
+def _full_form(K: int) -> bool:
+    """Whether the backward's phase 1 runs in the "full" form (BWD_PHASE1_FORM; K above 64 always runs "sub")."""
+    return BWD_PHASE1_FORM == "full" and K <= WIDE_FROM
 
 
 def _buffer_dtype(name: str, dtype: torch.dtype, K: int, V: int) -> torch.dtype:
@@ -2171,7 +2173,7 @@ def _buffer_dtype(name: str, dtype: torch.dtype, K: int, V: int) -> torch.dtype:
     value = globals()[name]
     if value not in ("auto", "fp32", "input"):
         raise ValueError(f"VLA_{name} must be 'auto', 'fp32' or 'input', got {value!r}")
-    where = max(K, V) <= WIDE_FROM and (name == "BWD_GC_DTYPE" or BWD_PHASE1_FORM == "full")
+    where = max(K, V) <= WIDE_FROM and (name == "BWD_GC_DTYPE" or _full_form(K))
     want = value == "input" or (value == "auto" and name in _AUTO_INPUT and dtype == torch.bfloat16)
     return dtype if want and where else torch.float32
 
@@ -2188,8 +2190,7 @@ def _da_precision(dtype: torch.dtype, K: int) -> str:
         raise ValueError(f"VLA_DA_CHAIN_PRECISION must be 'auto', 'tf32', 'tf32x3', 'ieee', 'bf16x3' or 'bf16x6', "
                          f"got {setting!r}")
     if setting == "auto":
-        full = BWD_PHASE1_FORM == "full" and K <= WIDE_FROM
-        setting = "bf16x3" if dtype == torch.bfloat16 and full else "tf32x3"
+        setting = "bf16x3" if dtype == torch.bfloat16 and _full_form(K) else "tf32x3"
     return _dot_precision(setting)
 
 
@@ -2440,10 +2441,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     newton = LAST_CHAIN_SOLVER == "newton"
     if ALPHA_FORM not in ("full", "factor", "fused"):
         raise ValueError(f"VLA_ALPHA_FORM must be 'full', 'factor' or 'fused', got {ALPHA_FORM!r}")
-    _check_phase1_form()
-    for name in _BUFFER_SETTINGS:  # (the backward's settings named before any work is done)
-        _buffer_dtype(name, q.dtype, K, V)
-    _da_precision(q.dtype, K), _bwd_group_precisions("tf32")
+    _check_backward_settings(q.dtype, K, V)
     w = torch.empty_like(k)
     uu = torch.empty_like(v)
     Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)  # (I + L)^{-1} per chunk; kept for the backward
@@ -2547,11 +2545,13 @@ def _check_phase1_form():
         raise ValueError(f"VLA_BWD_PHASE1_FORM must be 'full' or 'sub', got {BWD_PHASE1_FORM!r}")
 
 
-def _phase1_G(u, A_chunks, Pbuf, gsave, rinv, per_chunk, delta_min, K, BK, C, SUB, prec, has_rinv, common):
-    """The launch of _bwd_phase1_G (on whatever stream is current)."""
-    NC, H = A_chunks.shape[0], A_chunks.shape[1]
-    _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gsave, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB, PREC=prec,
-                           HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common, **_nreg("_bwd_phase1_G"))
+def _check_backward_settings(dtype, K: int, V: int):
+    """The backward's settings, each named in a ValueError if malformed, by the forward before any work is done."""
+    _check_phase1_form()
+    for name in _BUFFER_SETTINGS:
+        _buffer_dtype(name, dtype, K, V)
+    _da_precision(dtype, K)
+    _bwd_group_precisions("tf32")
 
 
 def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_final, dA_final, lay, has_S0, has_A0,
@@ -2574,26 +2574,6 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
                           K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV), **common,
                           **_nreg("_bwd_prep_dS"))
     dS_chunks = torch.empty(NC, H, K, V, dtype=q.dtype, device=dev)  # (as S_chunks: read rounded to the input dtype)
-    # the settings, resolved before anything runs on the side stream below (nothing may raise while it writes)
-    _check_phase1_form()
-    # ("auto" is one tf32 pass only for the "full" form with K <= 64: the "sub" form keeps tf32x3, see
-    # BWD_PHASE1_PRECISION)
-    BP = _precision(BWD_PHASE1_PRECISION, q.dtype, K)
-    DAP = _da_precision(q.dtype, K)
-    full = BWD_PHASE1_FORM == "full" and BK <= 64
-    groups = _bwd_group_precisions(BP, full, q.dtype)
-    # _bwd_phase1_G needs only the forward's tensors: with OVERLAP_BWD_G it runs on a side stream beside the dS chain
-    # (buffers made here, on this stream, which waits for the side stream before _bwd_phase1_rest reads them)
-    has_rinv = rinv is not None and rinv.shape[-1] == SUB
-    side = None
-    if full and gsave is None and OVERLAP_BWD_G and dev.type == "cuda" and not torch.cuda.is_current_stream_capturing():
-        Pbuf = torch.empty(NC, H, K, K, **f32)
-        gsave = torch.empty(NC, H, C, K, dtype=_buffer_dtype("BWD_G_DTYPE", q.dtype, K, V), device=dev)
-        side = _side_stream(dev)
-        side.wait_stream(torch.cuda.current_stream(dev))
-        with torch.cuda.stream(side):
-            _phase1_G(u, A_chunks, Pbuf, gsave, rinv if has_rinv else Pbuf, per_chunk, delta_min, K, BK, C, SUB, BP,
-                      has_rinv, common)
     dS0 = torch.empty(N, H, K, V, **f32) if has_S0 else None
     ds_flags = dict(HAS_DSF=dS_final is not None, STORE_DS0=has_S0)
     # (placeholders for the pointers a launch does not read)
@@ -2629,27 +2609,34 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     del Tmat, dS_chunks  # (Tmat only as a name: the forward's saved tensors hold it)
     # phase 1: the dA chain's coefficients per chunk, the chain, then du and dk per chunk
     Fbuf = torch.empty(NC, H, K, K, **f32)
-    if side is None:
-        Pbuf = torch.empty(NC, H, K, K, **f32)
+    Pbuf = torch.empty(NC, H, K, K, **f32)
     dA_chunks = torch.empty(NC, H, K, K, **f32)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
     dk = torch.empty_like(k)
     du = torch.empty_like(u)
     chain = dict(HAS_DAF=dA_final is not None, STORE_DA0=has_A0)
-    # the forward's R^{-1} serve only if the backward cuts chunks as the forward did (has_rinv)
+    # the forward's R^{-1} serve only if the backward cuts chunks as the forward did
+    has_rinv = rinv is not None and rinv.shape[-1] == SUB
     rinv = rinv if has_rinv else Fbuf
+    _check_phase1_form()
+    # ("auto" is one tf32 pass only for the "full" form with K <= 64: the "sub" form keeps tf32x3, see
+    # BWD_PHASE1_PRECISION)
+    BP = _precision(BWD_PHASE1_PRECISION, q.dtype, K)
+    DAP = _da_precision(q.dtype, K)
+    full = _full_form(K)
+    groups = _bwd_group_precisions(BP, full, q.dtype)
     ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)  # (the chain's dA in and out)
     if full:
-        store_p = side is None and gsave is not None  # (the forward's G, ALPHA_FORM = "full": P from _bwd_phase1_rest)
-        if side is not None:
-            torch.cuda.current_stream(dev).wait_stream(side)
-        elif not store_p:
+        store_p = gsave is not None  # (the forward's G, ALPHA_FORM = "full": P from _bwd_phase1_rest)
+        if not store_p:
             gsave = torch.empty(NC, H, C, K, dtype=_buffer_dtype("BWD_G_DTYPE", q.dtype, K, V), device=dev)
             # (in two launches: in one (a kernel since dropped), forward+backward took 10.50 against 10.41 ms at
             # T = 16k, bf16, on the H200, chunk_triton_v9a_variants.json; with the dA chain in that launch too it took
             # 5.93 ms against 2.86 + 1.68 apart in v8c: the chains' programs held the per-chunk kernel's 120 KB of
             # shared memory, a whole SM each; chunk_triton_v8c_profile_fused_bwd.json, chunk_triton_v8c_profile.json)
-            _phase1_G(u, A_chunks, Pbuf, gsave, rinv, per_chunk, delta_min, K, BK, C, SUB, BP, has_rinv, common)
+            _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gsave, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB,
+                                   PREC=BP, HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common,
+                                   **_nreg("_bwd_phase1_G"))
         _bwd_phase1_rest[(NC, H)](k, dal, dkh, dk, A_chunks, Fbuf, gsave, Pbuf, *per_chunk, eps, K=K, BK=BK, C=C,
                                   PREC=BP, P_WDIR=groups["P_WDIR"], STORE_P=store_p, num_warps=BWD_PHASE1_WARPS,
                                   **common, **_nreg("_bwd_phase1_rest"))
