@@ -804,15 +804,18 @@ def test_phase1_precision_auto_follows_the_input_dtype(monkeypatch):
 
 
 class _Spy:
-    """Stands for a Triton kernel: at each launch calls ``on_launch`` with the launch's keyword arguments, then
-    launches the kernel, then calls ``after`` (if given) with its positional arguments."""
+    """Stands for a Triton kernel: at each launch calls ``on_launch`` with the launch's keyword arguments and
+    ``before`` (if given) with its positional arguments, then launches the kernel, then calls ``after`` (if given) with
+    its positional arguments."""
 
-    def __init__(self, kernel, on_launch, after=None):
-        self.kernel, self.on_launch, self.after = kernel, on_launch, after
+    def __init__(self, kernel, on_launch, after=None, before=None):
+        self.kernel, self.on_launch, self.after, self.before = kernel, on_launch, after, before
 
     def __getitem__(self, grid):
         def launch(*args, **kw):
             self.on_launch(kw)
+            if self.before is not None:
+                self.before(*args)
             out = self.kernel[grid](*args, **kw)
             if self.after is not None:
                 self.after(*args)
@@ -874,7 +877,8 @@ def test_factor_form_keeps_no_factors_without_save_rinv(monkeypatch):
 
 @pytest.mark.parametrize("name,value", [("ALPHA_FORM", "fuse"), ("MAXNREG", "_fwd_wy_S"), ("NEWTON_TOL", "tight"),
                                         ("BWD_ROWS_DTYPE", "half"), ("BWD_GC_DTYPE", "bf16"),
-                                        ("DA_CHAIN_PRECISION", "bf16"), ("BWD_BF16_GROUPS", "chol")])
+                                        ("DA_CHAIN_PRECISION", "bf16"), ("BWD_BF16_GROUPS", "chol"),
+                                        ("BWD_DA_DTYPE", "bf16"), ("ALPHA_PRECISION", "bf16x3")])
 def test_bad_build_settings_are_named(monkeypatch, name, value):
     from vla.ops.vla.triton import chunk as tri
 
@@ -1085,3 +1089,110 @@ def test_bf16_groups_of_the_full_backward(monkeypatch):
         got = tri._bwd_group_precisions("tf32x3", True, dtype)
         assert (got["P_WDIR"], got["P_MAIN"], got["P_CHOL"]) == (want, want, "tf32x3"), dtype
 
+
+def _poison_upper_blocks(X):
+    """Sets the 16 x 16 blocks above the diagonal of every trailing square matrix of X to NaN."""
+    n = X.shape[-1]
+    rb = torch.arange(n) // 16
+    X[..., rb[:, None] < rb[None, :]] = float("nan")
+
+
+def test_factor_reads_only_the_lower_blocks_of_G(monkeypatch):
+    # The Newton chain stores of each chunk's G = U A0 U^T (symmetric) only its 16 x 16 blocks on and below the diagonal,
+    # all that _fwd_factor reads. With the blocks above the diagonal set to NaN before _fwd_factor runs, every output and
+    # gradient of a ragged batch with states is bit for bit what it is without; a NaN in a block it reads shows.
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    xs, cu, run = _two_ragged_sequences(torch.bfloat16, 64)
+    real = tri._fwd_factor
+    results = {}
+    for poison in (None, _poison_upper_blocks, lambda G: G[..., 20, 3].fill_(float("nan"))):
+        monkeypatch.setattr(tri, "_fwd_factor", _Spy(real, lambda kw: None,
+                                                     before=(lambda *a: poison(a[0])) if poison else None))
+        torch.manual_seed(3)
+        results[poison] = _compare(xs, **run)
+    clean, upper, lower = results.values()
+    _check(clean, TOL[torch.bfloat16])
+    assert upper == clean
+    assert not lower["o"] < 1.0  # (NaN)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_dA_chain_buffers_in_the_input_dtype(monkeypatch, dtype):
+    # BWD_DA_DTYPE: the "full" form's per-chunk F (then Pi) and Phi of the dA chain, each written and read once, in the
+    # input dtype ("input"; "auto" for bf16 inputs) or fp32; P and the blocks' maps stay fp32. A ragged batch with
+    # nudges, states and the blocked dA chain, every gradient against the float64 loop within the dtype's bound; only
+    # du and dA0 move.
+    from vla.ops.vla.triton import chunk as tri
+
+    seen = []
+    monkeypatch.setattr(tri, "_bwd_du", _Spy(tri._bwd_du, lambda kw: None,
+                                             after=lambda *a: seen.append((a[4].dtype, a[7].dtype, a[3].dtype))))
+    monkeypatch.setattr(tri, "DA_CHAIN_BLOCK", 2)
+    xs, cu, run = _two_ragged_sequences(dtype, 16)
+    errs = {}
+    for value in ("auto", "input", "fp32"):
+        monkeypatch.setattr(tri, "BWD_DA_DTYPE", value)
+        seen.clear()
+        torch.manual_seed(4)
+        errs[value] = _compare(xs, **run)
+        _check(errs[value], TOL[dtype])
+        want = dtype if value == "input" or (value == "auto" and dtype == torch.bfloat16) else torch.float32
+        assert seen == [(want, want, torch.float32)], value
+    if dtype == torch.bfloat16:
+        assert errs["input"]["du"] != errs["fp32"]["du"]
+        assert all(errs["input"][n] == errs["fp32"][n] for n in ("o", "S", "A", "dq", "dk", "dv", "dS0"))
+    monkeypatch.setattr(tri, "BWD_PHASE1_FORM", "sub")
+    assert tri._buffer_dtype("BWD_DA_DTYPE", dtype, 64, 64) == torch.float32
+
+
+def test_write_directions_in_one_bf16_pass(monkeypatch):
+    # ALPHA_PRECISION = "bf16": _fwd_wy_S's write-direction products (factor form) with both operands rounded to bf16,
+    # and BWD_BF16_GROUPS' "fwd": _bwd_phase1_rest's products that recompute them. Each moves what it reaches (the
+    # forward's outputs and every gradient; only dk and du), within bf16's bound against the float64 loop; "auto" is
+    # "bf16" for bf16 inputs and the phase-1 precision otherwise.
+    from vla.ops.vla.triton import chunk as tri
+
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    seen = []
+    monkeypatch.setattr(tri, "_fwd_wy_S", _Spy(tri._fwd_wy_S, lambda kw: seen.append(kw["P1"])))
+    monkeypatch.setattr(tri, "_bwd_phase1_rest", _Spy(tri._bwd_phase1_rest, lambda kw: seen.append(kw["P_FWD"])))
+    xs, cu, run = _two_ragged_sequences(torch.bfloat16, 32)
+    errs = {}
+    for alpha, groups in (("tf32", "wdir,main"), ("bf16", "wdir,main"), ("tf32", "wdir,main,fwd")):
+        monkeypatch.setattr(tri, "ALPHA_PRECISION", alpha)
+        monkeypatch.setattr(tri, "BWD_BF16_GROUPS", groups)
+        torch.manual_seed(5)
+        errs[(alpha, groups)] = _compare(xs, **run)
+        _check(errs[(alpha, groups)], TOL[torch.bfloat16])
+    assert seen == ["tf32", "tf32", "bf16", "tf32", "tf32", "bf16"]
+    base, fwd_bf16, bwd_bf16 = errs[("tf32", "wdir,main")], errs[("bf16", "wdir,main")], errs[("tf32", "wdir,main,fwd")]
+    assert all(fwd_bf16[n] != base[n] for n in ("o", "S", "dq", "dk", "dv", "du"))
+    assert bwd_bf16["dk"] != base["dk"] and bwd_bf16["du"] != base["du"]
+    assert all(bwd_bf16[n] == base[n] for n in ("o", "S", "A", "dq", "dv"))
+    monkeypatch.setattr(tri, "ALPHA_PRECISION", "auto")
+    assert tri._alpha_precision("tf32", torch.bfloat16) == "bf16"
+    assert tri._alpha_precision("tf32x3", torch.float16) == "tf32x3"
+    monkeypatch.setattr(tri, "BWD_BF16_GROUPS", "auto")
+    assert tri._bwd_group_precisions("tf32", True, torch.bfloat16)["P_FWD"] == "bf16"
+    assert tri._bwd_group_precisions("tf32", False, torch.bfloat16)["P_FWD"] == "tf32"
+    assert tri._bwd_group_precisions("tf32x3", True, torch.float32)["P_FWD"] == "tf32x3"
+
+
+@pytest.mark.parametrize("dtype,V", [(torch.bfloat16, 32), (torch.float32, 32), (torch.bfloat16, 128)])
+def test_default_register_caps_only_where_measured(monkeypatch, dtype, V):
+    # MAXNREG's default caps (_DEFAULT_MAXNREG) reach the kernels only for bf16 inputs with K and V up to 64, what the
+    # H200 measured; other dtypes and wider heads launch uncapped
+    from vla.ops.vla.triton import chunk as tri
+
+    caps = tri.maxnreg_caps(tri._DEFAULT_MAXNREG)
+    seen = {}
+    for name in caps:
+        monkeypatch.setattr(tri, name, _Spy(getattr(tri, name), lambda kw, n=name: seen.setdefault(n, kw.get("maxnreg"))))
+    monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    xs = [x.to(dtype).requires_grad_() for x in vla_inputs(1, 70, 2, 64, V)]
+    o, _ = chunk_vla_triton(*xs, scale=0.125, offsets=torch.tensor([0]), chunk_size=64, **HYPER)
+    o.float().sum().backward()
+    want = caps if dtype == torch.bfloat16 and V <= 64 else {name: None for name in caps}
+    assert seen == want

@@ -100,10 +100,11 @@ sit on absolute multiples of C and every nudge falls on one (period is a multipl
 
 Precision: phase 1 in fp32 (tf32x3 products), or with one tf32 pass for bf16 inputs with K <= 64
 (PHASE1_PRECISION); phase 2's products take their operands rounded to the input dtype (bf16 tensor cores for
-bf16 input) and accumulate in fp32. For bf16 inputs with K <= 64 the "full" backward trades some accuracy for
-time (measured in each setting's note): the write directions' backward and du's products in one bf16 pass
-(BWD_BF16_GROUPS), the dA chain in bf16x3 (DA_CHAIN_PRECISION), and, with V <= 64 too, its per-token buffers and G
-in bf16 (BWD_ROWS_DTYPE, BWD_G_DTYPE). Saved for the backward:
+bf16 input) and accumulate in fp32. For bf16 inputs with K <= 64 the forward's write directions (ALPHA_PRECISION) and
+the "full" backward trade some accuracy for time (measured in each setting's note): the write directions' products in
+one bf16 pass in the forward and in the backward's recomputation of them, the write directions' backward and du's
+products in one bf16 pass (BWD_BF16_GROUPS), the dA chain in bf16x3 (DA_CHAIN_PRECISION), its per-chunk F, Pi and Phi in
+bf16 (BWD_DA_DTYPE), and, with V <= 64 too, its per-token buffers and G in bf16 (BWD_ROWS_DTYPE, BWD_G_DTYPE). Saved for the backward:
 alpha_hat (input dtype, [B, T, H, K]), A at every chunk start (fp32, [chunks, H, K, K]), S at every chunk start (in the
 input dtype, to which phase 2's products round it: [chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, by default, the 16 x 16
 R^{-1} of every phase-1 sub-chunk (SAVE_RINV), or with ALPHA_FORM = "full" each chunk's G = R^{-1} U (fp32,
@@ -279,6 +280,11 @@ BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
 # against 8.73e-3 and dk's 7.93e-3 against 7.68e-3, the other outputs and gradients unchanged
 # (chunk_triton_v15d_check.json, _v15c_check.json); against the float64 loop at T = 512 du 9.6e-3 against 8.5e-3.
 # "wdir" alone took 6.72 and "main" alone 6.64 against 6.76 and 6.99 without (chunk_triton_v15c_variants.json).
+# "fwd" (v16): _bwd_phase1_rest's products that recompute the forward's write directions (Zt = G A0, tril(K_hat Zt^T), Qm,
+# a = Qm A0), which the forward computes in one bf16 pass too (ALPHA_PRECISION); not where that kernel stores P
+# (ALPHA_FORM = "full"), which the dA chain multiplies by. "auto" is "wdir,main,fwd" since v16: with "fwd" the errors
+# against the float64 loop at T = 512 were dk 7.41e-3 and du 9.36e-3 against 7.43e-3 and 9.36e-3 without
+# (chunk_triton_v16a_variants.json); its time is in ALPHA_PRECISION's note.
 BWD_BF16_GROUPS = os.environ.get("VLA_BWD_BF16_GROUPS", "auto")
 # With one phase-1 sub-chunk per chunk (chunk_size 16), run the backward phase-1 kernels' step once,
 # without a loop around it (1, the default), rather than in a runtime loop of one trip (0). On the H200
@@ -418,6 +424,29 @@ BWD_ROWS_DTYPE = os.environ.get("VLA_BWD_ROWS_DTYPE", "auto")
 # with dv's error 5.73e-3 against 5.60e-3: no gain, so Gc stays fp32.
 BWD_GC_DTYPE = os.environ.get("VLA_BWD_GC_DTYPE", "auto")
 BWD_G_DTYPE = os.environ.get("VLA_BWD_G_DTYPE", "auto")
+# The same for the "full" form's per-chunk K x K buffers of the dA chain: F (_bwd_phase1_rest's coefficients, whose slot
+# then takes the blocked chain's Pi) and Phi (dA_chunks: the dA after each chunk, or with the blocked chain its part from
+# inside the chunk's block), each written once and read once ([chunks, H, K, K]; P, which the chain multiplies by, and
+# the blocks' own maps stay fp32). In bf16 each value is rounded once, where F's products and du's, which take dA in one
+# bf16 pass (BWD_BF16_GROUPS), round about as much already. "auto": the input dtype for bf16 inputs (since v16), fp32
+# otherwise. On the H200 (bf16, B = 4, H = 16) it took the dA chain's per-chunk traffic from 64 to 40 KB per chunk and
+# head and peak memory at T = 16k from 2496 to 2240 MiB (chunk_triton_v16a_ab.json); the time is in ALPHA_PRECISION's
+# note; du's error against the float64 loop at T = 512 9.52e-3 against 9.36e-3, the other gradients unchanged
+# (chunk_triton_v16a_variants.json).
+BWD_DA_DTYPE = os.environ.get("VLA_BWD_DA_DTYPE", "auto")
+# The precision of the forward's write-direction products in _fwd_wy_S with ALPHA_FORM = "factor" (_alpha_chunk: U A,
+# R^{-1} (U A), K_hat A, tril(K_hat Zt^T) Zt and the A update between sub-chunks; "full" keeps PHASE1_PRECISION, since
+# its G goes to the backward's P): "auto", "tf32", "tf32x3", "ieee", or "bf16" (one bf16 pass, both operands rounded to
+# bf16, _pdot). The write directions are stored in the input dtype and are not carried from chunk to chunk (the A chain
+# has its own products, CHAIN_PRECISION). "auto": "bf16" for bf16 inputs (since v16), PHASE1_PRECISION's otherwise.
+# A trade of accuracy for time, measured on the H200 (bf16, B = 4, H = 16, alternating three times in one call,
+# forward+backward ms, chunk_triton_v16a_ab.json): v15's settings 6.52 / 6.44 / 6.49 at T = 16k and 24.50 / 24.53 /
+# 24.58 at 64k; with BWD_DA_DTYPE and BWD_BF16_GROUPS' "fwd" in bf16 6.37 / 6.29 / 6.18 and 23.93 / 23.83 / 23.85; with
+# this one too 6.19 / 6.13 / 6.03 and 23.27 / 23.13 / 23.05 (forward alone 2.67 / 2.70 / 2.60 against 2.97 / 2.89 /
+# 2.82 at 16k). Errors: against the fp32 PyTorch chunk form at T = 16k o 6.77e-3, S 6.47e-3, dq 6.92e-3, dk 8.69e-3,
+# dv 6.57e-3, du 1.14e-2 against v15's 6.02e-3, 5.61e-3, 6.19e-3, 7.93e-3, 5.80e-3, 1.05e-2 (chunk_triton_v16a_check.json,
+# _v15d_check.json); against the float64 loop at T = 512 o 6.49e-3 against 5.75e-3 (chunk_triton_v16a_variants.json).
+ALPHA_PRECISION = os.environ.get("VLA_ALPHA_PRECISION", "auto")
 # The most Newton-Schulz iterations (factors applied to Wt, _fwd_A_chain_newton) per chunk. A bound of NEWTON_MAX_BOUND
 # needs 9 to reach 1e-9, the tightest NEWTON_TOL takes by default (12 with |G|_F, at most sqrt(C) times the bound, in
 # its place; 1e-4 needs fewer), so the cap binds only on chains CHAIN_SOLVER = "auto" runs again with Cholesky
@@ -459,9 +488,17 @@ ALPHA_FORM = os.environ.get("VLA_ALPHA_FORM", "factor")
 # 3.76 / 9.04, 128 3.62 / 9.54, 184 3.90 / 9.42 (chunk_triton_v10c_variants_maxnreg.json). Caps on
 # _fwd_newton_alpha (168: forward 5.49 against 4.25 ms, 62 registers spilt) and on the backward's kernels (within
 # 0.1 ms, or 1.0 ms slower for _bwd_dA_blocks) did not help (chunk_triton_v10a_variants_maxnreg.json).
-# The default cap applies only where it was measured (bf16, K and V up to 64); a cap set through VLA_MAXNREG applies
+# v16 (the backward's kernels in bf16 need fewer registers than in v10): caps on four backward kernels, each leaving
+# room for one more program per SM (3 of 4 warps at 168, 4 at 128), alone in one call (16k forward+backward ms, against
+# 6.13 and 6.06 without; registers and spills as built): _bwd_phase1_rest 168 6.10 (152, none), _bwd_phase2 168 6.01
+# (168, none), _bwd_phase1_G 128 5.97 (128, 30 spilt), _bwd_du 128 6.05 (128, 12 spilt); _fwd_factor 128 6.11 (16
+# spilt) and 96 6.11 (56) were left out (chunk_triton_v16c_variants.json). The four together, alternating three times
+# with the caps before: 5.94 / 5.83 / 5.79 against 6.08 / 6.06 / 6.08 at T = 16k, 21.85 / 21.98 / 21.98 against 23.08 /
+# 22.96 / 22.91 at 64k (chunk_triton_v16c_ab_caps.json). _fwd_wy_S at 176, 160 and 184 with v16's write directions:
+# 6.63, 6.31 and 6.60 against 6.18 at 168 (chunk_triton_v16b_variants.json).
+# The default caps apply only where they were measured (bf16, K and V up to 64); a cap set through VLA_MAXNREG applies
 # wherever the kernel runs.
-_DEFAULT_MAXNREG = "_fwd_wy_S=168"
+_DEFAULT_MAXNREG = "_fwd_wy_S=168,_bwd_phase1_rest=168,_bwd_phase2=168,_bwd_phase1_G=128,_bwd_du=128"
 MAXNREG = os.environ.get("VLA_MAXNREG", _DEFAULT_MAXNREG)
 # Every build setting above (each read from the environment variable VLA_<name>), for benchmarks to record.
 SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP32_PRECISION", "BWD_PHASE1_PRECISION",
@@ -470,7 +507,8 @@ SETTINGS = ("PHASE1_PRECISION", "PHASE1_CHUNK", "DA_CHAIN_PRECISION", "PHASE2_FP
             "NEWTON_TOL", "FUSE_ALPHA", "P2_WIDE_WARPS", "WY_WARPS", "OVERLAP_CHAIN",
             "OVERLAP_DA_CHAIN", "BWD_PHASE1_FORM", "CHAIN_PRECISION", "DA_CHAIN_BLOCK",
             "DA_COMPOSE_PRECISION", "BWD_DU_WARPS", "MAXNREG", "ALPHA_FORM", "DS_CHAIN_BLOCK", "A_CHAIN_BLOCK",
-            "BWD_ROWS_DTYPE", "BWD_GC_DTYPE", "BWD_G_DTYPE", "BWD_BF16_GROUPS")
+            "BWD_ROWS_DTYPE", "BWD_GC_DTYPE", "BWD_G_DTYPE", "BWD_BF16_GROUPS", "BWD_DA_DTYPE",
+            "ALPHA_PRECISION")
 
 
 def refusal(dtype: torch.dtype, K: int, V: int, chunk_size: int = 64) -> Optional[str]:
@@ -730,12 +768,12 @@ def _rinv_tile(rinv, chunk, H, h, NB, b, SUB: tl.constexpr):
 @triton.jit
 def _phase1_factors(A0, U, C: tl.constexpr, delta_min, PREC: tl.constexpr, rptr, HAS_RINV: tl.constexpr):
     """_phase1_chunk in the backward: with HAS_RINV, R^{-1} is loaded from rptr (saved by the forward,
-    SAVE_RINV) instead of factorised again."""
+    SAVE_RINV) instead of factorised again (then PREC may be "bf16", _pdot)."""
     if HAS_RINV:
         r = tl.arange(0, C)
-        Wt = tl.dot(U, A0, input_precision=PREC)
+        Wt = _pdot(U, A0, PREC)
         Rinv = tl.load(rptr + r[:, None] * C + r[None, :])
-        Zt = tl.dot(Rinv, Wt, input_precision=PREC)
+        Zt = _pdot(Rinv, Wt, PREC)
     else:
         Wt, Rinv, Zt = _phase1_chunk(A0, U, C, delta_min, PREC)
     return Wt, Rinv, Zt
@@ -744,10 +782,10 @@ def _phase1_factors(A0, U, C: tl.constexpr, delta_min, PREC: tl.constexpr, rptr,
 @triton.jit
 def _write_dirs(A0, Kh, Zt, C: tl.constexpr, eps, PREC: tl.constexpr):
     """a = K_hat A0 - tril(K_hat Zt^T) Zt (row t = A_t k_hat_t) and its row normalisation; also tril(K_hat Zt^T)
-    (diagonal included)."""
+    (diagonal included). PREC as _pdot takes it."""
     r = tl.arange(0, C)
-    KZ = tl.where(r[:, None] >= r[None, :], tl.dot(Kh, tl.trans(Zt), input_precision=PREC), 0.0)
-    a = tl.dot(Kh, A0, input_precision=PREC) - tl.dot(KZ, Zt, input_precision=PREC)
+    KZ = tl.where(r[:, None] >= r[None, :], _pdot(Kh, tl.trans(Zt), PREC), 0.0)
+    a = _pdot(Kh, A0, PREC) - _pdot(KZ, Zt, PREC)
     al, na = _rownorm(a, eps)
     return KZ, al, na
 
@@ -987,8 +1025,9 @@ def _newton_chain(i_nh, u, A_init, A_chunks, A_final, flags, cu, shift, base, ch
         U_next = tl.load(u + row[:, None] * K + dk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
         Wt = tl.dot(U, A, input_precision=CPREC)
         G = tl.dot(Wt, tl.trans(U), input_precision=CPREC)
-        if STORE_G:
-            tl.store(G_chunks + ((c0 + j) * H + h) * C * C + r[:, None] * C + r[None, :], G)
+        if STORE_G:  # (its 16 x 16 blocks on and below the diagonal: all that _fwd_factor reads of the symmetric G)
+            tl.store(G_chunks + ((c0 + j) * H + h) * C * C + r[:, None] * C + r[None, :], G,
+                     mask=(r[:, None] // 16) >= (r[None, :] // 16))
         gf = _fnorm(G)
         # M^{-1} = c (I - R)^{-1} with c = 2 / (2 + |G|_F) and R = I - c M = (1 - c) I - c G, whose eigenvalues lie in
         # [-e0, e0], e0 = |G|_F / (2 + |G|_F): applied to Wt as the product (I + R)(I + R^2)(I + R^4)... of n factors,
@@ -1132,7 +1171,7 @@ def _alpha_chunk(c, h, u, k, alpha, A_chunks, rinv, cu, shift, chunk_seq, chunk_
             tl.store(_rinv_tile(rinv, c, H, h, C // SUB, b, SUB) + rs[:, None] * SUB + rs[None, :], Rinv)
         KZ, al, na = _write_dirs(A, Kh, Zt, SUB, eps, PREC)
         tl.store(alpha + base + offs, al.to(alpha.dtype.element_ty), mask=m2)
-        A = A - tl.dot(tl.trans(Zt), Zt, input_precision=PREC)
+        A = A - _pdot(tl.trans(Zt), Zt, PREC)
 
 
 @triton.jit
@@ -1762,7 +1801,7 @@ def _dA_chain(i_nh, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, flags, cu, shift, 
     j = NT - 1
     slot = ((c0 + j) * H + h) * K * K + kk
     P_next = tl.load(Pbuf + slot, mask=kkmask & (j >= 0), other=0.0)
-    F_next = tl.load(Fbuf + slot, mask=kkmask & (j >= 0), other=0.0)
+    F_next = tl.load(Fbuf + slot, mask=kkmask & (j >= 0), other=0.0).to(tl.float32)
     while j >= 0:  # the coefficients of chunk j - 1 are loaded while chunk j's products run
         tl.store(dA_chunks + slot, dA, mask=kkmask)
         if SIGNAL:
@@ -1771,7 +1810,7 @@ def _dA_chain(i_nh, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, flags, cu, shift, 
         F = F_next
         slot = ((c0 + tl.maximum(j - 1, 0)) * H + h) * K * K + kk
         P_next = tl.load(Pbuf + slot, mask=kkmask & (j >= 1), other=0.0)
-        F_next = tl.load(Fbuf + slot, mask=kkmask & (j >= 1), other=0.0)
+        F_next = tl.load(Fbuf + slot, mask=kkmask & (j >= 1), other=0.0).to(tl.float32)
         dA = tl.dot(tl.trans(P), tl.dot(dA, P, input_precision=PREC), input_precision=PREC) + F
         j -= 1
     if STORE_DA0:
@@ -1914,7 +1953,7 @@ def _bwd_phase1_G(u, A_chunks, Pbuf, gbuf, rinv, cu, shift, chunk_seq, chunk_idx
 @triton.jit
 def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, Pbuf, cu, shift, chunk_seq, chunk_idx, T, H, eps,
                      K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, IS_VARLEN: tl.constexpr,
-                     PREC: tl.constexpr, P_WDIR: tl.constexpr, STORE_P: tl.constexpr):
+                     PREC: tl.constexpr, P_WDIR: tl.constexpr, STORE_P: tl.constexpr, P_FWD: tl.constexpr):
     """Per chunk, after _bwd_phase1_G (or after the forward kept G): the backward of phase 1 with products over the whole chunk
     (BWD_PHASE1_FORM = "full"; K <= 64). Inside a chunk A_t = A0 - sum_{i<=t} z_i z_i^T and A_t A0^{-1} = Pi_t = I - sum_{i<=t} z_i g_i^T, with
     z_i = A0 g_i and g_i = Pi_{i-1}^T u_i / sqrt(delta_i) (G = R^{-1} U for the chunk's M = I + U A0 U^T = R R^T).
@@ -1928,8 +1967,9 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, Pbuf, cu, shift,
     G comes from the chunk's slot of gbuf ([chunks, H, C, K], fp32 or BWD_G_DTYPE's): _bwd_phase1_G's, which also stores P = Pi, or the
     forward's (ALPHA_FORM = "full"), and then this kernel stores P = I - Zt^T G (STORE_P). It stores dk, the dA chain's
     coefficients F = sym(Pm^T Qm) and, for _bwd_du, which takes du once the chain has dA1, a (into the chunk's rows
-    of dal, once read) and B (into its rows of dkh, once read). Precision: PREC for what recomputes the
-    forward (G, Zt, a), P_WDIR for the write directions' backward (GZ, Pm, F, B; with BWD_BF16_GROUPS "wdir" one
+    of dal, once read) and B (into its rows of dkh, once read). Precision: P_FWD for what recomputes the
+    forward (Zt, a; PREC, or with BWD_BF16_GROUPS "fwd" one bf16 pass, but PREC where this kernel stores P, which the
+    dA chain multiplies by), P_WDIR for the write directions' backward (GZ, Pm, F, B; with BWD_BF16_GROUPS "wdir" one
     bf16 pass, _pdot); du's products are _bwd_du's (P_MAIN, BWD_FAST_GROUPS, BWD_BF16_GROUPS)."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     h = tl.program_id(1).to(tl.int64)
@@ -1945,14 +1985,14 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, Pbuf, cu, shift,
     dk_out += base
     # (in an order that keeps few C x K tiles live at once; k is read twice rather than kept)
     G = tl.load(gslot + r[:, None] * K + dk[None, :], mask=kmask[None, :], other=0.0).to(tl.float32)
-    Zt = tl.dot(G, A0, input_precision=PREC)
+    Zt = _pdot(G, A0, P_FWD)
     if STORE_P:
         eyeK = ((dk[:, None] == dk[None, :]) & kkmask).to(tl.float32)
         tl.store(Pbuf + (c * H + h) * K * K + kk, eyeK - tl.dot(tl.trans(Zt), G, input_precision=PREC), mask=kkmask)
     Kh, _ = _rownorm(tl.load(k + offs, mask=m2, other=0.0).to(tl.float32), eps)
-    KZ = tl.where(incl, tl.dot(Kh, tl.trans(Zt), input_precision=PREC), 0.0)
-    Qm = Kh - tl.dot(KZ, G, input_precision=PREC)
-    a = tl.dot(Qm, A0, input_precision=PREC)
+    KZ = tl.where(incl, _pdot(Kh, tl.trans(Zt), P_FWD), 0.0)
+    Qm = Kh - _pdot(KZ, G, P_FWD)
+    a = _pdot(Qm, A0, P_FWD)
     al, na = _rownorm(a, eps)
     Ga = _rownorm_bwd(al, na, tl.load(dal + offs, mask=m2, other=0.0).to(tl.float32), eps)
     tl.debug_barrier()  # every thread has read its rows of dal before they take a
@@ -1993,7 +2033,7 @@ def _bwd_dA_blocks(Fbuf, Pbuf, PiBuf, PhiBuf, BlkPi, BlkPhi, cu, shift, chunk_of
             # held two more K x K matrices, and the kernel spilt 134 registers; forward+backward at T = 16k 8.48
             # against 7.98 ms without, chunk_triton_v13b_variants*.json)
             slot = ((c0 + j) * H + h) * K * K + kk
-            F = tl.load(Fbuf + slot, mask=kkmask, other=0.0)
+            F = tl.load(Fbuf + slot, mask=kkmask, other=0.0).to(tl.float32)
             P = tl.load(Pbuf + slot, mask=kkmask, other=0.0)
             tl.debug_barrier()  # (PiBuf may be Fbuf: every thread has loaded chunk j's F before Pi_j replaces it)
             tl.store(PiBuf + slot, Pi, mask=kkmask)
@@ -2055,11 +2095,11 @@ def _bwd_du(u, du, A_chunks, Pbuf, dA_chunks, b_rows, a_rows, PiBuf, Xbuf, cu, s
         # left for a GPU run to check)
         A1 = _pdot(tl.load(Pbuf + slot, mask=kkmask, other=0.0), tl.load(A_chunks + slot, mask=kkmask, other=0.0),
                    PREC)
-    dA1 = tl.load(dA_chunks + slot, mask=kkmask, other=0.0)
+    dA1 = tl.load(dA_chunks + slot, mask=kkmask, other=0.0).to(tl.float32)
     if L > 0:
         i_nh = n * H + h
         X = tl.load(Xbuf + (i_nh * NBLK + j // L) * K * K + kk, mask=kkmask, other=0.0)
-        Pi = tl.load(PiBuf + slot, mask=kkmask, other=0.0)
+        Pi = tl.load(PiBuf + slot, mask=kkmask, other=0.0).to(tl.float32)
         dA1 += _pdot(tl.trans(Pi), _pdot(X, Pi, DPREC), DPREC)
     r = tl.arange(0, C)
     row, valid = _rows(bos, j, s, Tn, H, h, C)
@@ -2161,15 +2201,27 @@ def _precision(setting: str, dtype: torch.dtype, K: int) -> str:
     return "tf32" if dtype == torch.bfloat16 and _full_form(K) else "tf32x3"
 
 
+def _alpha_precision(p1: str, dtype: torch.dtype) -> str:
+    """ALPHA_PRECISION resolved: the precision of _fwd_wy_S's write-direction products in the "factor" form ("auto":
+    one bf16 pass for bf16 inputs, ``p1``, PHASE1_PRECISION's, otherwise); a ValueError naming the variable for anything
+    else than a known precision."""
+    if ALPHA_PRECISION not in ("auto", "tf32", "tf32x3", "ieee", "bf16"):
+        raise ValueError(f"VLA_ALPHA_PRECISION must be 'auto', 'tf32', 'tf32x3', 'ieee' or 'bf16', "
+                         f"got {ALPHA_PRECISION!r}")
+    if ALPHA_PRECISION == "auto":
+        return "bf16" if dtype == torch.bfloat16 else p1
+    return ALPHA_PRECISION
+
+
 def _full_form(K: int) -> bool:
     """Whether the backward's phase 1 runs in the "full" form (BWD_PHASE1_FORM; K above 64 always runs "sub")."""
     return BWD_PHASE1_FORM == "full" and K <= WIDE_FROM
 
 
 def _buffer_dtype(name: str, dtype: torch.dtype, K: int, V: int) -> torch.dtype:
-    """The dtype of a backward buffer with a dtype setting (BWD_ROWS_DTYPE, BWD_GC_DTYPE, BWD_G_DTYPE): the input dtype
+    """The dtype of a backward buffer with a dtype setting (_BUFFER_SETTINGS): the input dtype
     with "input", or "auto" and bf16 inputs where the setting's "auto" takes it (_AUTO_INPUT), and only where the
-    H200 ran it (K, V <= 64; the rows and G only in the "full" backward form, which alone reads them so); else fp32."""
+    H200 ran it (K, V <= 64; all but Gc only in the "full" backward form, which alone reads them so); else fp32."""
     value = globals()[name]
     if value not in ("auto", "fp32", "input"):
         raise ValueError(f"VLA_{name} must be 'auto', 'fp32' or 'input', got {value!r}")
@@ -2178,8 +2230,8 @@ def _buffer_dtype(name: str, dtype: torch.dtype, K: int, V: int) -> torch.dtype:
     return dtype if want and where else torch.float32
 
 
-_BUFFER_SETTINGS = ("BWD_ROWS_DTYPE", "BWD_GC_DTYPE", "BWD_G_DTYPE")
-_AUTO_INPUT = ("BWD_ROWS_DTYPE", "BWD_G_DTYPE")
+_BUFFER_SETTINGS = ("BWD_ROWS_DTYPE", "BWD_GC_DTYPE", "BWD_G_DTYPE", "BWD_DA_DTYPE")
+_AUTO_INPUT = ("BWD_ROWS_DTYPE", "BWD_G_DTYPE", "BWD_DA_DTYPE")
 
 
 def _da_precision(dtype: torch.dtype, K: int) -> str:
@@ -2367,12 +2419,16 @@ def _bwd_group_precisions(base, full=False, dtype=None):
     out = {f"P_{g.upper()}": ("tf32" if g in fast else base) for g in BWD_GROUPS}
     spec = BWD_BF16_GROUPS
     if spec == "auto":
-        spec = "wdir,main" if dtype == torch.bfloat16 else ""
+        spec = "wdir,main,fwd" if dtype == torch.bfloat16 else ""
     low = {g.strip() for g in spec.split(",") if g.strip()}
-    if low - {"wdir", "main"}:
-        raise ValueError(f"VLA_BWD_BF16_GROUPS: unknown groups {sorted(low - {'wdir', 'main'})} (known: wdir, main)")
+    if low - {"wdir", "main", "fwd"}:
+        raise ValueError(f"VLA_BWD_BF16_GROUPS: unknown groups {sorted(low - {'wdir', 'main', 'fwd'})} "
+                         "(known: wdir, main, fwd)")
     if full:
-        out.update({f"P_{g.upper()}": "bf16" for g in low})
+        out.update({f"P_{g.upper()}": "bf16" for g in low - {"fwd"}})
+    # ("fwd": _bwd_phase1_rest's products that recompute the forward's write directions, in the "full" form; the
+    # backward takes P_FWD out before it hands the rest to the "sub" form's kernels, which have no such products)
+    out["P_FWD"] = "bf16" if full and "fwd" in low else base
     out["SINGLE_STATIC"] = bool(BWD_SINGLE_STATIC)
     return out
 
@@ -2498,7 +2554,8 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         elif factor and wdir_rinv is None:
             wdir_rinv = torch.empty(NC, H, C // SUB, SUB, SUB, **f32)
         if factor:
-            _fwd_factor[(NC, H)](G_chunks, wdir_rinv, H, delta_min, C=C, PREC=P1, FULL=full, num_warps=1)
+            _fwd_factor[(NC, H)](G_chunks, wdir_rinv, H, delta_min, C=C, PREC=P1, FULL=full, num_warps=1,
+                                 **_nreg("_fwd_factor"))
         del G_chunks
     else:
         _fwd_A_chain[(N * H,)](
@@ -2526,7 +2583,8 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
         _fwd_wy_S[(N * H + NC * H,)](
             q, k, v, alpha, w, uu, Tmat, o, S_in, S_chunks, S_final, _tickets(NC, H, dev), lay.order, lay.cu, lay.shift,
             lay.chunk_off, lay.chunk_seq, lay.chunk_idx, T, H, N * H, NC * H, scale, eps, u, A_chunks,
-            wdir_rinv if factor else A_chunks, CHAINS_FIRST=not _INTERPRET, ALPHA=factor, P1=P1,
+            wdir_rinv if factor else A_chunks, CHAINS_FIRST=not _INTERPRET, ALPHA=factor,
+            P1=P1 if full else _alpha_precision(P1, q.dtype),
             gsave=gsave if gsave is not None else A_chunks, FULL=full, SAVE_G=gsave is not None,
             num_warps=_p2_warps(BK, BV), **chain, **p2,
             **_nreg("_fwd_wy_S", measured=q.dtype == torch.bfloat16 and max(BK, BV) <= 64))
@@ -2552,6 +2610,7 @@ def _check_backward_settings(dtype, K: int, V: int):
         _buffer_dtype(name, dtype, K, V)
     _da_precision(dtype, K)
     _bwd_group_precisions("tf32")
+    _alpha_precision("tf32", dtype)
 
 
 def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_final, dA_final, lay, has_S0, has_A0,
@@ -2566,6 +2625,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     f32 = dict(dtype=torch.float32, device=dev)
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
     common = dict(IS_VARLEN=lay.is_varlen)
+    capped = q.dtype == torch.bfloat16 and max(BK, BV) <= 64  # (where the default register caps were measured)
     per_chunk = (lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H)
     # phase 2: per-chunk factors, the dS chain, per-chunk gradients
     w = torch.empty_like(k)
@@ -2605,12 +2665,14 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     dal = torch.empty(q.shape, **rows)
     _bwd_phase2[(NC, H)](q, k, v, alpha, do, Tmat, S_chunks, dS_chunks, dq, dv, dkh, dal, *per_chunk, scale, eps,
                          K=K, BK=BK, V=V, BV=BV, C=C, PREC=P2, DOT=DOT, num_warps=_p2_warps(BK, BV, BWD_PHASE2_WARPS), **common,
-                         **_nreg("_bwd_phase2"))
+                         **_nreg("_bwd_phase2", measured=capped))
     del Tmat, dS_chunks  # (Tmat only as a name: the forward's saved tensors hold it)
     # phase 1: the dA chain's coefficients per chunk, the chain, then du and dk per chunk
-    Fbuf = torch.empty(NC, H, K, K, **f32)
+    # (F, then Pi, and Phi in BWD_DA_DTYPE's dtype: the input dtype only in the "full" form, which alone writes them so)
+    da_buf = dict(dtype=_buffer_dtype("BWD_DA_DTYPE", q.dtype, K, V), device=dev)
+    Fbuf = torch.empty(NC, H, K, K, **da_buf)
     Pbuf = torch.empty(NC, H, K, K, **f32)
-    dA_chunks = torch.empty(NC, H, K, K, **f32)
+    dA_chunks = torch.empty(NC, H, K, K, **da_buf)
     dA0 = torch.empty(N, H, K, K, **f32) if has_A0 else None
     dk = torch.empty_like(k)
     du = torch.empty_like(u)
@@ -2625,6 +2687,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     DAP = _da_precision(q.dtype, K)
     full = _full_form(K)
     groups = _bwd_group_precisions(BP, full, q.dtype)
+    p_fwd = groups.pop("P_FWD")
     ends = (dA_final if dA_final is not None else Fbuf, dA0 if has_A0 else Fbuf)  # (the chain's dA in and out)
     if full:
         store_p = gsave is not None  # (the forward's G, ALPHA_FORM = "full": P from _bwd_phase1_rest)
@@ -2636,10 +2699,11 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
             # shared memory, a whole SM each; chunk_triton_v8c_profile_fused_bwd.json, chunk_triton_v8c_profile.json)
             _bwd_phase1_G[(NC, H)](u, A_chunks, Pbuf, gsave, rinv, *per_chunk, delta_min, K=K, BK=BK, C=C, SUB=SUB,
                                    PREC=BP, HAS_RINV=has_rinv, num_warps=BWD_PHASE1_WARPS, **common,
-                                   **_nreg("_bwd_phase1_G"))
+                                   **_nreg("_bwd_phase1_G", measured=capped))
         _bwd_phase1_rest[(NC, H)](k, dal, dkh, dk, A_chunks, Fbuf, gsave, Pbuf, *per_chunk, eps, K=K, BK=BK, C=C,
-                                  PREC=BP, P_WDIR=groups["P_WDIR"], STORE_P=store_p, num_warps=BWD_PHASE1_WARPS,
-                                  **common, **_nreg("_bwd_phase1_rest"))
+                                  PREC=BP, P_WDIR=groups["P_WDIR"],
+                                  P_FWD=BP if store_p else p_fwd, STORE_P=store_p, num_warps=BWD_PHASE1_WARPS,
+                                  **common, **_nreg("_bwd_phase1_rest", measured=capped))
         del gsave
         L = _da_block(lay, N * H, dev)
         if L:  # the blocked chain: dA_chunks takes Phi, Fbuf Pi (_bwd_dA_blocks), Xbuf the dA after each block
@@ -2658,7 +2722,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
         _bwd_du[(NC, H)](u, du, A_chunks, Pbuf, dA_chunks, dkh, dal, Fbuf, Xbuf, lay.cu, lay.shift, lay.base,
                          lay.chunk_seq, lay.chunk_idx, T, H, NBLK, nudge_eps, period, K=K, BK=BK, C=C,
                          PREC=groups["P_MAIN"], L=L, DPREC=_precision(DA_COMPOSE_PRECISION, q.dtype, K),
-                         NUDGE=lay.nudge, num_warps=BWD_DU_WARPS, **common, **_nreg("_bwd_du"))
+                         NUDGE=lay.nudge, num_warps=BWD_DU_WARPS, **common, **_nreg("_bwd_du", measured=capped))
         return dq, dk, dv, du, dS0, dA0
     cache_a = bool(BWD_CACHE_A) and C // SUB > 1
     Acache = torch.empty(NC, H, C // SUB - 1, K, K, **f32) if cache_a else Fbuf
