@@ -1097,13 +1097,16 @@ def _poison_upper_blocks(X):
     X[..., rb[:, None] < rb[None, :]] = float("nan")
 
 
-def test_factor_reads_only_the_lower_blocks_of_G(monkeypatch):
+@pytest.mark.parametrize("form", ["factor", "full"])
+def test_factor_reads_only_the_lower_blocks_of_G(monkeypatch, form):
     # The Newton chain stores of each chunk's G = U A0 U^T (symmetric) only its 16 x 16 blocks on and below the diagonal,
     # all that _fwd_factor reads. With the blocks above the diagonal set to NaN before _fwd_factor runs, every output and
-    # gradient of a ragged batch with states is bit for bit what it is without; a NaN in a block it reads shows.
+    # gradient of a ragged batch with states is bit for bit what it is without; a NaN in a block it reads shows. Both
+    # forms of the write directions ("full": _fwd_factor writes the whole R^{-1} over G, its upper blocks as zeros).
     from vla.ops.vla.triton import chunk as tri
 
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
+    monkeypatch.setattr(tri, "ALPHA_FORM", form)
     xs, cu, run = _two_ragged_sequences(torch.bfloat16, 64)
     real = tri._fwd_factor
     results = {}
@@ -1150,8 +1153,9 @@ def test_dA_chain_buffers_in_the_input_dtype(monkeypatch, dtype):
 def test_write_directions_in_one_bf16_pass(monkeypatch):
     # ALPHA_PRECISION = "bf16": _fwd_wy_S's write-direction products (factor form) with both operands rounded to bf16,
     # and BWD_BF16_GROUPS' "fwd": _bwd_phase1_rest's products that recompute them. Each moves what it reaches (the
-    # forward's outputs and every gradient; only dk and du), within bf16's bound against the float64 loop; "auto" is
-    # "bf16" for bf16 inputs and the phase-1 precision otherwise.
+    # forward's outputs and every gradient; only dk and du), within bf16's bound against the float64 loop. "auto" is the
+    # phase-1 precision (SPEC §3: tf32 at most in phase 1); BWD_BF16_GROUPS' "auto" takes "fwd" for bf16 inputs. With
+    # ALPHA_FORM = "full", whose G the backward's P is built from, neither reaches the forward's products or P's.
     from vla.ops.vla.triton import chunk as tri
 
     monkeypatch.setattr(tri, "CHAIN_SOLVER", "newton")
@@ -1172,8 +1176,13 @@ def test_write_directions_in_one_bf16_pass(monkeypatch):
     assert bwd_bf16["dk"] != base["dk"] and bwd_bf16["du"] != base["du"]
     assert all(bwd_bf16[n] == base[n] for n in ("o", "S", "A", "dq", "dv"))
     monkeypatch.setattr(tri, "ALPHA_PRECISION", "auto")
-    assert tri._alpha_precision("tf32", torch.bfloat16) == "bf16"
-    assert tri._alpha_precision("tf32x3", torch.float16) == "tf32x3"
+    assert tri._alpha_precision("tf32") == "tf32" and tri._alpha_precision("tf32x3") == "tf32x3"
+    monkeypatch.setattr(tri, "ALPHA_FORM", "full")
+    monkeypatch.setattr(tri, "ALPHA_PRECISION", "bf16")
+    monkeypatch.setattr(tri, "BWD_BF16_GROUPS", "wdir,main,fwd")
+    seen.clear()
+    _check(_compare(xs, **run), TOL[torch.bfloat16])
+    assert seen == ["tf32", "tf32"]
     monkeypatch.setattr(tri, "BWD_BF16_GROUPS", "auto")
     assert tri._bwd_group_precisions("tf32", True, torch.bfloat16)["P_FWD"] == "bf16"
     assert tri._bwd_group_precisions("tf32", False, torch.bfloat16)["P_FWD"] == "tf32"

@@ -100,11 +100,12 @@ sit on absolute multiples of C and every nudge falls on one (period is a multipl
 
 Precision: phase 1 in fp32 (tf32x3 products), or with one tf32 pass for bf16 inputs with K <= 64
 (PHASE1_PRECISION); phase 2's products take their operands rounded to the input dtype (bf16 tensor cores for
-bf16 input) and accumulate in fp32. For bf16 inputs with K <= 64 the forward's write directions (ALPHA_PRECISION) and
-the "full" backward trade some accuracy for time (measured in each setting's note): the write directions' products in
-one bf16 pass in the forward and in the backward's recomputation of them, the write directions' backward and du's
+bf16 input) and accumulate in fp32. For bf16 inputs with K <= 64 the "full" backward trades some accuracy for time
+(measured in each setting's note): the backward's recomputation of the write directions, their backward and du's
 products in one bf16 pass (BWD_BF16_GROUPS), the dA chain in bf16x3 (DA_CHAIN_PRECISION), its per-chunk F, Pi and Phi in
-bf16 (BWD_DA_DTYPE), and, with V <= 64 too, its per-token buffers and G in bf16 (BWD_ROWS_DTYPE, BWD_G_DTYPE). Saved for the backward:
+bf16 (BWD_DA_DTYPE), and, with V <= 64 too, its per-token buffers and G in bf16 (BWD_ROWS_DTYPE, BWD_G_DTYPE). The
+forward's phase 1 keeps tf32 products at the least precise (SPEC §3); one bf16 pass for its write directions is offered
+(ALPHA_PRECISION = "bf16"), not the default. Saved for the backward:
 alpha_hat (input dtype, [B, T, H, K]), A at every chunk start (fp32, [chunks, H, K, K]), S at every chunk start (in the
 input dtype, to which phase 2's products round it: [chunks, H, K, V]), T = (I + L)^{-1} of every chunk (input dtype, [chunks, H, C, C]) and, by default, the 16 x 16
 R^{-1} of every phase-1 sub-chunk (SAVE_RINV), or with ALPHA_FORM = "full" each chunk's G = R^{-1} U (fp32,
@@ -260,7 +261,8 @@ BWD_PHASE2_WARPS = int(os.environ.get("VLA_BWD_PHASE2_WARPS", "4"))
 BWD_PHASE1_CHUNK = int(os.environ.get("VLA_BWD_PHASE1_CHUNK", "0"))
 # Groups of the backward phase-1 kernels' own products that take one tf32 pass instead of
 # BWD_PHASE1_PRECISION (comma-separated; none by default). The products that recompute the forward's
-# factors (A, R^{-1}, Zt, the write directions) always keep BWD_PHASE1_PRECISION. "wdir": the write
+# factors (A, R^{-1}, Zt, the write directions) keep BWD_PHASE1_PRECISION (but for BWD_BF16_GROUPS' "fwd" in the
+# "full" form). "wdir": the write
 # directions' backward (dKZ, dZt0, dk's part); "chol": through the 16-row factorisation (_cholesky_bwd);
 # "main": the rest (the dA chain's coefficients in _bwd_phase1_compose; dZt, du and the dA carried
 # through the sub-chunks in _bwd_phase1_grads). Measured on the H200 (bf16, T = 16k, with the A cache;
@@ -272,18 +274,20 @@ BWD_GROUPS = ("wdir", "chol", "main")
 BWD_FAST_GROUPS = os.environ.get("VLA_BWD_FAST_GROUPS", "")
 # Groups of the "full" form's products ("wdir": _bwd_phase1_rest's GZ, Pm, F and B; "main": _bwd_du's) that take one
 # bf16 tensor-core pass, both operands rounded to bf16 (_pdot), instead of their precision above (comma-separated, ""
-# for none; not in the "sub" form). "auto" (the default): "wdir,main" for bf16 inputs, none otherwise. A trade of
+# for none; not in the "sub" form). "auto" (the default): "wdir,main,fwd" for bf16 inputs (v15: "wdir,main"), none
+# otherwise. A trade of
 # accuracy for time, measured on the H200 (bf16, B = 4, H = 16, alternating three times in one call,
 # chunk_triton_v15d_ab_bf16_groups.json): forward+backward 6.45 / 6.45 / 6.35 ms against 6.80 / 6.89 / 6.90 at T = 16k,
 # 24.1 / 24.6 / 24.3 against 26.1 / 26.1 / 26.1 at 64k; du's error against the fp32 PyTorch chunk form at 16k 1.05e-2
 # against 8.73e-3 and dk's 7.93e-3 against 7.68e-3, the other outputs and gradients unchanged
 # (chunk_triton_v15d_check.json, _v15c_check.json); against the float64 loop at T = 512 du 9.6e-3 against 8.5e-3.
 # "wdir" alone took 6.72 and "main" alone 6.64 against 6.76 and 6.99 without (chunk_triton_v15c_variants.json).
-# "fwd" (v16): _bwd_phase1_rest's products that recompute the forward's write directions (Zt = G A0, tril(K_hat Zt^T), Qm,
-# a = Qm A0), which the forward computes in one bf16 pass too (ALPHA_PRECISION); not where that kernel stores P
-# (ALPHA_FORM = "full"), which the dA chain multiplies by. "auto" is "wdir,main,fwd" since v16: with "fwd" the errors
-# against the float64 loop at T = 512 were dk 7.41e-3 and du 9.36e-3 against 7.43e-3 and 9.36e-3 without
-# (chunk_triton_v16a_variants.json); its time is in ALPHA_PRECISION's note.
+# "fwd" (v16): _bwd_phase1_rest's products that recompute the forward's write directions (Zt = G A0, tril(K_hat Zt^T),
+# Qm = K_hat - tril(K_hat Zt^T) G, a = Qm A0), which the forward computes in PHASE1_PRECISION (ALPHA_PRECISION); not
+# where that kernel stores P (ALPHA_FORM = "full"), which the dA chain multiplies by. Like the other groups it is the
+# backward's: the forward's phase 1 keeps tf32 at the least precise, as SPEC §3 asks. With "fwd" the errors against the
+# float64 loop at T = 512 were dk 7.41e-3 and du 9.36e-3 against 7.43e-3 and 9.36e-3 without
+# (chunk_triton_v16a_variants.json); its time, with BWD_DA_DTYPE's, in BWD_DA_DTYPE's note.
 BWD_BF16_GROUPS = os.environ.get("VLA_BWD_BF16_GROUPS", "auto")
 # With one phase-1 sub-chunk per chunk (chunk_size 16), run the backward phase-1 kernels' step once,
 # without a loop around it (1, the default), rather than in a runtime loop of one trip (0). On the H200
@@ -312,6 +316,10 @@ SAVE_RINV = int(os.environ.get("VLA_SAVE_RINV", "1"))
 # errors against the fp32 PyTorch chunk form (du 8.1e-3) and bit-identical repeats
 # (benchmarks/results/chunk_triton_v5_precision_groups.json, chunk_triton_v5_check_cache_a.json).
 CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
+# (Measured and dropped, v16: 8 warps instead of 4 for the blocked A chain's walk or for _bwd_dA_blocks. On the H200
+# (bf16, B = 4, H = 16, alternating three times, forward+backward ms) the walk with 8: 6.62 / 6.61 / 6.59 against
+# 6.18 / 6.17 / 6.12 at T = 16k and 24.50 / 24.58 / 24.62 against 22.90 / 22.96 / 23.00 at 64k; _bwd_dA_blocks with 8:
+# 6.54 / 6.59 / 6.55 and 24.13 / 24.41 / 24.51 (chunk_triton_v16f_ab_warps.json).)
 BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 # The forward A chain's solver: "cholesky" (16-row factorisations, _fwd_A_chain) or "newton" (matrix
 # products only, _newton_chain; the write directions then come from _alpha_chunk, in _fwd_wy_S from _fwd_factor's
@@ -416,7 +424,8 @@ BWD_PHASE1_FORM = os.environ.get("VLA_BWD_PHASE1_FORM", "full")
 BWD_ROWS_DTYPE = os.environ.get("VLA_BWD_ROWS_DTYPE", "auto")
 # The same for Gc, the part of each chunk's dS step free of dS (_bwd_prep_dS; [chunks, H, K, V], read by the dS chain's
 # passes, which add it to their fp32 dS), and for G = R^{-1} U, which _bwd_phase1_G passes to _bwd_phase1_rest
-# ([chunks, H, C, K], "full" form; _bwd_phase1_rest rounds it to tf32 for its products). "auto" (_AUTO_INPUT): G in
+# ([chunks, H, C, K], "full" form; _bwd_phase1_rest rounds it further for its products, to tf32 or with BWD_BF16_GROUPS
+# to bf16). "auto" (_AUTO_INPUT): G in
 # the input dtype for bf16 inputs, Gc fp32. On the H200 (bf16, T = 16k, forward+backward; chunk_triton_v15b_variants.json)
 # G in bf16 took 6.82 ms against 6.90 and 6.87, peak 128 MiB lower, the errors against the float64 loop unchanged
 # (du 7.89e-3 against 7.90e-3); Gc in bf16 took 6.94, and 6.78 against 6.76 in the next call (_v15c_variants.json),
@@ -428,23 +437,28 @@ BWD_G_DTYPE = os.environ.get("VLA_BWD_G_DTYPE", "auto")
 # inside the chunk's block), each written once and read once ([chunks, H, K, K]; P, which the chain multiplies by, and
 # the blocks' own maps stay fp32). In bf16 each value is rounded once, where F's products and du's, which take dA in one
 # bf16 pass (BWD_BF16_GROUPS), round about as much already. "auto": the input dtype for bf16 inputs (since v16), fp32
-# otherwise. On the H200 (bf16, B = 4, H = 16) it took the dA chain's per-chunk traffic from 64 to 40 KB per chunk and
-# head and peak memory at T = 16k from 2496 to 2240 MiB (chunk_triton_v16a_ab.json); the time is in ALPHA_PRECISION's
-# note; du's error against the float64 loop at T = 512 9.52e-3 against 9.36e-3, the other gradients unchanged
+# otherwise. At K = 64 that takes the three buffers' traffic from 96 to 48 KB per chunk and head (each written and read
+# once; P's 16 KB read stays). On the H200 (bf16, B = 4, H = 16), with BWD_BF16_GROUPS' "fwd", alternating three times
+# against v15's settings, forward+backward 6.37 / 6.29 / 6.18 against 6.52 / 6.44 / 6.49 ms at T = 16k, 23.93 / 23.83 /
+# 23.85 against 24.50 / 24.53 / 24.58 at 64k, peak memory at 16k 2240 against 2496 MiB (chunk_triton_v16a_ab.json); du's
+# error against the float64 loop at T = 512 9.52e-3 against 9.36e-3, the other gradients unchanged
 # (chunk_triton_v16a_variants.json).
 BWD_DA_DTYPE = os.environ.get("VLA_BWD_DA_DTYPE", "auto")
 # The precision of the forward's write-direction products in _fwd_wy_S with ALPHA_FORM = "factor" (_alpha_chunk: U A,
 # R^{-1} (U A), K_hat A, tril(K_hat Zt^T) Zt and the A update between sub-chunks; "full" keeps PHASE1_PRECISION, since
 # its G goes to the backward's P): "auto", "tf32", "tf32x3", "ieee", or "bf16" (one bf16 pass, both operands rounded to
 # bf16, _pdot). The write directions are stored in the input dtype and are not carried from chunk to chunk (the A chain
-# has its own products, CHAIN_PRECISION). "auto": "bf16" for bf16 inputs (since v16), PHASE1_PRECISION's otherwise.
-# A trade of accuracy for time, measured on the H200 (bf16, B = 4, H = 16, alternating three times in one call,
+# has its own products, CHAIN_PRECISION). "auto": PHASE1_PRECISION's, one tf32 pass at the least precise: SPEC §3 keeps
+# phase 1, the write directions included (issue 6), in fp32 with tf32 products at most, so "bf16" is only offered. It
+# trades accuracy for time, measured on the H200 (bf16, B = 4, H = 16, alternating three times in one call,
 # forward+backward ms, chunk_triton_v16a_ab.json): v15's settings 6.52 / 6.44 / 6.49 at T = 16k and 24.50 / 24.53 /
 # 24.58 at 64k; with BWD_DA_DTYPE and BWD_BF16_GROUPS' "fwd" in bf16 6.37 / 6.29 / 6.18 and 23.93 / 23.83 / 23.85; with
 # this one too 6.19 / 6.13 / 6.03 and 23.27 / 23.13 / 23.05 (forward alone 2.67 / 2.70 / 2.60 against 2.97 / 2.89 /
 # 2.82 at 16k). Errors: against the fp32 PyTorch chunk form at T = 16k o 6.77e-3, S 6.47e-3, dq 6.92e-3, dk 8.69e-3,
 # dv 6.57e-3, du 1.14e-2 against v15's 6.02e-3, 5.61e-3, 6.19e-3, 7.93e-3, 5.80e-3, 1.05e-2 (chunk_triton_v16a_check.json,
 # _v15d_check.json); against the float64 loop at T = 512 o 6.49e-3 against 5.75e-3 (chunk_triton_v16a_variants.json).
+# The suite suite_h200_2026-11-30i_chunk.json ran with "bf16" (then briefly the default): forward+backward 5.56 and
+# 21.34 ms at 16k and 64k, against 5.70 and 22.05 with "auto" in suite_h200_2026-11-30j_chunk.json (another call).
 ALPHA_PRECISION = os.environ.get("VLA_ALPHA_PRECISION", "auto")
 # The most Newton-Schulz iterations (factors applied to Wt, _fwd_A_chain_newton) per chunk. A bound of NEWTON_MAX_BOUND
 # needs 9 to reach 1e-9, the tightest NEWTON_TOL takes by default (12 with |G|_F, at most sqrt(C) times the bound, in
@@ -482,11 +496,12 @@ A_SOLVE_MAX_IT = tl.constexpr(64)
 ALPHA_FORM = os.environ.get("VLA_ALPHA_FORM", "factor")
 # A register cap per kernel (ptxas's .maxnreg), "kernel=registers,..." (e.g. "_fwd_newton_alpha=168"): more programs
 # per SM for fewer registers each, where a kernel waits on latency rather than on its arithmetic; "" for none. The
-# default caps _fwd_wy_S, which with ALPHA_FORM = "factor" holds the write directions' products too, at 168 (three
+# default caps five kernels (below, v16); until v16 it capped _fwd_wy_S alone, which with ALPHA_FORM = "factor" holds
+# the write directions' products too, at 168 (three
 # programs per SM, 10 registers spilt; 26 with "full"): at T = 16k 3.53 / 9.10 ms against 3.89 / 9.51 uncapped; 160 3.48 / 8.91, 144
 # 3.76 / 9.04, 128 3.62 / 9.54, 184 3.90 / 9.42 (chunk_triton_v10c_variants_maxnreg.json). Caps on
 # _fwd_newton_alpha (168: forward 5.49 against 4.25 ms, 62 registers spilt) and on the backward's kernels (within
-# 0.1 ms, or 1.0 ms slower for _bwd_dA_blocks) did not help (chunk_triton_v10a_variants_maxnreg.json).
+# 0.1 ms, or 1.0 ms slower for _bwd_dA_blocks) did not help then (chunk_triton_v10a_variants_maxnreg.json).
 # v16 (the backward's kernels in bf16 need fewer registers than in v10): caps on four backward kernels, each leaving
 # room for one more program per SM (3 of 4 warps at 168, 4 at 128), alone in one call (16k forward+backward ms, against
 # 6.13 and 6.06 without; registers and spills as built): _bwd_phase1_rest 168 6.10 (152, none), _bwd_phase2 168 6.01
@@ -985,7 +1000,8 @@ def _fwd_A_chain_newton(u, A_init, A_chunks, A_final, G_chunks, cu, shift, base,
     against the iterations' 2n + 4, all in CPREC (unlike the iterations, the factors do not correct their own
     rounding, so none takes a cheaper pass). Only matrix products: on tensor cores, where the 16-step
     eliminations of _fwd_A_chain wait on reductions. STORE_G: also store
-    each chunk's G = U A0 U^T ([C, C] per chunk and head in G_chunks) for _fwd_factor (ALPHA_FORM = "factor").
+    each chunk's G = U A0 U^T ([C, C] per chunk and head in G_chunks; its 16 x 16 blocks on and below the diagonal,
+    all _fwd_factor reads) for _fwd_factor (ALPHA_FORM = "factor").
     With L > 0 (A_CHAIN_BLOCK; grid: sequences x heads, blocks) each program walks the L chunks of its block from the
     A entering the block, which _fwd_A_block_chain left in Ablk."""
     _newton_chain(tl.program_id(0).to(tl.int64), u, A_init, A_chunks, A_final, A_final, cu, shift, base, chunk_off,
@@ -1763,7 +1779,7 @@ def _dA_chain_blocked(i_nh, Fbuf, Pbuf, dA_chunks, dA_final, dA_init, tmp, cu, s
         for ib in tl.static_range(NKB):  # the dA entering the chunk: P^T tmp + F
             for jb in tl.static_range(NKB):
                 pf, mf = _kk_block(Fbuf + slot, ib, jb, K)
-                acc = tl.load(pf, mask=mf, other=0.0)
+                acc = tl.load(pf, mask=mf, other=0.0).to(tl.float32)
                 for kb in tl.static_range(NKB):
                     pp, mp = _kk_block(Pbuf + slot, kb, ib, K)
                     pt, mt = _kk_block(tslot, kb, jb, K)
@@ -1865,7 +1881,7 @@ def _grads_chunk(c, h, u, k, dal, dkh, du, dk_out, A_chunks, dA_chunks, Acache, 
     c, j, bos, Tn, s = _chunk_ctx_of(c, cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
     dk, kmask, kk, kkmask = _kk_grid(K, BK)
     A_c = tl.load(A_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
-    dA = tl.load(dA_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0)
+    dA = tl.load(dA_chunks + (c * H + h) * K * K + kk, mask=kkmask, other=0.0).to(tl.float32)
     NB: tl.constexpr = C // SUB
     if SINGLE_STATIC and NB == 1:  # one sub-chunk: no loop (see BWD_SINGLE_STATIC)
         dA = _grads_sub(u, k, dal, dkh, du, dk_out, A_c, dA, bos, j, s, Tn, H, h, dk, kmask, K, SUB, eps,
@@ -1967,7 +1983,7 @@ def _bwd_phase1_rest(k, dal, dkh, dk_out, A_chunks, Fbuf, gbuf, Pbuf, cu, shift,
     forward's (ALPHA_FORM = "full"), and then this kernel stores P = I - Zt^T G (STORE_P). It stores dk, the dA chain's
     coefficients F = sym(Pm^T Qm) and, for _bwd_du, which takes du once the chain has dA1, a (into the chunk's rows
     of dal, once read) and B (into its rows of dkh, once read). Precision: P_FWD for what recomputes the
-    forward (Zt, a; PREC, or with BWD_BF16_GROUPS "fwd" one bf16 pass, but PREC where this kernel stores P, which the
+    forward (Zt, tril(K_hat Zt^T), Qm, a; PREC, or with BWD_BF16_GROUPS "fwd" one bf16 pass, but PREC where this kernel stores P, which the
     dA chain multiplies by), P_WDIR for the write directions' backward (GZ, Pm, F, B; with BWD_BF16_GROUPS "wdir" one
     bf16 pass, _pdot); du's products are _bwd_du's (P_MAIN, BWD_FAST_GROUPS, BWD_BF16_GROUPS)."""
     c, j, bos, Tn, s = _chunk_ctx(cu, shift, chunk_seq, chunk_idx, T, IS_VARLEN)
@@ -2141,7 +2157,8 @@ def _fwd_wy_S(q, k, v, alpha, w, uu, Tmat, o, S_init, S_chunks, S_final, sync, o
     uu and T are stored; NH programs run the S chains (_S_chain), each waiting for a chunk's flag before reading
     its factors (roles by ticket, _role). Results are bit for bit those of _fwd_wy and _fwd_S_chain. ALPHA
     (ALPHA_FORM = "factor"): each per-chunk program first computes its chunk's write directions (_alpha_chunk from the
-    A entering the chunk, A_chunks, and _fwd_factor's R^{-1}, rinv; phase-1 products in P1), then its WY factors;
+    A entering the chunk, A_chunks, and _fwd_factor's R^{-1}, rinv; phase-1 products in P1, ALPHA_PRECISION's), then
+    its WY factors;
     with FULL (ALPHA_FORM = "full") by _alpha_full from the whole chunk's R^{-1} (in rinv), keeping G in gsave
     (SAVE_G)."""
     t = tl.atomic_add(sync, 1).to(tl.int64)
@@ -2200,16 +2217,14 @@ def _precision(setting: str, dtype: torch.dtype, K: int) -> str:
     return "tf32" if dtype == torch.bfloat16 and _full_form(K) else "tf32x3"
 
 
-def _alpha_precision(p1: str, dtype: torch.dtype) -> str:
+def _alpha_precision(p1: str) -> str:
     """ALPHA_PRECISION resolved: the precision of _fwd_wy_S's write-direction products in the "factor" form ("auto":
-    one bf16 pass for bf16 inputs, ``p1``, PHASE1_PRECISION's, otherwise); a ValueError naming the variable for anything
-    else than a known precision."""
+    ``p1``, PHASE1_PRECISION's); a ValueError naming the variable for anything else than a known
+    precision."""
     if ALPHA_PRECISION not in ("auto", "tf32", "tf32x3", "ieee", "bf16"):
         raise ValueError(f"VLA_ALPHA_PRECISION must be 'auto', 'tf32', 'tf32x3', 'ieee' or 'bf16', "
                          f"got {ALPHA_PRECISION!r}")
-    if ALPHA_PRECISION == "auto":
-        return "bf16" if dtype == torch.bfloat16 else p1
-    return ALPHA_PRECISION
+    return p1 if ALPHA_PRECISION == "auto" else ALPHA_PRECISION
 
 
 def _full_form(K: int) -> bool:
@@ -2409,8 +2424,9 @@ def _layout(B, T, offsets, cu_seqlens, C, nudge_eps, device):
 
 def _bwd_group_precisions(base, full=False, dtype=None):
     """The precision of each group of the backward phase-1 kernels' own products (BWD_FAST_GROUPS; the others
-    in ``base``; BWD_BF16_GROUPS where the "full" form runs, ``full``: "auto" is "wdir,main" for bf16 inputs
-    (``dtype``), none otherwise)."""
+    in ``base``; BWD_BF16_GROUPS where the "full" form runs, ``full``: "auto" is "wdir,main,fwd" for bf16 inputs
+    (``dtype``), none otherwise), as {"P_WDIR", "P_CHOL", "P_MAIN", "P_FWD", "SINGLE_STATIC"}; P_FWD is
+    _bwd_phase1_rest's alone (the caller takes it out before handing the rest to the "sub" form's kernels)."""
     fast = {g.strip() for g in BWD_FAST_GROUPS.split(",") if g.strip()}
     unknown = fast - set(BWD_GROUPS)
     if unknown:
@@ -2583,7 +2599,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
             q, k, v, alpha, w, uu, Tmat, o, S_in, S_chunks, S_final, _tickets(NC, H, dev), lay.order, lay.cu, lay.shift,
             lay.chunk_off, lay.chunk_seq, lay.chunk_idx, T, H, N * H, NC * H, scale, eps, u, A_chunks,
             wdir_rinv if factor else A_chunks, CHAINS_FIRST=not _INTERPRET, ALPHA=factor,
-            P1=P1 if full else _alpha_precision(P1, q.dtype),
+            P1=P1 if full else _alpha_precision(P1),
             gsave=gsave if gsave is not None else A_chunks, FULL=full, SAVE_G=gsave is not None,
             num_warps=_p2_warps(BK, BV), **chain, **p2,
             **_nreg("_fwd_wy_S", measured=q.dtype == torch.bfloat16 and max(BK, BV) <= 64))
@@ -2609,7 +2625,7 @@ def _check_backward_settings(dtype, K: int, V: int):
         _buffer_dtype(name, dtype, K, V)
     _da_precision(dtype, K)
     _bwd_group_precisions("tf32")
-    _alpha_precision("tf32", dtype)
+    _alpha_precision("tf32")
 
 
 def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_final, dA_final, lay, has_S0, has_A0,
