@@ -122,23 +122,25 @@ counter and flags are atomics, but they only order the work). Token row indices 
 Status (2026-11-30, H200, triton 3.6; raw results: benchmarks/results/chunk_triton_v4* to chunk_triton_v16*,
 listed in chunk_triton_NOTES.md):
 outputs and every gradient agree with the float64 loop and the fp32 PyTorch chunk form (bf16 inputs at
-T = 16k: relative L2 errors 6.5e-3 to 8.7e-3 for o, S, dq, dk, dv and 1.14e-2 for du, with the bf16 trades above
-(v15, before ALPHA_PRECISION and BWD_DA_DTYPE: 5.6e-3 to 7.9e-3 and 1.05e-2; chunk_triton_v16d_check.json,
-_v15d_check.json), final A 7.8e-4 with one tf32 pass in phase 1; fp32 inputs: 1e-7 to 1e-6; fp16: up to 8e-4;
-K = V = 128: up to 5.5e-3 in bf16), on ragged cu_seqlens with offsets, K != V, initial and final states, chunks of 16,
-32 and 64 (chunks of 16 with K = 64 in the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there);
-outputs and gradients are bit-identical over repeated runs (chunk_triton_v16d_check.json); T = 1M (B = 1, H = 16)
-stays finite and within 7.0e-3 of the fp32 PyTorch chunk form over all 1M tokens, final A 5.9e-4
-(chunk_triton_v16d_million.json). Where the time goes (B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at
-T = 16k; 5.56 ms in all in the suite suite_h200_2026-11-30i_chunk.json, against DeltaNet's 3.86): per kernel
-(chunk_triton_v16d_profile.json) the blocked A chain 0.23 + 0.08 + 0.43 (the serial chain, 64 programs, took 1.01 in
-chunk_triton_v13c_profile.json), _fwd_factor 0.40, the write directions with the WY factors and the S chain 1.25, the
-input check's u norm 0.04 (on a side stream, beside the chain), dS prep 0.29, the blocked dS chain 0.19 + 0.05 + 0.19,
-phase-2 grads 0.60, _bwd_phase1_G 0.45, _bwd_phase1_rest 0.51, the blocked dA chain 0.36 + 0.01 (bf16x3), _bwd_du 0.42.
+T = 16k: relative L2 errors 5.6e-3 to 7.9e-3 for o, S, dq, dk, dv and 1.08e-2 for du (chunk_triton_v16f_check.json;
+v15 measured du 8.7e-3 with the backward's products in tf32, BWD_BF16_GROUPS = "", chunk_triton_v15c_check.json),
+final A 7.8e-4 with one tf32 pass in phase 1; fp32 inputs: 1e-7 to 1e-6; fp16: up to 8e-4; K = V = 128: up to 5.5e-3
+in bf16), on ragged cu_seqlens with offsets, K != V, initial and final states, chunks of 16, 32 and 64 (chunks of 16
+with K = 64 in the "sub" form: right on the H200 only since BWD_SINGLE_STATIC, see there); outputs and gradients are
+bit-identical over repeated runs (chunk_triton_v16f_check.json); T = 1M (B = 1, H = 16) stays finite and within
+6.04e-3 of the fp32 PyTorch chunk form over all 1M tokens, final A 5.9e-4 (chunk_triton_v15f_million.json: v15f's
+forward products, which v16 keeps; with ALPHA_PRECISION = "bf16" 7.0e-3, chunk_triton_v16d_million.json). Where the
+time goes (B = 4, H = 16, K = V = 64, bf16, ms per forward+backward at T = 16k; 5.70 ms in all in the suite
+suite_h200_2026-11-30j_chunk.json, against DeltaNet's 3.87): per kernel (chunk_triton_v16d_profile.json, with
+ALPHA_PRECISION = "bf16", which took about 0.2 ms off _fwd_wy_S, chunk_triton_v16a_ab.json) the blocked A chain 0.23 +
+0.08 + 0.43 (the serial chain, 64 programs, took 1.01 in chunk_triton_v13c_profile.json), _fwd_factor 0.40, the write
+directions with the WY factors and the S chain 1.25, the input check's u norm 0.04 (on a side stream, beside the
+chain), dS prep 0.29, the blocked dS chain 0.19 + 0.05 + 0.19, phase-2 grads 0.60, _bwd_phase1_G 0.45,
+_bwd_phase1_rest 0.51, the blocked dA chain 0.36 + 0.01 (bf16x3), _bwd_du 0.42.
 K = V = 128 (chunks of 64, the "sub" backward, tf32x3, launches apart) passed the float64 smoke with v16
 (chunk_triton_v16e_smoke_wide_k.json); at T = 16k it took 30.1 ms forward and 155.8 ms forward+backward against
 DeltaNet's 2.24 and 6.29 (v15, chunk_triton_v15g_wide_k128.json); K = 64, V = 128 6.44 and 11.98 against 1.74 and
-4.66 (v16, chunk_triton_v16e_wide.json).
+4.66 (v16 with ALPHA_PRECISION = "bf16", which V = 128's launches do not take: chunk_triton_v16e_wide.json).
 """
 
 from __future__ import annotations
