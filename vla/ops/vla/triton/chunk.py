@@ -102,8 +102,8 @@ Precision: phase 1 in fp32 (tf32x3 products), or with one tf32 pass for bf16 inp
 (PHASE1_PRECISION); phase 2's products take their operands rounded to the input dtype (bf16 tensor cores for
 bf16 input) and accumulate in fp32. For bf16 inputs with K <= 64 the "full" backward trades some accuracy for time
 (measured in each setting's note): the backward's recomputation of the write directions, their backward and du's
-products in one bf16 pass (BWD_BF16_GROUPS), the dA chain in bf16x3 (DA_CHAIN_PRECISION), its per-chunk F, Pi and Phi in
-bf16 (BWD_DA_DTYPE), and, with V <= 64 too, its per-token buffers and G in bf16 (BWD_ROWS_DTYPE, BWD_G_DTYPE). The
+products in one bf16 pass (BWD_BF16_GROUPS), the dA chain in bf16x3 (DA_CHAIN_PRECISION), and, with V <= 64 too, the
+dA chain's per-chunk F, Pi and Phi, its per-token buffers and G in bf16 (BWD_DA_DTYPE, BWD_ROWS_DTYPE, BWD_G_DTYPE). The
 forward's phase 1 keeps tf32 products at the least precise (SPEC §3); one bf16 pass for its write directions is offered
 (ALPHA_PRECISION = "bf16"), not the default. Saved for the backward:
 alpha_hat (input dtype, [B, T, H, K]), A at every chunk start (fp32, [chunks, H, K, K]), S at every chunk start (in the
@@ -320,7 +320,7 @@ SAVE_RINV = int(os.environ.get("VLA_SAVE_RINV", "1"))
 CHAIN_WARPS = int(os.environ.get("VLA_CHAIN_WARPS", "4"))
 # (Measured and dropped, v16: 8 warps instead of 4 for the blocked A chain's walk or for _bwd_dA_blocks. On the H200
 # (bf16, B = 4, H = 16, alternating three times, forward+backward ms) the walk with 8: 6.62 / 6.61 / 6.59 against
-# 6.18 / 6.17 / 6.12 at T = 16k and 24.50 / 24.58 / 24.62 against 22.90 / 22.96 / 23.00 at 64k; _bwd_dA_blocks with 8:
+# 6.18 / 6.16 / 6.12 at T = 16k and 24.50 / 24.58 / 24.62 against 22.90 / 22.96 / 22.99 at 64k; _bwd_dA_blocks with 8:
 # 6.54 / 6.59 / 6.55 and 24.13 / 24.41 / 24.51 (chunk_triton_v16f_ab_warps.json).)
 BWD_CACHE_A = int(os.environ.get("VLA_BWD_CACHE_A", "1"))
 # The forward A chain's solver: "cholesky" (16-row factorisations, _fwd_A_chain) or "newton" (matrix
@@ -457,8 +457,8 @@ BWD_DA_DTYPE = os.environ.get("VLA_BWD_DA_DTYPE", "auto")
 # 24.58 at 64k; with BWD_DA_DTYPE and BWD_BF16_GROUPS' "fwd" in bf16 6.37 / 6.29 / 6.18 and 23.93 / 23.83 / 23.85; with
 # this one too 6.19 / 6.13 / 6.03 and 23.27 / 23.13 / 23.05 (forward alone 2.67 / 2.70 / 2.60 against 2.97 / 2.89 /
 # 2.82 at 16k). Errors: against the fp32 PyTorch chunk form at T = 16k o 6.77e-3, S 6.47e-3, dq 6.92e-3, dk 8.69e-3,
-# dv 6.57e-3, du 1.14e-2 against v15's 6.02e-3, 5.61e-3, 6.19e-3, 7.93e-3, 5.80e-3, 1.05e-2 (chunk_triton_v16a_check.json,
-# _v15d_check.json); against the float64 loop at T = 512 o 6.49e-3 against 5.75e-3 (chunk_triton_v16a_variants.json).
+# dv 6.57e-3, du 1.14e-2 against 6.02e-3, 5.61e-3, 6.19e-3, 7.91e-3, 5.81e-3, 1.08e-2 with "auto" and the rest of v16's
+# defaults (chunk_triton_v16a_check.json, _v16f_check.json); against the float64 loop at T = 512 o 6.49e-3 against 5.75e-3 (chunk_triton_v16a_variants.json).
 # The suite suite_h200_2026-11-30i_chunk.json ran with "bf16" (then briefly the default): forward+backward 5.56 and
 # 21.34 ms at 16k and 64k, against 5.70 and 22.05 with "auto" in suite_h200_2026-11-30j_chunk.json (another call).
 ALPHA_PRECISION = os.environ.get("VLA_ALPHA_PRECISION", "auto")
