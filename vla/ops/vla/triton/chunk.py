@@ -559,6 +559,11 @@ def maxnreg_caps(spec: str) -> dict:
     return caps
 
 
+def _caps_measured(dtype: torch.dtype, BK: int, BV: int) -> bool:
+    """Where the default register caps (_DEFAULT_MAXNREG) were measured: bf16 inputs with K and V up to 64."""
+    return dtype == torch.bfloat16 and max(BK, BV) <= 64
+
+
 def _nreg(kernel: str, measured: bool = True) -> dict:
     """The launch option that caps ``kernel``'s registers (MAXNREG), or none; the default caps only where
     ``measured`` (the configurations they were measured on)."""
@@ -2514,7 +2519,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
     newton = LAST_CHAIN_SOLVER == "newton"
     if ALPHA_FORM not in ("full", "factor", "fused"):
         raise ValueError(f"VLA_ALPHA_FORM must be 'full', 'factor' or 'fused', got {ALPHA_FORM!r}")
-    _check_backward_settings(q.dtype, K, V)
+    _check_settings(q.dtype, K, V)
     w = torch.empty_like(k)
     uu = torch.empty_like(v)
     Tmat = torch.empty(NC, H, C, C, dtype=q.dtype, device=dev)  # (I + L)^{-1} per chunk; kept for the backward
@@ -2604,7 +2609,7 @@ def _forward(q, k, v, u, S0, A0, lay, *, scale, lambda0, period, nudge_eps, delt
             P1=P1 if full else _alpha_precision(P1),
             gsave=gsave if gsave is not None else A_chunks, FULL=full, SAVE_G=gsave is not None,
             num_warps=_p2_warps(BK, BV), **chain, **p2,
-            **_nreg("_fwd_wy_S", measured=q.dtype == torch.bfloat16 and max(BK, BV) <= 64))
+            **_nreg("_fwd_wy_S", measured=_caps_measured(q.dtype, BK, BV)))
     else:
         _fwd_wy[(NC, H)](k, v, alpha, w, uu, Tmat, lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H, eps,
                          num_warps=_p2_warps(BK, BV, WY_WARPS), **p2)
@@ -2620,8 +2625,9 @@ def _check_phase1_form():
         raise ValueError(f"VLA_BWD_PHASE1_FORM must be 'full' or 'sub', got {BWD_PHASE1_FORM!r}")
 
 
-def _check_backward_settings(dtype, K: int, V: int):
-    """The backward's settings, each named in a ValueError if malformed, by the forward before any work is done."""
+def _check_settings(dtype, K: int, V: int):
+    """The backward's settings and ALPHA_PRECISION, each named in a ValueError if malformed, by the forward before any
+    work is done."""
     _check_phase1_form()
     for name in _BUFFER_SETTINGS:
         _buffer_dtype(name, dtype, K, V)
@@ -2642,7 +2648,7 @@ def _backward(q, k, v, u, alpha, A_chunks, S_chunks, rinv, gsave, Tmat, do, dS_f
     f32 = dict(dtype=torch.float32, device=dev)
     DOT, P2 = _dot_dtype(q.dtype), _p2_prec(q.dtype)
     common = dict(IS_VARLEN=lay.is_varlen)
-    capped = q.dtype == torch.bfloat16 and max(BK, BV) <= 64  # (where the default register caps were measured)
+    capped = _caps_measured(q.dtype, BK, BV)
     per_chunk = (lay.cu, lay.shift, lay.chunk_seq, lay.chunk_idx, T, H)
     # phase 2: per-chunk factors, the dS chain, per-chunk gradients
     w = torch.empty_like(k)
